@@ -1,0 +1,109 @@
+"""The FX trading calendar, in one place.
+
+The market trades from Sunday 17:00 to Friday 17:00 New York time: Sunday ~21:00/22:00 UTC
+to Friday ~21:00/22:00 UTC depending on US daylight saving time. Data vendors disagree at the
+edges (HistData stamps in EST without DST, Dukascopy in GMT, OANDA follows New York), so
+BQX distinguishes three zones in UTC:
+
+* **surely closed**: closed under both conventions, Friday 22:00 -> Sunday 21:00 UTC.
+  A bar here is invalid and rejected at ingestion.
+* **surely open**: open under both conventions, Sunday 22:00 -> Friday 21:00 UTC. Every
+  bar interval here belongs to the feature grid; a missing bar is a gap.
+* the two **edge hours** (Friday 21-22 and Sunday 21-22 UTC): bars there are kept when a vendor
+  has them, but their absence is not a gap.
+
+Windows and lags count bars of this grid (trading time): closed periods are skipped, not
+filled. Holidays are not modelled: a holiday with no bars is a long gap (NaN windows).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+NY = "America/New_York"
+_MIN_PER_DAY = 1440
+# minutes of the week, Monday 00:00 = 0 (pandas dayofweek: Monday=0 ... Sunday=6)
+_FRI_2100 = 4 * _MIN_PER_DAY + 21 * 60
+_FRI_2200 = 4 * _MIN_PER_DAY + 22 * 60
+_SUN_2100 = 6 * _MIN_PER_DAY + 21 * 60
+_SUN_2200 = 6 * _MIN_PER_DAY + 22 * 60
+_NY_FRI_1700 = 4 * _MIN_PER_DAY + 17 * 60
+_NY_SUN_1700 = 6 * _MIN_PER_DAY + 17 * 60
+
+
+def to_utc_index(ts: object) -> pd.DatetimeIndex:
+    """Coerce timestamps to a tz-aware UTC DatetimeIndex (naive input is taken as UTC)."""
+    idx = pd.DatetimeIndex(ts)  # type: ignore[arg-type]
+    if idx.tz is None:
+        return idx.tz_localize("UTC")
+    return idx.tz_convert("UTC")
+
+
+def to_utc(ts: object) -> pd.Timestamp:
+    """Coerce one timestamp to tz-aware UTC (naive is taken as UTC)."""
+    t = pd.Timestamp(ts)  # type: ignore[arg-type]
+    if t is pd.NaT:
+        raise ValueError("timestamp is NaT")
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _minute_of_week(idx: pd.DatetimeIndex) -> np.ndarray:
+    return (
+        idx.day_of_week.to_numpy() * _MIN_PER_DAY + idx.hour.to_numpy() * 60 + idx.minute.to_numpy()
+    )
+
+
+def surely_closed(ts: object) -> np.ndarray:
+    """True where the market is closed under every vendor convention (Fri 22:00-Sun 21:00 UTC)."""
+    mow = _minute_of_week(to_utc_index(ts))
+    return (mow >= _FRI_2200) & (mow < _SUN_2100)
+
+
+def surely_open(ts: object) -> np.ndarray:
+    """True where the market is open under every vendor convention (Sun 22:00-Fri 21:00 UTC)."""
+    mow = _minute_of_week(to_utc_index(ts))
+    return ~((mow >= _FRI_2100) & (mow < _SUN_2200))
+
+
+def ny_open(ts: object) -> np.ndarray:
+    """True where the market is open by the New York 17:00 rule (DST-aware)."""
+    idx = to_utc_index(ts).tz_convert(NY)
+    mow = _minute_of_week(idx)
+    return ~((mow >= _NY_FRI_1700) & (mow < _NY_SUN_1700))
+
+
+def minutes_from_rollover(ts: object) -> np.ndarray:
+    """Signed minutes from the nearest daily rollover (17:00 New York), in [-720, 720)."""
+    idx = to_utc_index(ts).tz_convert(NY)
+    m = idx.hour.to_numpy() * 60 + idx.minute.to_numpy() - 17 * 60
+    return ((m + 720) % _MIN_PER_DAY) - 720
+
+
+def floor_to_interval(t: pd.Timestamp, interval: timedelta) -> pd.Timestamp:
+    step = pd.Timedelta(interval)
+    return t.floor(step)
+
+
+def expected_grid(start: object, end: object, interval: timedelta) -> pd.DatetimeIndex:
+    """Bar timestamps in ``[start, end]`` that must exist in surely-open trading time."""
+    s = floor_to_interval(to_utc(start), interval)
+    e = to_utc(end)
+    if e < s:
+        return pd.DatetimeIndex([], tz="UTC", dtype="datetime64[ns, UTC]")
+    rng = pd.date_range(s, e, freq=pd.Timedelta(interval), unit="ns")
+    return rng[surely_open(rng)]
+
+
+def ny_trading_index(start: object, end: object, interval: timedelta) -> pd.DatetimeIndex:
+    """Bar timestamps in ``[start, end)`` open by the New York rule (used by the simulator)."""
+    s = floor_to_interval(to_utc(start), interval)
+    e = to_utc(end)
+    rng = pd.date_range(s, e, freq=pd.Timedelta(interval), inclusive="left", unit="ns")
+    return rng[ny_open(rng)]
+
+
+def utcnow() -> datetime:
+    return pd.Timestamp.now(tz="UTC").to_pydatetime()

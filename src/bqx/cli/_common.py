@@ -1,0 +1,154 @@
+"""Shared CLI plumbing: settings, --json output, progress bars and error handling.
+
+Commands stay thin: parse options, call the library, print. Heavy imports happen inside
+commands so that ``bqx --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def settings(**overrides: Any) -> Any:
+    from bqx.config import load_settings
+
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _default(o: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(o, pd.Timestamp | datetime | date):
+        return o.isoformat()
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        f = float(o)
+        return None if not math.isfinite(f) else f
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, pd.DataFrame):
+        return json.loads(o.to_json(orient="records", date_format="iso"))
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    return str(o)
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_clean(v) for v in o]
+    return o
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(_clean(obj), default=_default, indent=2) + "\n")
+
+
+def table(
+    rows: list[dict[Any, Any]], title: str | None = None, columns: list[str] | None = None
+) -> None:
+    """Print rows as a rich table."""
+    if not rows:
+        console.print(f"[dim]{title + ': ' if title else ''}(nothing)[/dim]")
+        return
+    cols = columns or list(rows[0].keys())
+    t = Table(title=title, show_lines=False)
+    for c in cols:
+        t.add_column(str(c), overflow="fold")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c)) for c in cols])
+    console.print(t)
+
+
+def _fmt(v: Any) -> str:
+    import pandas as pd
+
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "nan"
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, pd.Timestamp | datetime):
+        return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
+    return str(v)
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: int | None = None, enabled: bool = True
+) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr; yields ``update(done, total)``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, tot: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as prog:
+        task = prog.add_task(description, total=total)
+
+        def update(done: int, tot: int) -> None:
+            prog.update(task, completed=done, total=tot)
+
+        yield update
+
+
+def handle_errors(fn: F) -> F:
+    """Turn BqxError into a clear message and exit code 2 instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from bqx.errors import BqxError
+
+        try:
+            return fn(*args, **kwargs)
+        except BqxError as e:
+            err_console.print(f"[bold red]error:[/bold red] {e.message}")
+            if e.hint:
+                err_console.print(f"[yellow]hint:[/yellow] {e.hint}")
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,218 @@
+"""Settings: defaults < ``bqx.toml`` < ``BQX_*`` environment variables < explicit arguments.
+
+Everything BQX reads from the outside world is here. Paths are derived from the project
+home (``./.bqx`` by default, ``BQX_HOME``), so a test only needs a temporary home.
+
+Nested sections map to TOML tables and to ``BQX_<SECTION>__<FIELD>`` variables, e.g.
+``[serve] port = 8080`` or ``BQX_SERVE__PORT=8080``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bqx.errors import ConfigError
+
+
+class TrainSettings(BaseModel):
+    """Training defaults (SPEC section 4)."""
+
+    model: Literal["rf", "lightgbm", "xgboost", "ridge"] = "rf"
+    train_frac: float = 0.70
+    val_frac: float = 0.15
+    selection_threshold: float = Field(0.95, gt=0, le=1)
+    max_features: int = Field(70, ge=1)
+    #: Rows (a random subsample of the training segment) the selection forest sees.
+    selection_rows: int = Field(30_000, ge=1000)
+    interval_level: float = Field(0.90, gt=0, lt=1)
+    #: "scaled": residuals normalised by recent realised volatility (adapts to regimes);
+    #: "absolute": plain split-conformal residual quantile.
+    interval_method: Literal["scaled", "absolute"] = "scaled"
+    #: Approval rule: "beats_naive" (R² and directional accuracy both beat the naive
+    #: baselines on the test segment), "always" or "never" (manual approval only).
+    approval_rule: Literal["beats_naive", "always", "never"] = "beats_naive"
+    jobs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
+    seed: int = 42
+
+
+class ServeSettings(BaseModel):
+    """Prediction service settings (SPEC section 5)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    cache_size: int = Field(10, ge=1)
+    prewarm: list[str] = Field(default_factory=list)
+    #: Seconds between checks of the ``production`` alias for promotions/rollbacks.
+    alias_ttl_s: float = 5.0
+    #: A request whose as-of bar is older than this (minutes) before the requested time is refused.
+    stale_tolerance_min: float = 5.0
+    #: When no timestamp is given, also refuse if the newest bar is this old vs. the wall clock
+    #: (minutes; 0 disables: useful for historical or simulated data).
+    wallclock_stale_min: float = 0.0
+    max_batch: int = Field(100, ge=1)
+    rate_limit: float = Field(100.0, gt=0, description="requests/second per key (token bucket)")
+    max_body_bytes: int = 1_000_000
+    cors_origins: list[str] = Field(default_factory=list)
+    #: Seconds between refreshes of the in-memory bar cache from the store.
+    bars_refresh_s: float = 1.0
+
+
+class SignalSettings(BaseModel):
+    """Prediction -> BUY/SELL/HOLD (SPEC section 5)."""
+
+    threshold: float = Field(0.0005, gt=0)
+    pair_thresholds: dict[str, float] = Field(default_factory=dict)
+    #: Scale the threshold by (recent volatility / its long-run median) when True.
+    vol_scaling: bool = False
+    #: Daily rollover no-trade window around 17:00 New York, minutes either side.
+    rollover_minutes: int = 5
+
+
+class Settings(BaseSettings):
+    """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BQX_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Path(".bqx")
+    #: ``duckdb:///path/bars.duckdb`` (default: under home) or ``postgresql://user@host/db``.
+    store_url: str | None = None
+    #: Transactional state (API keys, decision log, promotion history): SQLite (WAL) by default.
+    state_url: str | None = None
+    #: MLflow tracking/registry URI; default SQLite under home.
+    tracking_uri: str | None = None
+    #: Optuna storage URL; default SQLite under home.
+    optuna_url: str | None = None
+    bar_interval: str = "1min"
+    #: Missing bars inside trading time are forward-filled up to this many bars; longer gaps
+    #: are NaN and invalidate the windows that span them.
+    max_ffill_bars: int = Field(5, ge=0)
+    horizon: int = Field(60, ge=1, description="forecast horizon in bars")
+    target: Literal["bqx", "return"] = "bqx"
+
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("BQX_CONFIG", "bqx.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        elif "BQX_CONFIG" in os.environ:
+            raise ConfigError(f"BQX_CONFIG points to {toml_path}, which does not exist")
+        return tuple(sources)
+
+    @field_validator("bar_interval")
+    @classmethod
+    def _check_interval(cls, v: str) -> str:
+        try:
+            td = pd.Timedelta(v)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"bar_interval {v!r} is not a duration like '1min' or '1h'") from e
+        if td <= pd.Timedelta(0) or td > pd.Timedelta("1D"):
+            raise ValueError("bar_interval must be between 1 second and 1 day")
+        return v
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not (v.startswith("duckdb://") or v.startswith(("postgresql://", "postgres://"))):
+            raise ValueError(
+                f"store_url {v!r} must start with duckdb:/// or postgresql:// "
+                "(e.g. duckdb:///.bqx/bars.duckdb or postgresql://postgres@127.0.0.1:5432/test)"
+            )
+        return v
+
+    # ---- derived values ---------------------------------------------------------------
+    @cached_property
+    def interval(self) -> timedelta:
+        """Bar interval as a timedelta."""
+        return pd.Timedelta(self.bar_interval).to_pytimedelta()
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"duckdb:///{(self.home / 'bars.duckdb').as_posix()}"
+
+    @property
+    def resolved_state_url(self) -> str:
+        return self.state_url or f"sqlite:///{(self.home / 'state.db').as_posix()}"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve().as_posix()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def resolved_optuna_url(self) -> str:
+        return self.optuna_url or f"sqlite:///{(self.home / 'optuna.db').as_posix()}"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as plain JSON-able data, with resolved URLs (for ``bqx config show``)."""
+        d = self.model_dump(mode="json")
+        d["resolved"] = {
+            "store_url": self.resolved_store_url,
+            "state_url": self.resolved_state_url,
+            "tracking_uri": self.resolved_tracking_uri,
+            "optuna_url": self.resolved_optuna_url,
+            "features_dir": str(self.features_dir),
+            "interval_seconds": self.interval.total_seconds(),
+        }
+        return d
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning pydantic's validation errors into a :class:`ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(
+            "invalid settings:\n  " + "\n  ".join(lines),
+            hint="check BQX_* environment variables and bqx.toml",
+        ) from None

@@ -1,0 +1,681 @@
+"""The bar store: one interface, two real backends (DuckDB embedded default, PostgreSQL).
+
+Semantics shared by both backends (and checked by one test suite run against both):
+
+* ``upsert`` is idempotent: a bar identical to the stored one is left untouched, a bar that
+  differs is updated, a new key is inserted; everything happens in one transaction, so a
+  failure writes nothing. Input must have unique ``(pair, ts)`` keys (ingestion checks).
+* reads return canonical bar frames (see :mod:`bqx.data.bars`) sorted by ``(pair, ts)``.
+* ``read_asof(ts, n)`` returns, for every requested pair, the last ``n`` bars at or before
+  ``ts``: the online feature path reads this.
+
+Concurrency: DuckDB allows one process to hold a file open for writing, and opening a
+connection costs ~15 ms. The DuckDB store therefore opens a short-lived connection per
+operation (retrying while another process holds the lock), unless the caller pins one with
+``with store.hold(): ...`` for a sequence of operations. The prediction service never reads
+DuckDB on the request path: it keeps the recent bars in memory. PostgreSQL has no such limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bqx.calendar import surely_open, to_utc
+from bqx.data.bars import BAR_COLUMNS, VALUE_COLUMNS, empty_bars, normalize_bars
+from bqx.errors import StoreError
+from bqx.universe import normalize_pairs
+
+_VALUE_SQL = ", ".join(VALUE_COLUMNS)
+_COLS_SQL = ", ".join(BAR_COLUMNS)
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    inserted: int
+    updated: int
+    unchanged: int
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class BarStore(ABC):
+    """Interface of a bar store. Use :func:`open_store` to get one."""
+
+    url: str
+    interval: timedelta
+
+    # -- writes ---------------------------------------------------------------------------
+    @abstractmethod
+    def upsert(self, bars: pd.DataFrame) -> UpsertResult:
+        """Insert new bars and update changed ones, atomically."""
+
+    # -- reads ----------------------------------------------------------------------------
+    @abstractmethod
+    def read(
+        self,
+        pairs: Sequence[str] | str | None = None,
+        start: Any = None,
+        end: Any = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Bars of ``pairs`` (default all) with ``start <= ts <= end`` (either bound optional)."""
+
+    @abstractmethod
+    def read_asof(self, ts: Any, n: int, pairs: Sequence[str] | str | None = None) -> pd.DataFrame:
+        """The last ``n`` bars at or before ``ts`` for each pair (default all 28)."""
+
+    @abstractmethod
+    def latest(self, pairs: Sequence[str] | str | None = None) -> dict[str, pd.Timestamp]:
+        """Timestamp of the newest bar per pair that has any bars."""
+
+    @abstractmethod
+    def _pair_stats(self) -> pd.DataFrame:
+        """pair, rows, first, last for every stored pair."""
+
+    @abstractmethod
+    def _jumps(self, pairs: list[str]) -> pd.DataFrame:
+        """pair, prev_ts, ts for consecutive bars more than one interval apart."""
+
+    @abstractmethod
+    def _aggregate(self, start: Any, end: Any) -> tuple[Any, ...]:
+        """(rows, sum close, sum volume, sum spread, min ts, max ts) over all pairs in range."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True if the store answers a trivial query."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @contextlib.contextmanager
+    def hold(self, read_only: bool = False) -> Iterator[BarStore]:
+        """Keep one connection open for a sequence of operations (no-op for PostgreSQL)."""
+        yield self
+
+    # -- derived --------------------------------------------------------------------------
+    def pairs(self) -> list[str]:
+        return list(self._pair_stats()["pair"])
+
+    def summary(self, pairs: Sequence[str] | str | None = None) -> pd.DataFrame:
+        """Per pair: rows, first, last, gaps (missing surely-open bars) and the longest gap.
+
+        A gap is a run of missing bars inside surely-open trading time; weekends are not gaps.
+        """
+        stats = self._pair_stats()
+        if pairs is not None:
+            stats = stats[stats["pair"].isin(normalize_pairs(pairs))]
+        stats = stats.reset_index(drop=True)
+        gaps = {p: (0, 0, 0) for p in stats["pair"]}
+        if len(stats):
+            jumps = self._jumps(list(stats["pair"]))
+            step = pd.Timedelta(self.interval)
+            for pair, grp in jumps.groupby("pair", sort=False):
+                n_gaps = missing_total = longest = 0
+                for a, b in zip(grp["prev_ts"], grp["ts"], strict=True):
+                    inner = pd.date_range(a + step, b - step, freq=step)
+                    missing = int(surely_open(inner).sum()) if len(inner) else 0
+                    if missing:
+                        n_gaps += 1
+                        missing_total += missing
+                        longest = max(longest, missing)
+                gaps[str(pair)] = (n_gaps, missing_total, longest)
+        stats["gaps"] = [gaps[p][0] for p in stats["pair"]]
+        stats["missing_bars"] = [gaps[p][1] for p in stats["pair"]]
+        stats["longest_gap_bars"] = [gaps[p][2] for p in stats["pair"]]
+        return stats
+
+    def fingerprint(self, start: Any = None, end: Any = None) -> str:
+        """A short hash of all bars in ``[start, end]``: changes when any bar there changes."""
+        agg = self._aggregate(start, end)
+        text = "|".join("" if v is None else repr(v) for v in agg)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _asof_span(self, n: int) -> pd.Timedelta:
+        # n bars of trading time plus a weekend and a long holiday of slack
+        return pd.Timedelta(self.interval) * int(n * 1.5 + 10) + pd.Timedelta(days=4)
+
+
+def _bounds(start: Any, end: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    s = to_utc(start) if start is not None else None
+    e = to_utc(end) if end is not None else None
+    return s, e
+
+
+def _select_columns(columns: Sequence[str] | None) -> list[str]:
+    if columns is None:
+        return list(BAR_COLUMNS)
+    cols = ["pair", "ts", *[c for c in columns if c not in ("pair", "ts")]]
+    bad = [c for c in cols if c not in BAR_COLUMNS]
+    if bad:
+        raise ValueError(f"unknown bar columns {bad}; valid: {list(BAR_COLUMNS)}")
+    return cols
+
+
+def _finish(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Canonical dtypes/order for a frame read back from a backend."""
+    if not len(df):
+        return empty_bars()[cols]
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    out["pair"] = df["pair"].astype(str).to_numpy(dtype=object)
+    out["ts"] = pd.DatetimeIndex(pd.to_datetime(df["ts"], utc=True)).as_unit("ns")
+    for c in cols[2:]:
+        out[c] = pd.to_numeric(df[c]).to_numpy(dtype="float64")
+    return out
+
+
+# =========================================================================================
+# DuckDB
+# =========================================================================================
+class DuckDBStore(BarStore):
+    """Embedded store in one DuckDB file. Uniqueness of (pair, ts) is enforced by ``upsert``
+    (the only write path) rather than an index: DuckDB's ART index makes bulk loads several
+    times slower and does not speed up the range scans we do."""
+
+    def __init__(self, path: str | Path, interval: timedelta, lock_timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.url = f"duckdb:///{self.path.as_posix()}"
+        self.interval = interval
+        self.lock_timeout_s = lock_timeout_s
+        self._held: Any = None
+        self._held_ro = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn(read_only=False) as con:
+            con.execute(
+                """CREATE TABLE IF NOT EXISTS bars (
+                    pair VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
+                    open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL,
+                    close DOUBLE NOT NULL, volume DOUBLE, spread DOUBLE)"""
+            )
+
+    def _open(self, read_only: bool) -> Any:
+        import duckdb
+
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.01
+        while True:
+            try:
+                if read_only and not self.path.exists():
+                    read_only = False
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                con.execute("SET TimeZone='UTC'")
+                return con
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise StoreError(
+                        f"cannot open DuckDB store {self.path}: {e}",
+                        hint="another process (e.g. `bqx serve` or an ingest) holds the file; "
+                        "wait for it, push live bars through POST /v1/bars, or use PostgreSQL "
+                        "(BQX_STORE_URL=postgresql://...) for concurrent writers",
+                    ) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    @contextlib.contextmanager
+    def _conn(self, read_only: bool = True) -> Iterator[Any]:
+        if self._held is not None:
+            if not read_only and self._held_ro:
+                raise StoreError("a write was attempted inside a read-only hold()")
+            yield self._held
+            return
+        con = self._open(read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def hold(self, read_only: bool = False) -> Iterator[BarStore]:
+        if self._held is not None:
+            yield self
+            return
+        self._held = self._open(read_only)
+        self._held_ro = read_only
+        try:
+            yield self
+        finally:
+            self._held.close()
+            self._held = None
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def ping(self) -> bool:
+        try:
+            with self._conn() as con:
+                con.execute("SELECT 1").fetchall()
+            return True
+        except Exception:
+            return False
+
+    def upsert(self, bars: pd.DataFrame) -> UpsertResult:
+        df = normalize_bars(bars)
+        if not len(df):
+            return UpsertResult(0, 0, 0)
+        if df.duplicated(["pair", "ts"]).any():
+            raise StoreError("upsert input has duplicate (pair, ts) keys; validate it first")
+        differs = " OR ".join(f"i.{c} IS DISTINCT FROM b.{c}" for c in VALUE_COLUMNS)
+        with self._conn(read_only=False) as con:
+            con.register("incoming_df", df)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE incoming AS
+                        SELECT i.*, b.pair IS NULL AS is_new,
+                               b.pair IS NOT NULL AND ({differs}) AS is_changed
+                        FROM incoming_df i LEFT JOIN bars b
+                          ON b.pair = i.pair AND b.ts = i.ts"""
+                )
+                n_new, n_changed = con.execute(
+                    "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE is_changed) "
+                    "FROM incoming"
+                ).fetchone()
+                if n_changed:
+                    sets = ", ".join(f"{c} = i.{c}" for c in VALUE_COLUMNS)
+                    con.execute(
+                        f"""UPDATE bars SET {sets} FROM incoming i
+                            WHERE i.is_changed AND bars.pair = i.pair AND bars.ts = i.ts"""
+                    )
+                if n_new:
+                    con.execute(
+                        f"INSERT INTO bars SELECT {_COLS_SQL} FROM incoming WHERE is_new "
+                        "ORDER BY pair, ts"
+                    )
+                con.execute("DROP TABLE incoming")
+                con.execute("COMMIT")
+            except Exception:
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("incoming_df")
+        return UpsertResult(int(n_new), int(n_changed), len(df) - int(n_new) - int(n_changed))
+
+    def read(
+        self,
+        pairs: Sequence[str] | str | None = None,
+        start: Any = None,
+        end: Any = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        cols = _select_columns(columns)
+        plist = normalize_pairs(pairs)
+        s, e = _bounds(start, end)
+        where = ["pair IN (SELECT unnest($pairs))"]
+        params: dict[str, Any] = {"pairs": plist}
+        if s is not None:
+            where.append("ts >= $start")
+            params["start"] = s.to_pydatetime()
+        if e is not None:
+            where.append("ts <= $end")
+            params["end"] = e.to_pydatetime()
+        sql = f"SELECT {', '.join(cols)} FROM bars WHERE {' AND '.join(where)} ORDER BY pair, ts"
+        with self._conn() as con:
+            df = con.execute(sql, params).fetch_df()
+        return _finish(df, cols)
+
+    def read_asof(self, ts: Any, n: int, pairs: Sequence[str] | str | None = None) -> pd.DataFrame:
+        t = to_utc(ts)
+        plist = normalize_pairs(pairs)
+        lo = t - self._asof_span(n)
+        sql = f"""SELECT {_COLS_SQL} FROM bars
+                  WHERE pair IN (SELECT unnest($pairs)) AND ts <= $t {{lower}}
+                  QUALIFY row_number() OVER (PARTITION BY pair ORDER BY ts DESC) <= $n
+                  ORDER BY pair, ts"""
+        params = {"pairs": plist, "t": t.to_pydatetime(), "n": int(n)}
+        with self._conn() as con:
+            df = con.execute(
+                sql.format(lower="AND ts > $lo"), {**params, "lo": lo.to_pydatetime()}
+            ).fetch_df()
+            counts = df["pair"].value_counts()
+            short = [p for p in plist if counts.get(p, 0) < n]
+            if short:
+                # a long gap: fall back to an unbounded scan for those pairs only
+                more = con.execute(sql.format(lower=""), {**params, "pairs": short}).fetch_df()
+                df = pd.concat([df[~df["pair"].isin(short)], more], ignore_index=True)
+                df = df.sort_values(["pair", "ts"], kind="stable").reset_index(drop=True)
+        return _finish(df, list(BAR_COLUMNS))
+
+    def latest(self, pairs: Sequence[str] | str | None = None) -> dict[str, pd.Timestamp]:
+        plist = normalize_pairs(pairs)
+        with self._conn() as con:
+            rows = con.execute(
+                "SELECT pair, max(ts) FROM bars WHERE pair IN (SELECT unnest($p)) GROUP BY pair",
+                {"p": plist},
+            ).fetchall()
+        return {p: to_utc(t) for p, t in sorted(rows)}
+
+    def _pair_stats(self) -> pd.DataFrame:
+        with self._conn() as con:
+            df = con.execute(
+                "SELECT pair, count(*) AS rows, min(ts) AS first, max(ts) AS last "
+                "FROM bars GROUP BY pair ORDER BY pair"
+            ).fetch_df()
+        return _stats_frame(df)
+
+    def _jumps(self, pairs: list[str]) -> pd.DataFrame:
+        sql = """SELECT pair, prev_ts, ts FROM (
+                   SELECT pair, ts, lag(ts) OVER (PARTITION BY pair ORDER BY ts) AS prev_ts
+                   FROM bars WHERE pair IN (SELECT unnest($p)))
+                 WHERE ts - prev_ts > $step ORDER BY pair, ts"""
+        with self._conn() as con:
+            df = con.execute(
+                sql, {"p": pairs, "step": pd.Timedelta(self.interval).to_pytimedelta()}
+            ).fetch_df()
+        return _jumps_frame(df)
+
+    def _aggregate(self, start: Any, end: Any) -> tuple[Any, ...]:
+        s, e = _bounds(start, end)
+        where, params = ["TRUE"], {}
+        if s is not None:
+            where.append("ts >= $s")
+            params["s"] = s.to_pydatetime()
+        if e is not None:
+            where.append("ts <= $e")
+            params["e"] = e.to_pydatetime()
+        sql = (
+            "SELECT count(*), sum(close), sum(volume), sum(spread), sum(open + high + low), "
+            f"min(ts), max(ts) FROM bars WHERE {' AND '.join(where)}"
+        )
+        with self._conn() as con:
+            row = con.execute(sql, params).fetchone()
+        return _agg_tuple(row)
+
+
+# =========================================================================================
+# PostgreSQL
+# =========================================================================================
+class PostgresStore(BarStore):
+    """Production store on PostgreSQL (psycopg 3). Uses a TimescaleDB hypertable when the
+    extension is available, a plain table with a (pair, ts) primary key otherwise."""
+
+    def __init__(self, url: str, interval: timedelta, table: str = "bars"):
+        import psycopg
+
+        self.url = url
+        self.interval = interval
+        self.table = table
+        try:
+            self._con = psycopg.connect(_pg_dsn(url), autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as e:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {_redact(url)}: {str(e).strip()}",
+                hint="check that the server runs and BQX_STORE_URL is right",
+            ) from e
+        self.timescale = False
+        with self._con.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute(
+                f"""CREATE TABLE IF NOT EXISTS {table} (
+                    pair TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL,
+                    open DOUBLE PRECISION NOT NULL, high DOUBLE PRECISION NOT NULL,
+                    low DOUBLE PRECISION NOT NULL, close DOUBLE PRECISION NOT NULL,
+                    volume DOUBLE PRECISION, spread DOUBLE PRECISION,
+                    PRIMARY KEY (pair, ts))"""
+            )
+            cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+            if cur.fetchone():
+                try:
+                    cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                    cur.execute(
+                        "SELECT create_hypertable(%s, 'ts', if_not_exists => TRUE, "
+                        "migrate_data => TRUE, chunk_time_interval => INTERVAL '7 days')",
+                        (table,),
+                    )
+                    self.timescale = True
+                except psycopg.Error:
+                    self.timescale = False
+
+    def close(self) -> None:
+        self._con.close()
+
+    def ping(self) -> bool:
+        try:
+            with self._con.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchone()
+            return True
+        except Exception:
+            return False
+
+    def upsert(self, bars: pd.DataFrame) -> UpsertResult:
+        df = normalize_bars(bars)
+        if not len(df):
+            return UpsertResult(0, 0, 0)
+        if df.duplicated(["pair", "ts"]).any():
+            raise StoreError("upsert input has duplicate (pair, ts) keys; validate it first")
+        t = self.table
+        differs = " OR ".join(f"{t}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in VALUE_COLUMNS)
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in VALUE_COLUMNS)
+        with self._con.transaction(), self._con.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE incoming (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DROP")
+            with cur.copy(f"COPY incoming ({_COLS_SQL}) FROM STDIN WITH (FORMAT csv)") as cp:
+                cp.write(_to_csv_bytes(df))
+            cur.execute(
+                f"""WITH w AS (
+                      INSERT INTO {t} ({_COLS_SQL}) SELECT {_COLS_SQL} FROM incoming
+                      ON CONFLICT (pair, ts) DO UPDATE SET {sets} WHERE {differs}
+                      RETURNING (xmax = 0) AS inserted)
+                    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+                    FROM w"""
+            )
+            row = cur.fetchone()
+        assert row is not None
+        n_new, n_changed = int(row[0]), int(row[1])
+        return UpsertResult(n_new, n_changed, len(df) - n_new - n_changed)
+
+    def _copy_out(self, sql: str, params: Sequence[Any], cols: list[str]) -> pd.DataFrame:
+        import psycopg
+
+        buf = io.BytesIO()
+        query = psycopg.ClientCursor(self._con).mogrify(sql, params) if params else sql
+        with (
+            self._con.cursor() as cur,
+            cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as cp,
+        ):
+            for chunk in cp:
+                buf.write(chunk)
+        if buf.tell() == 0:
+            return empty_bars()[cols]
+        buf.seek(0)
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        types = {c: pa.float64() for c in cols[2:]}
+        types["pair"] = pa.string()
+        types["ts"] = pa.timestamp("ns", tz="UTC")
+        tbl = pacsv.read_csv(
+            buf,
+            read_options=pacsv.ReadOptions(column_names=cols),
+            convert_options=pacsv.ConvertOptions(column_types=types),
+        )
+        df = tbl.to_pandas()
+        return _finish(df, cols)
+
+    def read(
+        self,
+        pairs: Sequence[str] | str | None = None,
+        start: Any = None,
+        end: Any = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        cols = _select_columns(columns)
+        plist = normalize_pairs(pairs)
+        s, e = _bounds(start, end)
+        where: list[str] = ["pair = ANY(%s)"]
+        params: list[Any] = [plist]
+        if s is not None:
+            where.append("ts >= %s")
+            params.append(s.to_pydatetime())
+        if e is not None:
+            where.append("ts <= %s")
+            params.append(e.to_pydatetime())
+        sql = (
+            f"SELECT {', '.join(cols)} FROM {self.table} WHERE {' AND '.join(where)} "
+            "ORDER BY pair, ts"
+        )
+        return self._copy_out(sql, params, cols)
+
+    def read_asof(self, ts: Any, n: int, pairs: Sequence[str] | str | None = None) -> pd.DataFrame:
+        t = to_utc(ts)
+        plist = normalize_pairs(pairs)
+        sql = f"""SELECT b.{", b.".join(BAR_COLUMNS)} FROM unnest(%s::text[]) AS p(pair)
+                  CROSS JOIN LATERAL (
+                    SELECT * FROM {self.table} x WHERE x.pair = p.pair AND x.ts <= %s
+                    ORDER BY x.ts DESC LIMIT %s) b
+                  ORDER BY b.pair, b.ts"""
+        return self._copy_out(sql, [plist, t.to_pydatetime(), int(n)], list(BAR_COLUMNS))
+
+    def latest(self, pairs: Sequence[str] | str | None = None) -> dict[str, pd.Timestamp]:
+        plist = normalize_pairs(pairs)
+        with self._con.cursor() as cur:
+            # one index probe per pair instead of a full scan
+            cur.execute(
+                f"""SELECT p.pair, (SELECT max(ts) FROM {self.table} x WHERE x.pair = p.pair)
+                    FROM unnest(%s::text[]) AS p(pair)""",
+                (plist,),
+            )
+            rows = cur.fetchall()
+        return {p: to_utc(t) for p, t in sorted(rows) if t is not None}
+
+    def _pair_stats(self) -> pd.DataFrame:
+        with self._con.cursor() as cur:
+            cur.execute(
+                f"SELECT pair, count(*), min(ts), max(ts) FROM {self.table} "
+                "GROUP BY pair ORDER BY pair"
+            )
+            rows = cur.fetchall()
+        return _stats_frame(pd.DataFrame(rows, columns=["pair", "rows", "first", "last"]))
+
+    def _jumps(self, pairs: list[str]) -> pd.DataFrame:
+        with self._con.cursor() as cur:
+            cur.execute(
+                f"""SELECT pair, prev_ts, ts FROM (
+                      SELECT pair, ts, lag(ts) OVER (PARTITION BY pair ORDER BY ts) AS prev_ts
+                      FROM {self.table} WHERE pair = ANY(%s)) j
+                    WHERE ts - prev_ts > %s ORDER BY pair, ts""",
+                (pairs, pd.Timedelta(self.interval).to_pytimedelta()),
+            )
+            rows = cur.fetchall()
+        return _jumps_frame(pd.DataFrame(rows, columns=["pair", "prev_ts", "ts"]))
+
+    def _aggregate(self, start: Any, end: Any) -> tuple[Any, ...]:
+        s, e = _bounds(start, end)
+        where, params = ["TRUE"], []
+        if s is not None:
+            where.append("ts >= %s")
+            params.append(s.to_pydatetime())
+        if e is not None:
+            where.append("ts <= %s")
+            params.append(e.to_pydatetime())
+        with self._con.cursor() as cur:
+            cur.execute(
+                "SELECT count(*), sum(close), sum(volume), sum(spread), sum(open + high + low), "
+                f"min(ts), max(ts) FROM {self.table} WHERE {' AND '.join(where)}",
+                params,
+            )
+            row = cur.fetchone()
+        return _agg_tuple(row)
+
+    def drop(self) -> None:
+        """Drop the bars table (tests use it to start clean)."""
+        with self._con.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+
+
+# =========================================================================================
+# helpers
+# =========================================================================================
+def _stats_frame(df: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "pair": df["pair"].astype(str).to_numpy(dtype=object),
+            "rows": df["rows"].astype("int64").to_numpy(),
+            "first": pd.DatetimeIndex(pd.to_datetime(df["first"], utc=True)).as_unit("ns"),
+            "last": pd.DatetimeIndex(pd.to_datetime(df["last"], utc=True)).as_unit("ns"),
+        }
+    )
+    return out
+
+
+def _jumps_frame(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "pair": df["pair"].astype(str).to_numpy(dtype=object),
+            "prev_ts": pd.DatetimeIndex(pd.to_datetime(df["prev_ts"], utc=True)).as_unit("ns"),
+            "ts": pd.DatetimeIndex(pd.to_datetime(df["ts"], utc=True)).as_unit("ns"),
+        }
+    )
+
+
+def _agg_tuple(row: Any) -> tuple[Any, ...]:
+    if row is None:
+        return (0,)
+    out: list[Any] = []
+    for v in row:
+        if v is None:
+            out.append(None)
+        elif isinstance(v, float | np.floating):
+            out.append(round(float(v), 6))
+        elif hasattr(v, "isoformat"):
+            out.append(to_utc(v).isoformat())
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def _to_csv_bytes(df: pd.DataFrame) -> bytes:
+    out = df[list(BAR_COLUMNS)].copy()
+    out["ts"] = pd.DatetimeIndex(out["ts"]).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    return out.to_csv(index=False, header=False, na_rep="", float_format=None).encode()
+
+
+def _pg_dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def open_store(
+    url: str | None = None, interval: timedelta | None = None, settings: Any = None
+) -> BarStore:
+    """Open the store named by ``url`` (or by ``settings.resolved_store_url``)."""
+    if settings is None:
+        from bqx.config import load_settings
+
+        settings = load_settings()
+    url = url or settings.resolved_store_url
+    interval = interval or settings.interval
+    assert url is not None and interval is not None
+    if url.startswith("duckdb://"):
+        path = url[len("duckdb:///") :] if url.startswith("duckdb:///") else url[len("duckdb://") :]
+        if not path:
+            raise StoreError("duckdb URL needs a file path, e.g. duckdb:///.bqx/bars.duckdb")
+        return DuckDBStore(path, interval)
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return PostgresStore(url, interval)
+    raise StoreError(
+        f"unsupported store URL {url!r}", hint="use duckdb:///path or postgresql://..."
+    )

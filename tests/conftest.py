@@ -1,0 +1,73 @@
+"""Shared fixtures. Integration tests talk to real servers; they may skip on a laptop
+without the server, never in CI (CI=true turns a missing server into a failure)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+PG_URL = os.environ.get("BQX_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _pg_reachable() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3) as con:
+            con.execute("SELECT 1")
+        return None
+    except Exception as e:  # pragma: no cover - depends on the machine
+        return str(e)
+
+
+def require_server(name: str, problem: str | None) -> None:
+    """Skip (laptop) or fail (CI) when a server the test needs is not reachable."""
+    if problem is None:
+        return
+    msg = f"{name} not reachable: {problem}"
+    if IN_CI:
+        pytest.fail(msg + " (CI=true: integration tests must not skip)")
+    pytest.skip(msg)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own project home and ignores the developer's environment."""
+    for k in list(os.environ):
+        if k.startswith("BQX_") and k != "BQX_TEST_PG_URL":
+            monkeypatch.delenv(k, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("BQX_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def pg_url() -> str:
+    require_server("PostgreSQL", _pg_reachable())
+    return PG_URL
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """The same tests run against both backends."""
+    from bqx.data.store import DuckDBStore, PostgresStore
+
+    interval = timedelta(minutes=1)
+    if request.param == "duckdb":
+        s = DuckDBStore(tmp_path / "bars.duckdb", interval)
+        yield s
+        s.close()
+    else:
+        require_server("PostgreSQL", _pg_reachable())
+        s = PostgresStore(PG_URL, interval, table=f"bars_t{uuid.uuid4().hex[:10]}")
+        try:
+            yield s
+        finally:
+            s.drop()
+            s.close()
