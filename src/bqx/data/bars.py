@@ -41,10 +41,7 @@ def normalize_bars(df: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
         raise ValueError(f"bar frame lacks columns {missing}; has {list(df.columns)}")
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     out["pair"] = df["pair"].astype(str).to_numpy(dtype=object)
-    ts = pd.to_datetime(
-        df["ts"].to_numpy() if hasattr(df["ts"], "to_numpy") else df["ts"], utc=True
-    )
-    out["ts"] = pd.DatetimeIndex(ts).as_unit("ns")
+    out["ts"] = pd.DatetimeIndex(pd.to_datetime(df["ts"], utc=True)).as_unit("ns")
     for c in VALUE_COLUMNS:
         if c in df.columns:
             out[c] = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64")
@@ -53,6 +50,15 @@ def normalize_bars(df: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
     if sort and len(out):
         out = out.sort_values(["pair", "ts"], kind="stable").reset_index(drop=True)
     return out
+
+
+def ts_ns(ts: object) -> np.ndarray:
+    """Timestamps (Series/Index/array, tz-aware or naive UTC) as int64 nanoseconds since epoch.
+
+    Avoids ``Series.to_numpy()`` on tz-aware data, which builds an object array.
+    """
+    idx = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))  # type: ignore[call-overload]
+    return idx.as_unit("ns").asi8
 
 
 def frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
