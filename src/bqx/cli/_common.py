@@ -91,7 +91,7 @@ def table(
 def _fmt(v: Any) -> str:
     import pandas as pd
 
-    if v is None:
+    if v is None or v is pd.NaT:
         return ""
     if isinstance(v, float):
         if not math.isfinite(v):

@@ -20,7 +20,7 @@ from bqx.cli._common import (
 
 app = typer.Typer(help="Market data: simulate, ingest, validate, inspect.", no_args_is_help=True)
 
-FORMATS = ["csv", "parquet", "histdata", "dukascopy", "oanda"]
+FORMATS = ["csv", "parquet", "histdata", "dukascopy", "oanda"]  # = bqx.data.ingest.FORMATS
 
 
 @app.command("generate")
@@ -144,7 +144,12 @@ def ingest_cmd(
         )
     except DataValidationError as e:
         if as_json:
-            print_json({"ok": False, "error": e.message, "issues": e.report})
+            import pandas as pd
+
+            rep = e.report if isinstance(e.report, pd.DataFrame) else None
+            n = len(rep) if rep is not None else 0
+            head = rep.head(1000) if rep is not None else None
+            print_json({"ok": False, "error": e.message, "issues_total": n, "issues": head})
         else:
             _print_issues(e.report)
         raise
@@ -190,7 +195,9 @@ def validate_cmd(
     """Check a file without writing anything; exit code 1 when it has bad rows."""
     from bqx.data.ingest import validate_file
 
-    rep = validate_file(path, fmt=fmt, pair=pair, mapping=_parse_map(mapping), tz=tz)
+    rep = validate_file(
+        path, fmt=fmt, pair=pair, mapping=_parse_map(mapping), tz=tz, interval=settings().interval
+    )
     d = rep.as_dict()
     if as_json:
         print_json(d)
