@@ -1,0 +1,340 @@
+"""Numeric primitives for the feature families.
+
+Two properties every primitive keeps, because the product depends on them:
+
+* **Causal, bit for bit.** The value at row ``t`` is computed only from rows ``<= t`` with an
+  arithmetic that does not depend on later rows (recursive filters run forward; windowed
+  reductions see only their window). Changing a bar after ``t`` cannot change a feature at
+  ``t``, not even in the last bit. FFT convolutions are avoided for this reason: they mix
+  every value of a block into every output.
+* **Exact windows.** Windowed sums are direct convolutions (one dot product per window), not
+  prefix sums whose rounding grows with the length of the history; variances shift the data
+  by a reference value first to avoid cancellation.
+* **Finite lookback.** Each value depends on a declared number of rows, so the online path
+  (a short window of history) reproduces the batch path (the whole history). Recursive
+  indicators (EMA, Wilder) are therefore defined as *truncated* exponential filters over the
+  last ``W`` rows, with ``W`` chosen so the neglected weight ``(1-alpha)^W`` is below
+  ``EMA_TOL`` (1e-9): the relative difference from the infinite-history definition is then
+  below 1e-9 times the relative spread of old vs recent values (measured in
+  ``benchmarks/bench_features.py``). They are evaluated in O(n) with a recursive filter and
+  the identity ``FIR_W(t) = IIR(t) - (1-alpha)^W * IIR(t-W)``.
+
+Missing values (NaN) poison exactly the windows that contain them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
+from scipy.signal import lfilter
+
+EMA_TOL = 1e-9
+_CHUNK = 8192
+
+Arr = np.ndarray
+
+
+def ema_window(alpha: float) -> int:
+    """Rows of history a truncated EMA with smoothing ``alpha`` uses (neglected weight < EMA_TOL)."""
+    return int(np.ceil(np.log(EMA_TOL) / np.log1p(-alpha)))
+
+
+def span_alpha(span: float) -> float:
+    """EMA smoothing for a span (``2/(span+1)``, the pandas/TA-Lib convention)."""
+    return 2.0 / (span + 1.0)
+
+
+def bad_count(x: Arr, w: int) -> Arr:
+    """Number of non-finite values in the window of ``w`` rows ending at each row.
+
+    Rows before ``w-1`` count as incomplete (return ``w``).
+    """
+    bad = ~np.isfinite(x)
+    c = np.concatenate([[0], np.cumsum(bad, dtype=np.int64)])
+    out = np.full(len(x), w, dtype=np.int64)
+    if len(x) >= w:
+        out[w - 1 :] = c[w:] - c[:-w]
+    return out
+
+
+def ema(x: Arr, alpha: float, window: int | None = None) -> Arr:
+    """Truncated, normalised EMA: ``sum_{i<W} alpha(1-alpha)^i x[t-i] / (1-(1-alpha)^W)``.
+
+    NaN where the window holds a NaN or is incomplete.
+    """
+    w = window or ema_window(alpha)
+    bad = ~np.isfinite(x)
+    any_bad = bool(bad.any())
+    x0 = np.where(bad, 0.0, x) if any_bad else x
+    e = lfilter([alpha], [1.0, alpha - 1.0], x0)
+    beta = (1.0 - alpha) ** w
+    out = e.copy()
+    if w < len(e):
+        out[w:] -= beta * e[:-w]
+    out /= 1.0 - beta
+    _mask_incomplete(out, x, w, any_bad)
+    return out
+
+
+def _mask_incomplete(out: Arr, x: Arr, w: int, any_bad: bool | None = None) -> None:
+    """NaN where the window of ``w`` rows ending at a row is incomplete or holds a NaN."""
+    if any_bad is None:
+        any_bad = bool((~np.isfinite(x)).any())
+    if any_bad:
+        out[bad_count(x, w) > 0] = np.nan
+    else:
+        out[: w - 1] = np.nan
+
+
+def wilder(x: Arr, n: int) -> Arr:
+    """Wilder's smoothing (RMA, alpha = 1/n), truncated like :func:`ema`."""
+    return ema(x, 1.0 / n)
+
+
+def _pad(values: Arr, n: int, w: int) -> Arr:
+    out = np.full(n, np.nan)
+    if n >= w:
+        out[w - 1 :] = values
+    return out
+
+
+def conv_sum(x: Arr, kernel: Arr) -> Arr:
+    """``sum_j kernel[j] * x[t-w+1+j]`` for the window of ``w = len(kernel)`` rows ending at t
+    (kernel ordered oldest -> newest). NaN where the window holds a NaN or is incomplete.
+
+    Direct (time-domain) convolution: each output is a dot product over its own window, so it
+    is exact to rounding and causal bit for bit, at ~10 GFLOP/s.
+    """
+    n, w = len(x), len(kernel)
+    if n < w:
+        return np.full(n, np.nan)
+    return _pad(np.convolve(x, kernel[::-1], mode="valid"), n, w)
+
+
+def rolling(x: Arr, w: int, fn: Callable[..., Arr]) -> Arr:
+    """``fn(window, axis=1)`` over every window of ``w`` rows ending at each row (O(n*w); for
+    short windows and non-linear reductions only)."""
+    n = len(x)
+    if n < w:
+        return np.full(n, np.nan)
+    view = sliding_window_view(x, w)
+    out = np.empty(n - w + 1)
+    for s in range(0, len(view), _CHUNK * 4):
+        out[s : s + _CHUNK * 4] = fn(view[s : s + _CHUNK * 4], axis=1)
+    return _pad(out, n, w)
+
+
+def rolling_sum(x: Arr, w: int) -> Arr:
+    return conv_sum(x, np.ones(w))
+
+
+def rolling_mean(x: Arr, w: int) -> Arr:
+    return conv_sum(x, np.full(w, 1.0 / w))
+
+
+def _ref(x: Arr) -> float:
+    ok = np.flatnonzero(np.isfinite(x))
+    return float(x[ok[0]]) if len(ok) else 0.0
+
+
+def rolling_var(x: Arr, w: int) -> Arr:
+    """Population variance (ddof=0) over trailing windows.
+
+    Computed from the first two moments of ``x - x_ref`` (``x_ref`` = the first finite value
+    of the context, known before every output row): the shift keeps the moments small, so the
+    subtraction loses at most ~1e-11 relative on FX prices.
+    """
+    z = x - _ref(x)
+    m1 = rolling_mean(z, w)
+    m2 = rolling_mean(z * z, w)
+    return np.maximum(m2 - m1 * m1, 0.0) + 0.0 * m1
+
+
+def rolling_std(x: Arr, w: int) -> Arr:
+    """Population standard deviation (ddof=0) over trailing windows."""
+    return np.sqrt(rolling_var(x, w))
+
+
+def bars_since_max(x: Arr, w: int) -> Arr:
+    """Bars since the most recent maximum within the trailing ``w`` rows (0 = this bar).
+
+    Exact and O(n log n): each value is encoded as ``rank * n + index`` (ties share a rank),
+    so the window maximum of the codes is the most recent of the maximal values. Only order
+    relations inside each window matter, so the result is causal and the same online.
+    """
+    n = len(x)
+    out = np.full(n, np.nan)
+    if n < w:
+        return out
+    finite = np.isfinite(x)
+    ranks = np.zeros(n, dtype=np.int64)
+    if finite.any():
+        _, inv = np.unique(x[finite], return_inverse=True)
+        ranks[finite] = inv + 1
+    code = ranks * n + np.arange(n, dtype=np.int64)
+    cen = maximum_filter1d(code, size=w, mode="nearest")
+    best = cen[w // 2 : w // 2 + n - w + 1]
+    out[w - 1 :] = (np.arange(w - 1, n) - best % n).astype(float)
+    _mask_incomplete(out, x, w, not bool(finite.all()))
+    return out
+
+
+def bars_since_min(x: Arr, w: int) -> Arr:
+    return bars_since_max(-x, w)
+
+
+def rolling_max(x: Arr, w: int) -> Arr:
+    """Max over the trailing window, O(n) (van Herk/Gil-Werman in scipy; max is exact)."""
+    n = len(x)
+    if n < w:
+        return np.full(n, np.nan)
+    fin = np.isfinite(x)
+    any_bad = not bool(fin.all())
+    xf = np.where(fin, x, -np.inf) if any_bad else x
+    cen = maximum_filter1d(xf, size=w, mode="nearest")
+    out = np.full(n, np.nan)
+    out[w - 1 :] = cen[w // 2 : w // 2 + n - w + 1]
+    _mask_incomplete(out, x, w, any_bad)
+    return out
+
+
+def rolling_min(x: Arr, w: int) -> Arr:
+    n = len(x)
+    if n < w:
+        return np.full(n, np.nan)
+    fin = np.isfinite(x)
+    any_bad = not bool(fin.all())
+    xf = np.where(fin, x, np.inf) if any_bad else x
+    cen = minimum_filter1d(xf, size=w, mode="nearest")
+    out = np.full(n, np.nan)
+    out[w - 1 :] = cen[w // 2 : w // 2 + n - w + 1]
+    _mask_incomplete(out, x, w, any_bad)
+    return out
+
+
+_OFFSETS: dict[int, Arr] = {}
+
+
+def windows_at(x: Arr, w: int, pos: Arr) -> Arr:
+    """The windows of ``w`` rows ending at each of ``pos`` as a 2-D copy; rows before the start
+    of ``x`` are NaN (so a shorter sub-window at the right end can still be complete)."""
+    off = _OFFSETS.get(w)
+    if off is None:
+        off = _OFFSETS[w] = np.arange(1 - w, 1)
+    if len(pos) > 64:
+        out = np.full((len(pos), w), np.nan)
+        ok = pos >= w - 1
+        if ok.any():
+            out[ok] = sliding_window_view(x, w)[pos[ok] - w + 1]
+        short = np.flatnonzero(~ok)
+        if len(short):
+            idx = pos[short, None] + off
+            part = x[np.maximum(idx, 0)]
+            part[idx < 0] = np.nan
+            out[short] = part
+        return out
+    idx = pos[:, None] + off
+    if len(pos) and pos.min() >= w - 1:
+        return x[idx]
+    out = x[np.maximum(idx, 0)]
+    out[idx < 0] = np.nan
+    return out
+
+
+def window_dots(x: Arr, kernels: Arr, pos: Arr) -> Arr:
+    """``sum_j kernels[j, k] * x[t-w+1+j]`` at rows ``pos`` for each kernel column k.
+
+    Few rows (online): gather those windows and multiply. Many rows (batch): one direct
+    convolution per kernel over the whole series. Same sums either way (to rounding).
+    """
+    w, k = kernels.shape
+    if len(pos) * 16 < len(x):
+        return windows_at(x, w, pos) @ kernels
+    out = np.empty((len(pos), k))
+    for j in range(k):
+        out[:, j] = conv_sum(x, np.ascontiguousarray(kernels[:, j]))[pos]
+    return out
+
+
+def _few(pos: Arr, n: int) -> bool:
+    return len(pos) * 16 < n
+
+
+def mean_at(x: Arr, w: int, pos: Arr) -> Arr:
+    """Trailing ``w``-row mean at ``pos`` (gathered windows when few rows are asked)."""
+    if _few(pos, len(x)):
+        return windows_at(x, w, pos).mean(axis=1)
+    return rolling_mean(x, w)[pos]
+
+
+def std_at(x: Arr, w: int, pos: Arr) -> Arr:
+    """Trailing ``w``-row population std at ``pos``."""
+    if _few(pos, len(x)):
+        return windows_at(x, w, pos).std(axis=1)
+    return rolling_std(x, w)[pos]
+
+
+def corr_at(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
+    """Trailing ``w``-row Pearson correlation at ``pos``."""
+    if not _few(pos, len(x)):
+        return rolling_corr(x, y, w)[pos]
+    a = windows_at(x, w, pos)
+    b = windows_at(y, w, pos)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+        out = (a * b).sum(axis=1) / den
+    out[~(den > 1e-30)] = np.nan
+    return np.clip(out, -1.0, 1.0)
+
+
+def at_positions(
+    x: Arr, w: int, pos: Arr, fn: Callable[[Arr], Arr], k: int, chunk: int = _CHUNK
+) -> Arr:
+    """Apply ``fn(windows) -> (m, k)`` to the ``w``-row windows ending at ``pos`` in chunks."""
+    out = np.full((len(pos), k), np.nan)
+    for s in range(0, len(pos), chunk):
+        p = pos[s : s + chunk]
+        out[s : s + chunk] = fn(windows_at(x, w, p))
+    return out
+
+
+def shift(x: Arr, k: int) -> Arr:
+    """``x[t-k]`` at row t (NaN for the first k rows)."""
+    out = np.full(len(x), np.nan)
+    if k < len(x):
+        out[k:] = x[: len(x) - k] if k > 0 else x
+    return out
+
+
+def safe_div(a: Arr, b: Arr) -> Arr:
+    """a / b with NaN (not inf) where b is 0 or non-finite. Call inside ``np.errstate``
+    (the pipeline evaluates every family under one) to silence the division warnings."""
+    out = np.divide(a, b)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def rolling_corr(x: Arr, y: Arr, w: int) -> Arr:
+    """Pearson correlation over trailing windows (inputs shifted by their first finite value).
+    NaN when either side is constant in the window."""
+    x = x - _ref(x)
+    y = y - _ref(y)
+    sx = rolling_sum(x, w)
+    sy = rolling_sum(y, w)
+    sxx = rolling_sum(x * x, w)
+    syy = rolling_sum(y * y, w)
+    sxy = rolling_sum(x * y, w)
+    cov = sxy - sx * sy / w
+    vx = sxx - sx * sx / w
+    vy = syy - sy * sy / w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.sqrt(vx * vy)
+        out = cov / den
+    tiny = den <= 1e-30
+    out[tiny] = np.nan
+    return np.clip(out, -1.0, 1.0)

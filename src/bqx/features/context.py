@@ -1,0 +1,135 @@
+"""Per-pair computation context shared by the feature families.
+
+A :class:`Ctx` holds one pair's bar arrays over a range of panel rows, the cross-section
+(currency indices) over the same rows, and a memo of intermediate series (EMAs, ATR, ADX...)
+so families that share an intermediate compute it once.
+
+Families receive ``(ctx, pos)``: they may compute cheap O(n) series over all rows of the
+context, but must evaluate expensive windowed reductions only at ``pos``. In batch ``pos``
+is (almost) every row; online it is the handful of rows a single prediction needs (t and its
+lags), and the context is just the lookback window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bqx.features.panel import Panel
+from bqx.universe import CURRENCIES, PAIRS, pip_size
+
+Arr = np.ndarray
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One base feature: declared once, read by the catalog and the lookahead audit."""
+
+    name: str
+    family: str
+    description: str
+    #: Rows before t whose bars the value at t reads (the online window needs lookback + 1).
+    lookback: int
+    #: Source fields beyond OHLC the feature needs: "volume", "spread", "cross" (all 28 pairs).
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    lagged: bool
+    specs: tuple[Spec, ...]
+    compute: Callable[[Ctx, Arr], Arr]
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+
+def _ccy_members() -> dict[str, list[tuple[str, float]]]:
+    out: dict[str, list[tuple[str, float]]] = {c: [] for c in CURRENCIES}
+    for p in PAIRS:
+        out[p[:3]].append((p, 1.0))
+        out[p[3:]].append((p, -1.0))
+    return out
+
+
+CCY_MEMBERS = _ccy_members()
+
+
+class Ctx:
+    """One pair's arrays over panel rows, plus memoised intermediates."""
+
+    def __init__(self, panel: Panel, pair: str):
+        j = panel.col(pair)
+        self.panel = panel
+        self.pair = pair
+        self.pip = pip_size(pair)
+        self.n = len(panel)
+        self.ts = panel.ts
+        self.o = np.ascontiguousarray(panel.open[:, j])
+        self.h = np.ascontiguousarray(panel.high[:, j])
+        self.l = np.ascontiguousarray(panel.low[:, j])
+        self.c = np.ascontiguousarray(panel.close[:, j])
+        self.v = np.ascontiguousarray(panel.volume[:, j])
+        self.s = np.ascontiguousarray(panel.spread[:, j])
+        self.lc = np.ascontiguousarray(panel.log_close[:, j])
+        r = np.empty(self.n)
+        r[0] = np.nan
+        np.subtract(self.lc[1:], self.lc[:-1], out=r[1:])
+        self.r = r
+        self._memo: dict[object, object] = {}
+
+    def memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
+        v = self._memo.get(key)
+        if v is None:
+            v = fn()
+            self._memo[key] = v
+        return v  # type: ignore[return-value]
+
+    # ---- cross-section (cached on the panel: shared by every pair of a batch run) ----------
+    def _panel_memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
+        cache = self.panel._cache
+        v = cache.get(key)
+        if v is None:
+            v = fn()
+            cache[key] = v
+        return v
+
+    def _panel_returns(self) -> Arr:
+        def f() -> Arr:
+            d = np.empty_like(self.panel.log_close)
+            d[0] = np.nan
+            np.subtract(self.panel.log_close[1:], self.panel.log_close[:-1], out=d[1:])
+            return d
+
+        return self._panel_memo("returns", f)
+
+    def ccy_return(self, ccy: str) -> Arr:
+        """Per-bar return of a currency index: mean of its 7 pairs' log returns, oriented so
+        that up means the currency strengthened. NaN when any of the 7 pairs is absent."""
+
+        def f() -> Arr:
+            pairs = self.panel.pairs
+            members = CCY_MEMBERS[ccy]
+            if not all(p in pairs for p, _ in members):
+                return np.full(self.n, np.nan)
+            cols = [pairs.index(p) for p, _ in members]
+            signs = np.array([sgn for _, sgn in members]) / len(members)
+            return self._panel_returns()[:, cols] @ signs
+
+        return self._panel_memo(("ccy_r", ccy), f)
+
+    def market_abs_return(self) -> Arr:
+        """Mean absolute 1-bar log return over all pairs present (market activity)."""
+
+        def f() -> Arr:
+            d = np.abs(self._panel_returns())
+            fin = np.isfinite(d)
+            cnt = fin.sum(axis=1)
+            s = np.where(fin, d, 0.0).sum(axis=1)
+            return np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+
+        return self._panel_memo("mkt_abs", f)

@@ -1,0 +1,63 @@
+"""Currency strength indices (8 features, not lagged), from all 28 pairs.
+
+``csi_{C}`` = mean over the 7 pairs containing currency C of its signed 60-bar log return
+(+ when C is the base): how much C gained against the other seven over the last 60 bars.
+The same 8 values describe the market for every pair. NaN when any of C's pairs is absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bqx.features.context import CCY_MEMBERS, Ctx, Family, Spec
+from bqx.universe import CURRENCIES
+
+W = 60
+SPECS = tuple(
+    Spec(
+        f"csi_{c.lower()}",
+        "currency",
+        f"strength of {c}: mean signed 60-bar log return over its 7 pairs",
+        W,
+        ("cross",),
+    )
+    for c in CURRENCIES
+)
+
+
+def _plan(pairs: tuple[str, ...]) -> list[tuple[int, np.ndarray, np.ndarray] | None]:
+    out: list[tuple[int, np.ndarray, np.ndarray] | None] = []
+    for ccy in CURRENCIES:
+        members = CCY_MEMBERS[ccy]
+        if not all(m in pairs for m, _ in members):
+            out.append(None)
+            continue
+        cols = np.array([pairs.index(m) for m, _ in members])
+        signs = np.array([sgn for _, sgn in members]) / len(members)
+        out.append((len(out), cols, signs))
+    return out
+
+
+_PLANS: dict[tuple[str, ...], list[tuple[int, np.ndarray, np.ndarray] | None]] = {}
+
+
+def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    panel = ctx.panel
+    key = tuple(panel.pairs)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = _plan(key)
+    lc = panel.log_close
+    out = np.full((len(pos), len(CURRENCIES)), np.nan)
+    ok = pos >= W
+    p = pos[ok]
+    diff = lc[p] - lc[p - W]  # (m, pairs): 60-bar log return of every pair
+    for item in plan:
+        if item is None:
+            continue
+        k, cols, signs = item
+        out[ok, k] = diff[:, cols] @ signs
+    return out
+
+
+FAMILY = Family("currency", False, SPECS, compute)

@@ -1,0 +1,35 @@
+"""Derived (3 features, not lagged).
+
+* ``momentum_alignment`` = sum_w bqx_w / sum_w |bqx_w| over w in 15..75: +1 when every
+  horizon points up, -1 when every horizon points down, ~0 when they disagree
+* ``volatility_regime``  = realised volatility over 60 bars / over 720 bars
+* ``trend_strength``     = ADX(14)/100 signed by +DI - -DI
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bqx.features._ops import safe_div, std_at
+from bqx.features.context import Ctx, Family, Spec
+from bqx.features.families import bqx as bqx_family
+from bqx.features.families.technical import W14, adx
+
+SPECS = (
+    Spec("momentum_alignment", "derived", "sum bqx_w / sum |bqx_w|, w in 15..75", 75),
+    Spec("volatility_regime", "derived", "realised vol 60 bars / realised vol 720 bars", 720),
+    Spec("trend_strength", "derived", "ADX(14)/100 * sign(+DI - -DI)", 2 * W14 + 1),
+)
+
+
+def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    out = np.empty((len(pos), 3))
+    avgs = bqx_family.avg_at(ctx, pos)
+    out[:, 0] = safe_div(avgs.sum(axis=1), np.abs(avgs).sum(axis=1))
+    out[:, 1] = safe_div(std_at(ctx.r, 60, pos), std_at(ctx.r, 720, pos))
+    a, pdi, mdi = adx(ctx, 14)
+    out[:, 2] = (a / 100.0 * np.sign(pdi - mdi))[pos]
+    return out
+
+
+FAMILY = Family("derived", False, SPECS, compute)

@@ -1,0 +1,129 @@
+"""REG: rolling quadratic regression of log close on bar index (57 features, lagged).
+
+For each window w in 60, 90, 150, 240, 390, 630 bars, fit ``ln close`` on x = -(w-1)..0
+(x = 0 is the current bar) with orthogonal polynomials P0 = 1, P1 = x - mean(x),
+P2 = P1^2 - mean(P1^2). Per window (9):
+
+* ``reg_w{w}_slope``     linear slope, log-return per bar
+* ``reg_w{w}_lin_dev``   ln close_t minus the linear fit at t
+* ``reg_w{w}_r2``        R² of the linear fit
+* ``reg_w{w}_quad_a``    quadratic coefficient (per bar²)
+* ``reg_w{w}_quad_b``    slope of the quadratic fit at t
+* ``reg_w{w}_quad_dev``  ln close_t minus the quadratic fit at t
+* ``reg_w{w}_quad_r2``   R² of the quadratic fit
+* ``reg_w{w}_curv``      normalised curvature a*w² / std(ln close in the window)
+* ``reg_w{w}_resid_std`` residual std of the quadratic fit (log units)
+
+plus ``reg_slope_diff`` (quad slope at t of w=60 minus linear slope of w=630),
+``reg_trend_agree`` (mean sign of the 6 linear slopes) and ``reg_r2_mean``.
+
+Each moment is a direct dot product of the window with a fixed basis (a time-domain
+convolution in batch, a gathered window online), never an FFT: each value depends only on
+its own window, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bqx.features._ops import _ref, window_dots
+from bqx.features.context import Ctx, Family, Spec
+
+WINDOWS = (60, 90, 150, 240, 390, 630)
+WMAX = max(WINDOWS)
+STATS = ("slope", "lin_dev", "r2", "quad_a", "quad_b", "quad_dev", "quad_r2", "curv", "resid_std")
+_DESC = {
+    "slope": "linear slope of ln close per bar",
+    "lin_dev": "ln close_t - linear fit at t",
+    "r2": "R² of the linear fit",
+    "quad_a": "quadratic coefficient a (per bar²)",
+    "quad_b": "slope of the quadratic fit at t",
+    "quad_dev": "ln close_t - quadratic fit at t",
+    "quad_r2": "R² of the quadratic fit",
+    "curv": "a*w² / std(ln close over the window)",
+    "resid_std": "residual std of the quadratic fit",
+}
+
+
+def _specs() -> tuple[Spec, ...]:
+    out = [
+        Spec(f"reg_w{w}_{s}", "reg", f"{_DESC[s]} (w={w})", w - 1) for w in WINDOWS for s in STATS
+    ]
+    out.append(
+        Spec("reg_slope_diff", "reg", "quad slope at t (w=60) - linear slope (w=630)", WMAX - 1)
+    )
+    out.append(Spec("reg_trend_agree", "reg", "mean sign of the 6 linear slopes", WMAX - 1))
+    out.append(Spec("reg_r2_mean", "reg", "mean linear R² over the 6 windows", WMAX - 1))
+    return tuple(out)
+
+
+def _basis(w: int) -> tuple[np.ndarray, float, float, float, float]:
+    x = np.arange(-(w - 1), 1, dtype=float)
+    p1 = x - x.mean()
+    p2 = p1 * p1 - (p1 * p1).mean()
+    b = np.stack([np.ones(w), p1, p2], axis=1)
+    return b, float((p1 * p1).sum()), float((p2 * p2).sum()), float(p1[-1]), float(p2[-1])
+
+
+_BASES = {w: _basis(w) for w in WINDOWS}
+
+
+def _stats(w: int, z_t: np.ndarray, mom: np.ndarray) -> np.ndarray:
+    """The 9 statistics of window ``w`` from its moments (sum z, z*P1, z*P2, z²)."""
+    _, n1, n2, p1t, p2t = _BASES[w]
+    s0, s1, s2, szz = mom[:, 0], mom[:, 1], mom[:, 2], mom[:, 3]
+    b0, b1, b2 = s0 / w, s1 / n1, s2 / n2
+    sst = szz - s0 * s0 / w
+    ss1, ss2 = b1 * b1 * n1, b2 * b2 * n2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pos_sst = np.where(sst > 0, sst, np.nan)
+        r2 = ss1 / pos_sst
+        r2q = (ss1 + ss2) / pos_sst
+        curv = b2 * w * w / np.sqrt(pos_sst / w)
+    resid = np.sqrt(np.maximum(sst - ss1 - ss2, 0.0) / w) + 0.0 * sst
+    lin_fit = b0 + b1 * p1t
+    quad_fit = lin_fit + b2 * p2t
+    return np.stack(
+        [
+            b1,
+            z_t - lin_fit,
+            np.clip(r2, 0.0, 1.0),
+            b2,
+            b1 + 2.0 * b2 * p1t,
+            z_t - quad_fit,
+            np.clip(r2q, 0.0, 1.0),
+            curv,
+            resid,
+        ],
+        axis=1,
+    )
+
+
+def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    m = len(pos)
+    k = len(WINDOWS) * len(STATS)
+    out = np.empty((m, k + 3))
+    # log prices relative to the context's first bar: small numbers, so the sum of squares
+    # keeps its precision; P1 and P2 sum to zero, so the slope terms do not depend on the shift
+    z = ctx.lc - _ref(ctx.lc)
+    z2 = z * z
+    z_t = z[pos]
+    for j, w in enumerate(WINDOWS):
+        basis = _BASES[w][0]
+        mom = np.empty((m, 4))
+        mom[:, :3] = window_dots(z, basis, pos)
+        mom[:, 3] = window_dots(z2, np.ones((w, 1)), pos)[:, 0]
+        out[:, j * len(STATS) : (j + 1) * len(STATS)] = _stats(w, z_t, mom)
+    n_stats = len(STATS)
+    slopes = out[:, [j * n_stats for j in range(len(WINDOWS))]]
+    r2s = out[:, [j * n_stats + 2 for j in range(len(WINDOWS))]]
+    i60, i630 = WINDOWS.index(60), WINDOWS.index(630)
+    out[:, k + 0] = out[:, i60 * n_stats + 4] - out[:, i630 * n_stats]
+    tr = np.sign(slopes).mean(axis=1)
+    tr[np.isnan(slopes).any(axis=1)] = np.nan
+    out[:, k + 1] = tr
+    out[:, k + 2] = r2s.mean(axis=1)
+    return out
+
+
+FAMILY = Family("reg", True, _specs(), compute)

@@ -1,0 +1,65 @@
+"""Time (8 features, not lagged): cyclical clock encodings and trading sessions.
+
+Sessions use local time with daylight saving: Tokyo 09:00-18:00, London 08:00-17:00,
+New York 08:00-17:00. ``rollover_phase`` is the signed distance to 17:00 New York / 720 min.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from bqx.features.context import Ctx, Family, Spec
+
+SPECS = (
+    Spec("hour_sin", "time", "sin(2 pi hour_of_day_utc / 24)", 0),
+    Spec("hour_cos", "time", "cos(2 pi hour_of_day_utc / 24)", 0),
+    Spec("dow_sin", "time", "sin(2 pi fractional_day_of_week / 7)", 0),
+    Spec("dow_cos", "time", "cos(2 pi fractional_day_of_week / 7)", 0),
+    Spec("session_tokyo", "time", "1 during Tokyo 09:00-18:00 local", 0),
+    Spec("session_london", "time", "1 during London 08:00-17:00 local", 0),
+    Spec("session_newyork", "time", "1 during New York 08:00-17:00 local", 0),
+    Spec("rollover_phase", "time", "signed minutes to 17:00 New York / 720", 0),
+)
+
+_NS_MIN = 60_000_000_000
+_NS_DAY = 86_400_000_000_000
+
+
+def _local_hour(ts: np.ndarray, tz: str) -> np.ndarray:
+    """Local clock hour (fractional) of int64-ns UTC timestamps, DST-aware."""
+    if len(ts) <= 16:  # online: a handful of rows; pandas' tz machinery costs ~0.1 ms a call
+        z = ZoneInfo(tz)
+        out = np.empty(len(ts))
+        for i, t in enumerate(ts):
+            d = datetime.fromtimestamp(int(t) // 1_000_000_000, tz=UTC).astimezone(z)
+            out[i] = d.hour + d.minute / 60.0
+        return out
+    loc = pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(tz)
+    return loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
+
+
+def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    ts = ctx.ts[pos]
+    day_frac = (ts % _NS_DAY) / _NS_DAY
+    dow = ((ts // _NS_DAY) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    out = np.empty((len(pos), 8))
+    out[:, 0] = np.sin(2 * np.pi * day_frac)
+    out[:, 1] = np.cos(2 * np.pi * day_frac)
+    wk = (dow + day_frac) / 7.0
+    out[:, 2] = np.sin(2 * np.pi * wk)
+    out[:, 3] = np.cos(2 * np.pi * wk)
+    for k, (tz, a, b) in enumerate(
+        (("Asia/Tokyo", 9, 18), ("Europe/London", 8, 17), ("America/New_York", 8, 17))
+    ):
+        h = _local_hour(ts, tz)
+        out[:, 4 + k] = ((h >= a) & (h < b)).astype(float)
+    ny = _local_hour(ts, "America/New_York") * 60.0 - 17 * 60
+    out[:, 7] = (((ny + 720.0) % 1440.0) - 720.0) / 720.0
+    return out
+
+
+FAMILY = Family("time", False, SPECS, compute)

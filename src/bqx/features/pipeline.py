@@ -1,0 +1,457 @@
+"""The feature pipeline: one implementation for batch and online.
+
+Column layout (809 by default, stable order)::
+
+    142 lagged-family features (BQX 40, REG 57, technical 45)          unlagged
+    the same 142 at lag 60, then 120, 180, 240 bars                     4 x 142
+    86 non-lagged features (volume, currency, stats, bollinger, time,
+        spread, correlation, fibonacci, derived)
+    13 causality features: the 6 w60_* and 7 agg_* BQX features at lag 61
+
+Lags count rows of the trading-time grid (:mod:`bqx.features.panel`).
+
+Target: ``y(t) = bqx_h(t+h)`` (h = 60 by default): depends only on bars t..t+h. The
+alternative ``target="return"`` is ``ln(close_{t+h}/close_t)``.
+
+``build`` evaluates every family on the whole history of the requested range; ``at``
+evaluates them on the ``lookback()`` rows before the as-of bar, only at the rows a single
+prediction needs. Both call the same family code, so they agree to rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bqx.calendar import to_utc
+from bqx.data.bars import ts_ns
+from bqx.errors import NoDataError
+from bqx.features.context import Ctx, Family, Spec
+from bqx.features.families import FAMILIES
+from bqx.features.families.bqx import bqx_avg_at
+from bqx.features.panel import Panel
+from bqx.universe import normalize_pair
+
+LAGS: tuple[int, ...] = (60, 120, 180, 240)
+CAUSAL_LAG = 61
+PIPELINE_VERSION = "1"
+
+_extra_families: list[Family] = []
+
+
+# =========================================================================================
+# registry
+# =========================================================================================
+def register_family(family: Family) -> None:
+    """Add a user family (appended after the built-in columns). Check it with
+    ``bqx features check-lookahead`` / :func:`bqx.features.lookahead.check_lookahead`."""
+    names = set(base_names())
+    clash = [n for n in family.names if n in names]
+    if clash:
+        raise ValueError(f"feature names already registered: {clash}")
+    _extra_families.append(family)
+    _layout.cache_clear()
+
+
+def unregister_family(name: str) -> None:
+    _extra_families[:] = [f for f in _extra_families if f.name != name]
+    _layout.cache_clear()
+
+
+def families() -> tuple[Family, ...]:
+    return FAMILIES + tuple(_extra_families)
+
+
+def base_specs() -> list[Spec]:
+    return [s for f in families() for s in f.specs]
+
+
+def base_names() -> list[str]:
+    return [s.name for s in base_specs()]
+
+
+@dataclass(frozen=True)
+class Layout:
+    columns: tuple[str, ...]
+    lagged: tuple[str, ...]
+    nonlagged: tuple[str, ...]
+    causal: tuple[str, ...]
+    lookback: int
+    version: str
+
+
+@lru_cache(maxsize=1)
+def _layout() -> Layout:
+    fams = families()
+    lagged = [s.name for f in fams if f.lagged for s in f.specs]
+    nonlagged = [s.name for f in fams if not f.lagged for s in f.specs]
+    causal = [n for n in lagged if n.startswith(("w60_", "agg_"))]
+    cols = (
+        lagged
+        + [f"{n}_lag{lag}" for lag in LAGS for n in lagged]
+        + nonlagged
+        + [f"{n}_lag{CAUSAL_LAG}" for n in causal]
+    )
+    if len(set(cols)) != len(cols):
+        raise ValueError("duplicate feature column names")
+    specs = {s.name: s for s in base_specs()}
+    lb = 0
+    for f in fams:
+        for s in f.specs:
+            extra = max(LAGS) if f.lagged else 0
+            if s.name in causal:
+                extra = max(extra, CAUSAL_LAG)
+            lb = max(lb, s.lookback + extra)
+    del specs
+    h = hashlib.sha256(
+        (
+            "|".join(cols)
+            + f"|v{PIPELINE_VERSION}|"
+            + "|".join(f"{s.name}:{s.lookback}" for s in base_specs())
+        ).encode()
+    ).hexdigest()[:12]
+    return Layout(tuple(cols), tuple(lagged), tuple(nonlagged), tuple(causal), lb, h)
+
+
+def columns() -> list[str]:
+    """The candidate feature columns, in their stable order (809 by default)."""
+    return list(_layout().columns)
+
+
+def lookback() -> int:
+    """Rows of history before the as-of bar that the online path needs (lags included)."""
+    return _layout().lookback
+
+
+def feature_set_version() -> str:
+    """A hash of the column layout, lookbacks and pipeline version (stored with models)."""
+    return _layout().version
+
+
+def catalog() -> pd.DataFrame:
+    """One row per candidate column: name, base feature, family, lag, lookback, description."""
+    lay = _layout()
+    specs = {s.name: s for s in base_specs()}
+    rows = []
+    for col in lay.columns:
+        base, lag = col, 0
+        if "_lag" in col:
+            b, _, lg = col.rpartition("_lag")
+            if b in specs and lg.isdigit():
+                base, lag = b, int(lg)
+        s = specs[base]
+        rows.append(
+            {
+                "name": col,
+                "base": base,
+                "family": s.family,
+                "lag": lag,
+                "lookback": s.lookback + lag,
+                "needs": ",".join(s.needs),
+                "description": s.description + (f"; value {lag} bars ago" if lag else ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# =========================================================================================
+# evaluation
+# =========================================================================================
+def _infer_interval(ts: np.ndarray) -> timedelta:
+    u = np.unique(ts)
+    if len(u) < 2:
+        return timedelta(minutes=1)
+    d = np.diff(u)
+    return pd.Timedelta(int(np.median(d)), unit="ns").to_pytimedelta()
+
+
+def as_panel(
+    bars: pd.DataFrame | Panel, interval: timedelta | None = None, max_ffill: int = 5
+) -> Panel:
+    """A Panel from a long bar frame (or the Panel itself)."""
+    if isinstance(bars, Panel):
+        return bars
+    if not len(bars):
+        raise NoDataError("no bars given")
+    if interval is None:
+        interval = _infer_interval(ts_ns(bars["ts"]))
+    return Panel.from_bars(bars, interval=interval, max_ffill=max_ffill)
+
+
+def _eval_family(fam: Family, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    """Evaluate a family at ``pos`` (NaN for negative positions)."""
+    ok = pos >= 0
+    if ok.all():
+        with np.errstate(all="ignore"):
+            vals = fam.compute(ctx, pos)
+        if vals.shape != (len(pos), len(fam.specs)):
+            raise ValueError(f"family {fam.name} returned shape {vals.shape}")
+        return vals
+    out = np.full((len(pos), len(fam.specs)), np.nan)
+    if ok.any():
+        with np.errstate(all="ignore"):
+            vals = fam.compute(ctx, pos[ok])
+        if vals.shape != (int(ok.sum()), len(fam.specs)):
+            raise ValueError(f"family {fam.name} returned shape {vals.shape}")
+        out[ok] = vals
+    return out
+
+
+def _target(lc: np.ndarray, pos: np.ndarray, horizon: int, kind: str) -> np.ndarray:
+    n = len(lc)
+    y = np.full(len(pos), np.nan)
+    ok = pos + horizon < n
+    p = pos[ok]
+    if kind == "return":
+        y[ok] = lc[p + horizon] - lc[p]
+    elif kind == "bqx":
+        y[ok] = bqx_avg_at(lc, horizon, p + horizon)
+    else:
+        raise ValueError(f"unknown target {kind!r}; use 'bqx' or 'return'")
+    return y
+
+
+def build(
+    bars: pd.DataFrame | Panel,
+    pair: str,
+    *,
+    start: Any = None,
+    end: Any = None,
+    with_target: bool = False,
+    horizon: int = 60,
+    target: str = "bqx",
+    interval: timedelta | None = None,
+    max_ffill: int = 5,
+    dtype: Any = np.float64,
+) -> pd.DataFrame:
+    """All candidate features of ``pair`` for every bar in ``[start, end]``.
+
+    ``bars`` is a long frame of many pairs (pair, ts, open, high, low, close, volume, spread)
+    or a :class:`Panel`. Rows are the pair's bars (observed or forward-filled) on the
+    trading-time grid, indexed by ``ts``; bars before ``start`` serve as history. With
+    ``with_target`` a ``target`` column is added (NaN where the horizon runs past the data).
+    """
+    pair = normalize_pair(pair)
+    panel = as_panel(bars, interval, max_ffill)
+    j = panel.col(pair)
+    lo, hi = 0, len(panel) - 1
+    if start is not None:
+        lo = int(np.searchsorted(panel.ts, to_utc(start).value, side="left"))
+    if end is not None:
+        hi = int(np.searchsorted(panel.ts, to_utc(end).value, side="right")) - 1
+    rows = np.arange(lo, hi + 1)
+    rows = rows[np.isfinite(panel.close[rows, j])] if len(rows) else rows
+    cols = columns()
+    if not len(rows):
+        out = pd.DataFrame(columns=cols + (["target"] if with_target else []), dtype=dtype)
+        out.index = pd.DatetimeIndex([], tz="UTC", name="ts")
+        return out
+    lay = _layout()
+    # evaluate on a context that starts lookback rows before the first output row
+    c0 = max(0, int(rows[0]) - lay.lookback - 1)
+    c1 = int(rows[-1]) + 1 + (horizon if with_target else 0)
+    sub = panel if (c0 == 0 and c1 >= len(panel)) else panel.slice_rows(c0, c1)
+    ctx = Ctx(sub, pair)
+    q = rows - c0
+    b_lo = max(0, int(q[0]) - max(max(LAGS), CAUSAL_LAG))
+    base = _base_values(ctx, np.arange(b_lo, int(q[-1]) + 1))
+    # column-major result: every block below is a contiguous copy
+    result = np.empty((len(cols), len(q)), dtype=dtype).T
+    contiguous = bool(q[-1] - q[0] == len(q) - 1)
+    for a, b, shift_, src in _blocks():
+        idx = q - shift_ - b_lo
+        ok = idx >= 0
+        if contiguous and ok.all():
+            result[:, a:b] = base[idx[0] : idx[-1] + 1, src[0] : src[1]]
+        elif ok.all():
+            result[:, a:b] = base[idx, src[0] : src[1]]
+        else:
+            result[:, a:b] = np.nan
+            result[ok, a:b] = base[idx[ok], src[0] : src[1]]
+    idx = pd.DatetimeIndex(sub.ts[q].astype("datetime64[ns]")).tz_localize("UTC")
+    idx.name = "ts"
+    df = pd.DataFrame(result, index=idx, columns=cols, copy=False)
+    if with_target:
+        df["target"] = _target(ctx.lc, q, horizon, target).astype(dtype)
+    df.attrs["pair"] = pair
+    df.attrs["missing_fields"] = panel.missing_fields(pair)
+    df.attrs["missing_pairs"] = panel.missing_pairs()
+    return df
+
+
+def _base_values(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    """All base features (``base_names()`` order) at ``pos``: (len(pos), n_base)."""
+    fams = families()
+    out = np.empty((sum(len(f.specs) for f in fams), len(pos))).T  # column-major
+    k = 0
+    for fam in fams:
+        m = len(fam.specs)
+        out[:, k : k + m] = _eval_family(fam, ctx, pos)
+        k += m
+    return out
+
+
+@lru_cache(maxsize=4)
+def _blocks_cached(version: str) -> list[tuple[int, int, int, tuple[int, int]]]:
+    """(first column, end column, row shift, (first base column, end base column)) runs that
+    map the base matrix onto the candidate layout; consecutive columns are merged."""
+    lay = _layout()
+    base_ix = {n: i for i, n in enumerate(base_names())}
+    lagged = set(lay.lagged)
+    entries: list[tuple[int, int]] = []  # per output column: (shift, base index)
+    for col in lay.columns:
+        if col in base_ix:
+            entries.append((0, base_ix[col]))
+            continue
+        b, _, lg = col.rpartition("_lag")
+        if (b in lagged or b in lay.causal) and lg.isdigit():
+            entries.append((int(lg), base_ix[b]))
+        else:  # pragma: no cover - layout invariant
+            raise ValueError(f"cannot map column {col}")
+    runs: list[tuple[int, int, int, tuple[int, int]]] = []
+    i = 0
+    while i < len(entries):
+        sh, b0 = entries[i]
+        j = i + 1
+        while j < len(entries) and entries[j] == (sh, b0 + (j - i)):
+            j += 1
+        runs.append((i, j, sh, (b0, b0 + (j - i))))
+        i = j
+    return runs
+
+
+def _blocks() -> list[tuple[int, int, int, tuple[int, int]]]:
+    return _blocks_cached(_layout().version)
+
+
+def at(
+    bars: pd.DataFrame | Panel,
+    pair: str,
+    ts: Any = None,
+    *,
+    interval: timedelta | None = None,
+    max_ffill: int = 5,
+) -> pd.Series:
+    """The candidate features of ``pair`` at the last bar at or before ``ts`` (default: the
+    last bar), computed from only the ``lookback()`` rows before it. The Series' ``name`` is
+    the as-of bar's timestamp."""
+    values, asof = at_array(bars, pair, ts, interval=interval, max_ffill=max_ffill)
+    s = pd.Series(values, index=columns(), name=asof)
+    return s
+
+
+def at_array(
+    bars: pd.DataFrame | Panel,
+    pair: str,
+    ts: Any = None,
+    *,
+    interval: timedelta | None = None,
+    max_ffill: int = 5,
+) -> tuple[np.ndarray, pd.Timestamp]:
+    """Like :func:`at` but returns (values in ``columns()`` order, as-of timestamp): the fast
+    path for serving (no pandas objects on the way)."""
+    pair = normalize_pair(pair)
+    panel = as_panel(bars, interval, max_ffill)
+    if ts is None:
+        ts = pd.Timestamp(int(panel.ts[-1]), tz="UTC")
+    p = panel.row_at_or_before(ts, pair)
+    out = np.empty(len(_layout().columns))
+    for fam, need, lag_rel, cur_ix, lag_ix, causal_k, causal_ix in _online_plan():
+        # each family sees only the rows its declared lookback needs
+        c0 = max(0, p - need)
+        ctx = Ctx(panel.slice_rows(c0, p + 1), pair)
+        q = p - c0
+        vals = _eval_family(fam, ctx, q - lag_rel)
+        out[cur_ix] = vals[0]
+        if lag_ix is not None:
+            out[lag_ix] = vals[1 : 1 + len(LAGS)].T.ravel()
+        if causal_ix is not None:
+            out[causal_ix] = vals[-1, causal_k]
+    return out, pd.Timestamp(int(panel.ts[p]), tz="UTC")
+
+
+@lru_cache(maxsize=4)
+def _online_plan_cached(version: str) -> list[tuple[Any, ...]]:
+    """Per family: rows of history needed, row offsets to evaluate (t, its lags, the causal
+    lag), and where the values go in the output vector."""
+    lay = _layout()
+    col_ix = {c: i for i, c in enumerate(lay.columns)}
+    plan: list[tuple[Any, ...]] = []
+    for fam in families():
+        names = fam.names
+        lb = max(s.lookback for s in fam.specs)
+        cur_ix = np.array([col_ix[n] for n in names])
+        if fam.lagged:
+            causal_k = np.array([k for k, n in enumerate(names) if n in lay.causal], dtype=int)
+            rel = [0, *LAGS] + ([CAUSAL_LAG] if len(causal_k) else [])
+            need = lb + max(rel)
+            # lag-major order so that vals[1:5].T.ravel() matches it
+            lag_ix = np.array([[col_ix[f"{n}_lag{lag}"] for lag in LAGS] for n in names]).ravel()
+            causal_ix = (
+                np.array([col_ix[f"{names[k]}_lag{CAUSAL_LAG}"] for k in causal_k])
+                if len(causal_k)
+                else None
+            )
+            plan.append((fam, need, np.array(rel), cur_ix, lag_ix, causal_k, causal_ix))
+        else:
+            plan.append((fam, lb, np.array([0]), cur_ix, None, None, None))
+    return plan
+
+
+def _online_plan() -> list[tuple[Any, ...]]:
+    return _online_plan_cached(_layout().version)
+
+
+@lru_cache(maxsize=4)
+def _col_index_cached(version: str) -> dict[str, int]:
+    return {c: i for i, c in enumerate(_layout().columns)}
+
+
+def _col_index() -> dict[str, int]:
+    return _col_index_cached(_layout().version)
+
+
+def target_series(
+    bars: pd.DataFrame | Panel,
+    pair: str,
+    *,
+    horizon: int = 60,
+    target: str = "bqx",
+    interval: timedelta | None = None,
+    max_ffill: int = 5,
+) -> pd.Series:
+    """The target alone for every bar of ``pair`` (NaN where the horizon is not yet known)."""
+    pair = normalize_pair(pair)
+    panel = as_panel(bars, interval, max_ffill)
+    j = panel.col(pair)
+    rows = np.flatnonzero(np.isfinite(panel.close[:, j]))
+    lc = panel.log_close[:, j]
+    y = _target(lc, rows, horizon, target)
+    idx = pd.DatetimeIndex(panel.ts[rows].astype("datetime64[ns]")).tz_localize("UTC")
+    idx.name = "ts"
+    return pd.Series(y, index=idx, name="target")
+
+
+def missing_report(
+    bars: pd.DataFrame | Panel, pairs: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Which source fields/pairs are absent and how many candidate columns become NaN."""
+    panel = as_panel(bars)
+    specs = {s.name: s for s in base_specs()}
+    cat = catalog()
+    out: dict[str, Any] = {"missing_pairs": panel.missing_pairs(), "pairs": {}}
+    for p in pairs or panel.pairs:
+        miss = panel.missing_fields(p)
+        needs = set(miss) | ({"cross"} if panel.missing_pairs() else set())
+        affected = [
+            c for c, b in zip(cat["name"], cat["base"], strict=True) if set(specs[b].needs) & needs
+        ]
+        out["pairs"][p] = {"missing_fields": miss, "nan_columns": len(affected)}
+    return out
