@@ -38,6 +38,16 @@ from bqx.errors import StoreError
 from bqx.universe import normalize_pairs
 
 _VALUE_SQL = ", ".join(VALUE_COLUMNS)
+# Exact integer checksums (prices to 1e-8): deterministic whatever the aggregation order, and
+# identical on DuckDB and PostgreSQL. The position-weighted term catches values moved in time.
+_Q = "CAST(round({c} * 1e8) AS BIGINT)"
+_AGG_SQL = ", ".join(
+    ["count(*)"]
+    + [f"sum({_Q.format(c=c)})" for c in ("open", "high", "low", "close", "spread")]
+    + ["sum(CAST(round(volume) AS BIGINT))"]
+    + [f"sum(mod(CAST(extract(epoch FROM ts) AS BIGINT), 1000003) * {_Q.format(c='close')})"]
+    + ["min(ts)", "max(ts)"]
+)
 _COLS_SQL = ", ".join(BAR_COLUMNS)
 
 
@@ -323,10 +333,10 @@ class DuckDBStore(BarStore):
         params: dict[str, Any] = {"pairs": plist}
         if s is not None:
             where.append("ts >= $start")
-            params["start"] = s.to_pydatetime()
+            params["start"] = s.to_pydatetime(warn=False)
         if e is not None:
             where.append("ts <= $end")
-            params["end"] = e.to_pydatetime()
+            params["end"] = e.to_pydatetime(warn=False)
         sql = f"SELECT {', '.join(cols)} FROM bars WHERE {' AND '.join(where)} ORDER BY pair, ts"
         with self._conn() as con:
             df = con.execute(sql, params).fetch_df()
@@ -387,14 +397,11 @@ class DuckDBStore(BarStore):
         where, params = ["TRUE"], {}
         if s is not None:
             where.append("ts >= $s")
-            params["s"] = s.to_pydatetime()
+            params["s"] = s.to_pydatetime(warn=False)
         if e is not None:
             where.append("ts <= $e")
-            params["e"] = e.to_pydatetime()
-        sql = (
-            "SELECT count(*), sum(close), sum(volume), sum(spread), sum(open + high + low), "
-            f"min(ts), max(ts) FROM bars WHERE {' AND '.join(where)}"
-        )
+            params["e"] = e.to_pydatetime(warn=False)
+        sql = f"SELECT {_AGG_SQL} FROM bars WHERE {' AND '.join(where)}"
         with self._conn() as con:
             row = con.execute(sql, params).fetchone()
         return _agg_tuple(row)
@@ -587,11 +594,7 @@ class PostgresStore(BarStore):
             where.append("ts <= %s")
             params.append(e.to_pydatetime())
         with self._con.cursor() as cur:
-            cur.execute(
-                "SELECT count(*), sum(close), sum(volume), sum(spread), sum(open + high + low), "
-                f"min(ts), max(ts) FROM {self.table} WHERE {' AND '.join(where)}",
-                params,
-            )
+            cur.execute(f"SELECT {_AGG_SQL} FROM {self.table} WHERE {' AND '.join(where)}", params)
             row = cur.fetchone()
         return _agg_tuple(row)
 
@@ -629,12 +632,16 @@ def _jumps_frame(df: pd.DataFrame) -> pd.DataFrame:
 def _agg_tuple(row: Any) -> tuple[Any, ...]:
     if row is None:
         return (0,)
+    from decimal import Decimal
+
     out: list[Any] = []
     for v in row:
         if v is None:
             out.append(None)
+        elif isinstance(v, Decimal):
+            out.append(int(v))
         elif isinstance(v, float | np.floating):
-            out.append(round(float(v), 6))
+            out.append(repr(float(v)))
         elif hasattr(v, "isoformat"):
             out.append(to_utc(v).isoformat())
         else:
