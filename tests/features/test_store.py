@@ -27,7 +27,7 @@ def test_store_equals_build_and_is_incremental(stores):
     assert rep.months_built == {"EURUSD": ["2024-01", "2024-02"], "USDJPY": ["2024-01", "2024-02"]}
     got = fs.read("EURUSD", "2024-02-01", "2024-02-10")
     exp = F.build(bars, "EURUSD", start="2024-02-01", end="2024-02-10", with_target=True)
-    assert list(got.columns) == F.columns() + ["target"]
+    assert list(got.columns) == [*F.columns(), "target"]
     assert (got.index == exp.index).all()
     np.testing.assert_array_equal(got.to_numpy(), exp.to_numpy().astype(np.float32))
     # lags across the month boundary come from January's rows

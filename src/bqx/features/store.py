@@ -107,7 +107,7 @@ class FeatureStore:
                 "target": self.target,
                 "parts": {},
             }
-        return json.loads(p.read_text())  # type: ignore[no-any-return]
+        return json.loads(p.read_text())
 
     def _save_manifest(self, m: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
