@@ -1,0 +1,120 @@
+"""One-row prediction without per-call library overhead.
+
+sklearn's ``RandomForestRegressor.predict`` costs ~10 ms for one row (input validation and
+thread dispatch, measured in docs/performance.md) while the trees themselves take micro-
+seconds. ``compile_pipeline`` turns a fitted pipeline (selection -> scaler -> estimator) into
+plain arrays: the forest becomes one flat node table walked for all trees at once, LightGBM
+and XGBoost call their boosters directly, Ridge is a dot product. Results equal
+``pipeline.predict`` (tests check equality on thousands of rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+
+class FastPredictor:
+    """Predict from the full candidate vector (``columns()`` order) or a batch of them."""
+
+    def __init__(self, pipeline: Pipeline, all_columns: list[str]):
+        sel = pipeline.named_steps["select"]
+        scaler = pipeline.named_steps["scale"]
+        model = pipeline.named_steps["model"]
+        pos = {c: i for i, c in enumerate(all_columns)}
+        self.idx = np.array([pos[c] for c in sel.columns_], dtype=np.intp)
+        self.mean = np.asarray(scaler.mean_, dtype=np.float64)
+        self.scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self.kind = type(model).__name__
+        self._impl = _compile_model(model)
+
+    def _prep(self, x: np.ndarray) -> np.ndarray:
+        return (x[..., self.idx] - self.mean) / self.scale
+
+    def predict_one(self, x: np.ndarray) -> float:
+        return float(self._impl(self._prep(np.asarray(x, dtype=np.float64))[None, :])[0])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self._impl(self._prep(np.asarray(X, dtype=np.float64))), dtype=np.float64)
+
+
+def _compile_model(model: Any) -> Any:
+    name = type(model).__name__
+    if name == "RandomForestRegressor":
+        return _Forest(model)
+    if name == "LGBMRegressor":
+        booster = model.booster_
+
+        def lgb(X: np.ndarray) -> np.ndarray:
+            return booster.predict(X, num_threads=1)
+
+        return lgb
+    if name == "XGBRegressor":
+        booster = model.get_booster()
+
+        def xgb(X: np.ndarray) -> np.ndarray:
+            return np.asarray(booster.inplace_predict(X), dtype=np.float64)
+
+        return xgb
+    if isinstance(model, Pipeline) and "ridge" in model.named_steps:
+        imp = model.named_steps["impute"].statistics_
+        ridge = model.named_steps["ridge"]
+        coef = np.asarray(ridge.coef_, dtype=np.float64)
+        b = float(ridge.intercept_)
+
+        def lin(X: np.ndarray) -> np.ndarray:
+            X = np.where(np.isnan(X), imp, X)
+            return X @ coef + b
+
+        return lin
+    raise TypeError(f"no fast path for {name}")
+
+
+class _Forest:
+    """All trees of a fitted forest in one node table; one row walks every tree at once."""
+
+    def __init__(self, rf: Any):
+        feats, thr, left, right, val, miss_left, roots = [], [], [], [], [], [], []
+        off = 0
+        depth = 0
+        for est in rf.estimators_:
+            t = est.tree_
+            n = t.node_count
+            roots.append(off)
+            leaf = t.children_left == -1
+            f = t.feature.copy()
+            f[leaf] = 0
+            lft = np.where(leaf, np.arange(n), t.children_left) + off
+            rgt = np.where(leaf, np.arange(n), t.children_right) + off
+            feats.append(f)
+            thr.append(np.where(leaf, np.inf, t.threshold))
+            left.append(lft)
+            right.append(rgt)
+            val.append(t.value[:, 0, 0])
+            miss_left.append(t.missing_go_to_left.astype(bool))
+            depth = max(depth, int(t.max_depth))
+            off += n
+        self.feature = np.concatenate(feats).astype(np.intp)
+        self.threshold = np.concatenate(thr)
+        self.left = np.concatenate(left).astype(np.intp)
+        self.right = np.concatenate(right).astype(np.intp)
+        self.value = np.concatenate(val)
+        self.missing_left = np.concatenate(miss_left)
+        self.roots = np.array(roots, dtype=np.intp)
+        self.depth = depth
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        # sklearn compares float32 inputs with float64 thresholds: do the same
+        X = np.asarray(X, dtype=np.float32).astype(np.float64)
+        out = np.empty(len(X))
+        for i in range(len(X)):
+            x = X[i]
+            node = self.roots
+            for _ in range(self.depth):
+                v = x[self.feature[node]]
+                go_left = np.where(np.isnan(v), self.missing_left[node], v <= self.threshold[node])
+                node = np.where(go_left, self.left[node], self.right[node])
+            out[i] = self.value[node].mean()
+        return out

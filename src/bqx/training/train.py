@@ -1,0 +1,183 @@
+"""Train one pair: read candidates, split with purge gaps, select on train, fit, calibrate
+intervals on validation, evaluate on test against naive baselines."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bqx.config import Settings, load_settings
+from bqx.errors import NoDataError
+from bqx.features import columns, feature_set_version
+from bqx.training.artifact import ModelArtifact
+from bqx.training.intervals import SCALE_FEATURE, calibrate, coverage
+from bqx.training.metrics import baselines, beats_naive, regression_metrics
+from bqx.training.models import default_params, make_estimator, make_pipeline
+from bqx.training.selection import select_features
+from bqx.training.splits import chrono_split
+from bqx.universe import normalize_pair
+
+#: rows whose candidates are mostly NaN (the warm-up before the longest lookback) are dropped
+MAX_NAN_SHARE = 0.2
+
+
+@dataclass
+class TrainResult:
+    pair: str
+    artifact: ModelArtifact
+    metrics: dict[str, Any]
+    approved: bool
+    approval_reason: str
+    seconds: dict[str, float]
+    rows: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        t = self.metrics["test"]
+        base = self.metrics["baselines_test"]
+        return {
+            "pair": self.pair,
+            "model": self.artifact.model,
+            "features": len(self.artifact.features),
+            "rows_train": self.rows["train"],
+            "test_r2": t["r2"],
+            "test_da": t["da"],
+            "naive_r2": max(v["r2"] for v in base.values()),
+            "coverage": self.metrics["test_coverage"],
+            "approved": self.approved,
+            "seconds": round(self.seconds["total"], 1),
+        }
+
+
+def load_training_frame(
+    pair: str, settings: Settings, start: Any = None, end: Any = None
+) -> pd.DataFrame:
+    """Candidates + target of ``pair`` from the feature store (build it first)."""
+    from bqx.features.store import FeatureStore
+
+    fs = FeatureStore(
+        settings.features_dir,
+        horizon=settings.horizon,
+        target=settings.target,
+        max_ffill=settings.max_ffill_bars,
+    )
+    return fs.read(pair, start, end)
+
+
+def prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop rows without a target and warm-up rows that are mostly NaN."""
+    y = df["target"].to_numpy()
+    X = df.drop(columns=["target"])
+    nan_share = np.isnan(X.to_numpy(dtype=np.float32)).mean(axis=1)
+    keep = np.isfinite(y) & (nan_share <= MAX_NAN_SHARE)
+    if not keep.any():
+        raise NoDataError("no usable training rows (all targets NaN or features in warm-up)")
+    return df.iloc[np.flatnonzero(keep)]
+
+
+def train_frame(
+    pair: str,
+    df: pd.DataFrame,
+    settings: Settings | None = None,
+    *,
+    model: str | None = None,
+    params: dict[str, Any] | None = None,
+    n_jobs: int | None = None,
+    selection_rows: int | None = None,
+) -> TrainResult:
+    """Train on a prepared frame of candidates + ``target`` (time-ordered)."""
+    s = settings or load_settings()
+    ts = s.train
+    model = model or ts.model
+    pair = normalize_pair(pair)
+    jobs = n_jobs or max(1, os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    df = prepare(df)
+    gap = s.horizon + 1
+    sp = chrono_split(len(df), ts.train_frac, ts.val_frac, gap)
+    X = df.drop(columns=["target"])
+    y = df["target"].to_numpy(dtype=np.float64)
+    Xtr, Xva, Xte = X.iloc[sp.train], X.iloc[sp.val], X.iloc[sp.test]
+    ytr, yva, yte = y[sp.train], y[sp.val], y[sp.test]
+
+    sel = select_features(
+        Xtr, ytr, threshold=ts.selection_threshold, max_features=ts.max_features,
+        rows=selection_rows if selection_rows is not None else ts.selection_rows,
+        seed=ts.seed, n_jobs=jobs,
+    )  # fmt: skip
+    t_sel = time.perf_counter() - t0
+    p = default_params(model)
+    p.update(params or {})
+    pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=jobs))
+    t1 = time.perf_counter()
+    pipe.fit(Xtr, ytr)
+    t_fit = time.perf_counter() - t1
+
+    pva = np.asarray(pipe.predict(Xva), dtype=np.float64)
+    pte = np.asarray(pipe.predict(Xte), dtype=np.float64)
+    scale_va = Xva[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
+    conf = calibrate(yva, pva, scale_va, level=ts.interval_level, method=ts.interval_method)
+    scale_te = Xte[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
+    lo, hi = conf.bounds(pte, scale_te)
+    metrics: dict[str, Any] = {
+        "train": regression_metrics(ytr, np.asarray(pipe.predict(Xtr), dtype=np.float64)),
+        "val": regression_metrics(yva, pva),
+        "test": regression_metrics(yte, pte),
+        "baselines_val": baselines(yva),
+        "baselines_test": baselines(yte),
+        "test_coverage": coverage(yte, lo, hi),
+        "interval_level": ts.interval_level,
+    }
+    if ts.approval_rule == "beats_naive":
+        approved, why = beats_naive(metrics["test"], metrics["baselines_test"])
+    elif ts.approval_rule == "always":
+        approved, why = True, "approval rule 'always'"
+    else:
+        approved, why = False, "approval rule 'never': approve manually"
+    idx = pd.DatetimeIndex(df.index)
+    art = ModelArtifact(
+        pair=pair,
+        model=model,
+        params=p,
+        pipeline=pipe,
+        features=list(sel.features),
+        all_columns=columns(),
+        feature_set_version=feature_set_version(),
+        horizon=s.horizon,
+        target=s.target,
+        conformal=conf,
+        metrics=metrics,
+        data_window=sp.bounds(idx),
+        selection={**sel.summary(), "importances": sel.importances.head(200).round(8).to_dict()},
+    )
+    total = time.perf_counter() - t0
+    return TrainResult(
+        pair=pair,
+        artifact=art,
+        metrics=metrics,
+        approved=approved,
+        approval_reason=why,
+        seconds={"selection": t_sel, "fit": t_fit, "total": total},
+        rows={"train": len(sp.train), "val": len(sp.val), "test": len(sp.test), "gap": gap},
+    )
+
+
+def train_pair(
+    pair: str,
+    settings: Settings | None = None,
+    *,
+    model: str | None = None,
+    params: dict[str, Any] | None = None,
+    start: Any = None,
+    end: Any = None,
+    n_jobs: int | None = None,
+) -> TrainResult:
+    """Read the pair's candidates from the feature store and train (see :func:`train_frame`)."""
+    s = settings or load_settings()
+    df = load_training_frame(normalize_pair(pair), s, start, end)
+    return train_frame(pair, df, s, model=model, params=params, n_jobs=n_jobs)

@@ -1,0 +1,211 @@
+"""Hyperparameter search with Optuna (TPE sampler, median pruning), objective on validation.
+
+The study lives in Optuna's own storage: SQLite under the project home by default
+(``optuna.db``), any RDB URL in production (``BQX_OPTUNA_URL=postgresql://...``) so workers on
+several machines can share one study. Feature selection runs once, on the training segment,
+before the trials; every trial fits on train and is scored by R² on validation. Only the best
+trial is logged to MLflow (one run, not one per trial); ``bqx train --params best`` uses it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bqx.config import Settings, load_settings
+from bqx.training.metrics import regression_metrics
+from bqx.training.models import default_params, make_estimator, make_pipeline
+from bqx.training.selection import select_features
+from bqx.training.splits import chrono_split
+from bqx.training.train import load_training_frame, prepare
+from bqx.universe import normalize_pair
+
+
+def study_name(pair: str, model: str) -> str:
+    return f"bqx-{normalize_pair(pair)}-{model}"
+
+
+@dataclass
+class TuneResult:
+    pair: str
+    model: str
+    best_params: dict[str, Any]
+    best_value: float
+    trials: int
+    pruned: int
+    complete: int
+    seconds: float
+    study: str
+    storage: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _suggest(model: str, trial: Any) -> dict[str, Any]:
+    if model == "lightgbm":
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 100, 600, step=50),
+            "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.1, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 20, 2000, log=True),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 100.0, log=True),
+        }
+    if model == "xgboost":
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 100, 600, step=50),
+            "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.1, log=True),
+            "max_depth": trial.suggest_int("max_depth", 2, 8),
+            "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 500.0, log=True),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 100.0, log=True),
+        }
+    if model == "rf":
+        return {
+            "max_depth": trial.suggest_int("max_depth", 3, 16),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 2000, log=True),
+            "max_features": trial.suggest_float("max_features", 0.05, 0.6),
+            "max_samples": trial.suggest_float("max_samples", 0.1, 1.0),
+        }
+    return {"alpha": trial.suggest_float("alpha", 1e-2, 1e6, log=True)}
+
+
+def tune(
+    pair: str,
+    settings: Settings | None = None,
+    *,
+    model: str = "lightgbm",
+    trials: int = 50,
+    timeout: float | None = None,
+    start: Any = None,
+    end: Any = None,
+    n_jobs: int | None = None,
+    seed: int = 42,
+    log_to_mlflow: bool = True,
+    progress: Any = None,
+) -> TuneResult:
+    import optuna
+
+    s = settings or load_settings()
+    pair = normalize_pair(pair)
+    t0 = time.perf_counter()
+    df = prepare(load_training_frame(pair, s, start, end))
+    sp = chrono_split(len(df), s.train.train_frac, s.train.val_frac, s.horizon + 1)
+    X = df.drop(columns=["target"])
+    y = df["target"].to_numpy(np.float64)
+    jobs = n_jobs or s.train.jobs
+    sel = select_features(
+        X.iloc[sp.train], y[sp.train], threshold=s.train.selection_threshold,
+        max_features=s.train.max_features, rows=s.train.selection_rows, seed=s.train.seed, n_jobs=jobs,
+    )  # fmt: skip
+    Xtr, Xva = X.iloc[sp.train][sel.features], X.iloc[sp.val][sel.features]
+    ytr, yva = y[sp.train], y[sp.val]
+
+    def objective(trial: Any) -> float:
+        p = default_params(model)
+        p.update(_suggest(model, trial))
+        if model == "rf":
+            # grow the forest in stages so unpromising trials are pruned early
+            p["warm_start"] = True
+            total = int(p.get("n_estimators", 100))
+            pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=jobs))
+            score = float("nan")
+            for step, k in enumerate(range(total // 4, total + 1, total // 4), start=1):
+                pipe.set_params(model__n_estimators=k)
+                pipe.fit(Xtr, ytr)
+                score = regression_metrics(yva, pipe.predict(Xva))["r2"]
+                trial.report(score, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+            return score
+        pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=jobs))
+        pipe.fit(Xtr, ytr)
+        if model in ("lightgbm", "xgboost"):
+            # intermediate values: validation R² of the first k trees
+            est = pipe.named_steps["model"]
+            Xs = pipe[:-1].transform(Xva)
+            n = int(p["n_estimators"])
+            score = float("nan")
+            for step, k in enumerate(sorted({max(1, n // 4), n // 2, 3 * n // 4, n}), start=1):
+                if model == "lightgbm":
+                    pred = est.predict(Xs, num_iteration=k)
+                else:
+                    pred = est.predict(Xs, iteration_range=(0, k))
+                score = regression_metrics(yva, pred)["r2"]
+                trial.report(score, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+            return score
+        return regression_metrics(yva, pipe.predict(Xva))["r2"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = s.resolved_optuna_url
+    s.ensure_home()
+    study = optuna.create_study(
+        study_name=study_name(pair, model),
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+    callbacks = [lambda st, tr: progress(len(st.trials), trials)] if progress else None
+    study.optimize(
+        objective, n_trials=trials, timeout=timeout, callbacks=callbacks, catch=(ValueError,)
+    )
+    states = [t.state for t in study.trials]
+    best = study.best_trial
+    res = TuneResult(
+        pair=pair,
+        model=model,
+        best_params=dict(best.params),
+        best_value=float(best.value if best.value is not None else float("nan")),
+        trials=len(study.trials),
+        pruned=sum(st == optuna.trial.TrialState.PRUNED for st in states),
+        complete=sum(st == optuna.trial.TrialState.COMPLETE for st in states),
+        seconds=time.perf_counter() - t0,
+        study=study.study_name,
+        storage=storage,
+    )
+    if log_to_mlflow:
+        _log_best(s, res, sel.features)
+    return res
+
+
+def _log_best(s: Settings, res: TuneResult, features: list[str]) -> None:
+    import mlflow
+
+    from bqx.registry import Registry
+
+    reg = Registry(s)
+    exp = reg.experiment_id()
+    with mlflow.start_run(experiment_id=exp, run_name=f"tune-{res.pair}-{res.model}"):
+        mlflow.set_tags({"kind": "tuning", "pair": res.pair, "study": res.study})
+        mlflow.log_params({f"best.{k}": v for k, v in res.best_params.items()})
+        mlflow.log_params({"model": res.model, "n_features": len(features)})
+        mlflow.log_metrics(
+            {
+                "best_val_r2": res.best_value,
+                "trials": res.trials,
+                "pruned": res.pruned,
+                "seconds": res.seconds,
+            }
+        )
+
+
+def best_params(pair: str, model: str, settings: Settings | None = None) -> dict[str, Any] | None:
+    """Best parameters of the pair's study for ``model`` (None when there is no study)."""
+    import optuna
+
+    s = settings or load_settings()
+    try:
+        study = optuna.load_study(study_name=study_name(pair, model), storage=s.resolved_optuna_url)
+        return dict(study.best_trial.params)
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,108 @@
+"""Registry: approve / promote / rollback round trip, history, and crash safety."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bqx.config import Settings
+from bqx.errors import ModelNotFoundError, RegistryError
+from bqx.registry import PRODUCTION, Registry
+from bqx.training.train import train_frame
+
+
+@pytest.fixture(scope="module")
+def trained(signal_frame, tmp_path_factory):
+    home = tmp_path_factory.mktemp("reg")
+    s = Settings(home=home)
+    s.train.approval_rule = "never"
+    small = signal_frame.iloc[-20000:]
+    r1 = train_frame("EURUSD", small, s, model="ridge", selection_rows=4000)
+    r2 = train_frame(
+        "EURUSD", small, s, model="lightgbm", params={"n_estimators": 40}, selection_rows=4000
+    )
+    return s, r1, r2
+
+
+def test_round_trip(trained):
+    s, r1, r2 = trained
+    reg = Registry(s)
+    v1 = reg.log_and_register(r1)
+    v2 = reg.log_and_register(r2)
+    assert (v1, v2) == ("1", "2")
+    info = reg.get("EURUSD", v1)
+    assert info.approval_status == "PendingManualApproval" and info.registration == "complete"
+    with pytest.raises(RegistryError, match="approve"):
+        reg.promote("EURUSD", v1)
+    with pytest.raises(ModelNotFoundError):
+        reg.load("EURUSD")  # nothing in production yet
+    reg.approve("EURUSD", v1, reason="looked good")
+    reg.promote("EURUSD", v1, reason="first")
+    assert reg.production_version("EURUSD") == "1"
+    reg.approve("EURUSD", v2)
+    reg.promote("EURUSD", v2, reason="better")
+    assert reg.production_version("EURUSD") == "2"
+    art = reg.load("EURUSD")
+    assert art.version == "2" and art.model == "lightgbm"
+    x = np.zeros(len(art.all_columns))
+    assert np.isfinite(art.predict_vector(x))
+    with pytest.raises(RegistryError, match="in production"):
+        reg.reject("EURUSD", v2)
+    reg.rollback("EURUSD", reason="regression")
+    assert reg.production_version("EURUSD") == "1"
+    with pytest.raises(RegistryError, match="no earlier production"):
+        reg.rollback("EURUSD")
+    h = reg.history("EURUSD")
+    assert list(h["action"]) == ["approve", "promote", "approve", "promote", "rollback"]
+    last = h.iloc[-1]
+    assert (last["from_version"], last["to_version"], last["reason"]) == ("2", "1", "regression")
+    df = reg.list_models("EURUSD")
+    assert list(df["version"]) == ["1", "2"]
+    assert PRODUCTION in df.set_index("version").loc["1", "aliases"]
+    reg.reject("EURUSD", v2, reason="worse live")
+    with pytest.raises(RegistryError, match="Rejected"):
+        reg.promote("EURUSD", v2)
+
+
+def test_crash_mid_registration_leaves_no_production(trained, monkeypatch):
+    s, r1, _ = trained
+    s2 = Settings(home=s.home / "crash")
+    s2.train.approval_rule = "beats_naive"
+    reg = Registry(s2)
+    r1.approved = True  # would be auto-approved...
+    real = reg.client.set_model_version_tag
+
+    def boom(name, version, key, value):  # type: ignore[no-untyped-def]
+        if key == "registration" and value == "complete":
+            raise RuntimeError("simulated crash")
+        return real(name, version, key, value)
+
+    monkeypatch.setattr(reg.client, "set_model_version_tag", boom)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        reg.log_and_register(r1)
+    monkeypatch.undo()
+    info = reg.get("EURUSD", "1")
+    assert info.registration == "incomplete"
+    assert info.approval_status == "PendingManualApproval"  # the approval was never applied
+    assert reg.production_version("EURUSD") is None
+    with pytest.raises(RegistryError, match="not completely registered"):
+        reg.approve("EURUSD", "1")
+    with pytest.raises(RegistryError, match="not completely registered"):
+        reg.promote("EURUSD", "1")
+
+
+def test_promotion_reverts_alias_when_history_write_fails(trained, monkeypatch):
+    s, r1, _ = trained
+    s3 = Settings(home=s.home / "hist")
+    s3.train.approval_rule = "always"
+    reg = Registry(s3)
+    r1.approved = True
+    v = reg.log_and_register(r1)
+
+    def fail(*a, **k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("state db down")
+
+    monkeypatch.setattr(reg.state, "record_promotion", fail)
+    with pytest.raises(RuntimeError):
+        reg.promote("EURUSD", v)
+    assert reg.production_version("EURUSD") is None
