@@ -76,10 +76,12 @@ def test_signals_fast_path_writes_outputs_and_json(app, signals_file, tmp_path):
     assert "EURUSD" in text and "report.html" in text and "USDJPY" not in text
 
 
-def test_walk_forward_without_signals_is_a_clear_error(app):
-    r = CliRunner().invoke(app, ["backtest", "--windows", "3", "--model", "rf"])
+def test_walk_forward_without_data_is_a_clear_error(app):
+    r = CliRunner().invoke(
+        app, ["backtest", "--windows", "3", "--model", "rf", "--pairs", "EURUSD"]
+    )
     assert r.exit_code == 2
-    assert "walk-forward mode needs the training pipeline" in " ".join(r.output.split())
+    assert "bar store is empty" in " ".join(r.output.split())
 
 
 def test_bad_signals_file_is_a_clear_error(app, tmp_path):

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from bqx.cli._common import JsonOpt, console, err_console, handle_errors, print_json, settings
+from bqx.cli._common import (
+    JsonOpt,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    progress_bar,
+    settings,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,7 +81,8 @@ def backtest_cmd(
     alarm_r2: float = typer.Option(0.3, help="Leakage alarm: out-of-sample R² above this."),
     alarm_accuracy: float = typer.Option(0.6, help="Leakage alarm: directional accuracy above."),
     alarm_sharpe: float = typer.Option(3.0, help="Leakage alarm: net Sharpe above this."),
-    # walk-forward (needs the training pipeline)
+    # walk-forward: retrain per window with the production training code
+    jobs: int | None = typer.Option(None, help="Walk-forward: windows trained in parallel."),
     train_months: int = typer.Option(6, help="Walk-forward: training months per window."),
     test_months: int = typer.Option(1, help="Walk-forward: test months per window."),
     windows: int = typer.Option(12, help="Walk-forward: number of windows."),
@@ -83,22 +92,13 @@ def backtest_cmd(
     ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Backtest signals with realistic costs; write trades.csv, metrics.json, equity.parquet
-    and a self-contained report.html."""
+    """Backtest with realistic costs; write trades.csv, metrics.json, equity.parquet and a
+    self-contained report.html. Without --signals: walk-forward (retrain per window with the
+    production training code, predict the next month out of sample, trade it)."""
     from bqx.backtest import BacktestConfig
     from bqx.backtest.metrics import LeakageThresholds
-    from bqx.errors import BqxError
 
     s = settings()
-    if signals is None:
-        raise BqxError(
-            "walk-forward mode needs the training pipeline, which is not wired in yet "
-            f"(asked for {windows} windows of {train_months}+{test_months} months"
-            + (f", model {model}" if model else "")
-            + (", reusing predictions" if reuse_predictions else "")
-            + ")",
-            hint="trade a given series with --signals FILE (pair, ts, signal and/or prediction)",
-        )
     h = s.horizon if horizon is None else (horizon or None)
     cfg = BacktestConfig(
         take_profit=take_profit or None,
@@ -118,8 +118,33 @@ def backtest_cmd(
     sig_settings = s.signals
     if threshold is not None:
         sig_settings = sig_settings.model_copy(update={"threshold": threshold})
-    frame = read_signals(signals, pairs)
     out_dir = out or (s.home / "backtests" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    windows_df = None
+    wf_info: dict[str, Any] | None = None
+    if signals is not None:
+        frame = read_signals(signals, pairs)
+    else:
+        from bqx.backtest.walkforward import (
+            WalkForwardConfig,
+            ensure_features,
+            walk_forward_predictions,
+            windows_frame,
+        )
+        from bqx.universe import normalize_pairs
+
+        plist = normalize_pairs(pairs)
+        wcfg = WalkForwardConfig(
+            train_months=train_months, test_months=test_months, windows=windows,
+            model=model or s.train.model,
+        )  # fmt: skip
+        if not reuse_predictions:
+            with progress_bar("features", enabled=not as_json) as update:
+                ensure_features(plist, s, progress=update)
+        with progress_bar(f"walk-forward ({wcfg.model})", enabled=not as_json) as update:
+            frame, wf_info = walk_forward_predictions(
+                plist, s, wcfg, jobs=jobs, reuse=reuse_predictions, progress=update
+            )
+        windows_df = windows_frame(frame)
     summary = run_signals_backtest(
         frame,
         cfg,
@@ -129,7 +154,11 @@ def backtest_cmd(
         start=start,
         end=end,
         thresholds=LeakageThresholds(alarm_r2, alarm_accuracy, alarm_sharpe),
+        windows=windows_df,
     )
+    if wf_info is not None:
+        frame.to_parquet(Path(out_dir) / "predictions.parquet", index=False)
+        summary["walk_forward"] = wf_info
     if as_json:
         print_json(summary)
         return

@@ -80,6 +80,53 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[np.flatnonzero(keep)]
 
 
+@dataclass
+class Fitted:
+    """What :func:`fit_model` returns: the production fitting step, shared by training and the
+    walk-forward backtest."""
+
+    pipeline: Any
+    selection: Any
+    conformal: Any
+    params: dict[str, Any]
+    val_pred: np.ndarray
+    seconds: dict[str, float]
+
+
+def fit_model(
+    Xtr: pd.DataFrame,
+    ytr: np.ndarray,
+    Xcal: pd.DataFrame,
+    ycal: np.ndarray,
+    settings: Settings,
+    *,
+    model: str,
+    params: dict[str, Any] | None = None,
+    n_jobs: int = 1,
+    selection_rows: int | None = None,
+) -> Fitted:
+    """Select features on ``Xtr`` only, fit the pipeline on ``Xtr``, calibrate the conformal
+    interval on the later ``Xcal`` segment (which the caller separated by a purge gap)."""
+    ts = settings.train
+    t0 = time.perf_counter()
+    sel = select_features(
+        Xtr, ytr, threshold=ts.selection_threshold, max_features=ts.max_features,
+        rows=selection_rows if selection_rows is not None else ts.selection_rows,
+        seed=ts.seed, n_jobs=n_jobs,
+    )  # fmt: skip
+    t_sel = time.perf_counter() - t0
+    p = default_params(model)
+    p.update(params or {})
+    pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=n_jobs))
+    t1 = time.perf_counter()
+    pipe.fit(Xtr, ytr)
+    t_fit = time.perf_counter() - t1
+    pcal = np.asarray(pipe.predict(Xcal), dtype=np.float64)
+    scale = Xcal[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
+    conf = calibrate(ycal, pcal, scale, level=ts.interval_level, method=ts.interval_method)
+    return Fitted(pipe, sel, conf, p, pcal, {"selection": t_sel, "fit": t_fit})
+
+
 def train_frame(
     pair: str,
     df: pd.DataFrame,
@@ -105,23 +152,21 @@ def train_frame(
     Xtr, Xva, Xte = X.iloc[sp.train], X.iloc[sp.val], X.iloc[sp.test]
     ytr, yva, yte = y[sp.train], y[sp.val], y[sp.test]
 
-    sel = select_features(
-        Xtr, ytr, threshold=ts.selection_threshold, max_features=ts.max_features,
-        rows=selection_rows if selection_rows is not None else ts.selection_rows,
-        seed=ts.seed, n_jobs=jobs,
-    )  # fmt: skip
-    t_sel = time.perf_counter() - t0
-    p = default_params(model)
-    p.update(params or {})
-    pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=jobs))
-    t1 = time.perf_counter()
-    pipe.fit(Xtr, ytr)
-    t_fit = time.perf_counter() - t1
-
-    pva = np.asarray(pipe.predict(Xva), dtype=np.float64)
+    fitted = fit_model(
+        Xtr,
+        ytr,
+        Xva,
+        yva,
+        s,
+        model=model,
+        params=params,
+        n_jobs=jobs,
+        selection_rows=selection_rows,
+    )
+    sel, pipe, conf, p = fitted.selection, fitted.pipeline, fitted.conformal, fitted.params
+    t_sel, t_fit = fitted.seconds["selection"], fitted.seconds["fit"]
+    pva = fitted.val_pred
     pte = np.asarray(pipe.predict(Xte), dtype=np.float64)
-    scale_va = Xva[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
-    conf = calibrate(yva, pva, scale_va, level=ts.interval_level, method=ts.interval_method)
     scale_te = Xte[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     lo, hi = conf.bounds(pte, scale_te)
     metrics: dict[str, Any] = {

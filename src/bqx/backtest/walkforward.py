@@ -1,0 +1,263 @@
+"""Walk-forward out-of-sample predictions: retrain per window with the production code.
+
+For each pair and each window (train ``train_months``, test the next ``test_months``, roll by
+``test_months``; the last ``windows`` windows), the training months are split into a fitting
+part and a later calibration part (``cal_frac``, separated by a purge gap of horizon + 1 rows);
+:func:`bqx.training.train.fit_model` selects features on the fitting part only, fits the
+pipeline and calibrates the conformal interval on the calibration part; the model then
+predicts every bar of the test months. The test months start at least horizon + 1 rows after
+the last training row, so no label of a training row can see a test bar.
+
+Predictions are cached under ``<home>/backtests/cache/<key>.parquet``; the key covers the
+pairs, the window layout, the model and parameters, the feature-set version and the feature
+store's fingerprints, so ``--reuse-predictions`` never reuses stale predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bqx.config import Settings
+from bqx.errors import BqxError, NoDataError
+from bqx.universe import normalize_pairs
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    train_months: int = 6
+    test_months: int = 1
+    windows: int | None = 12
+    model: str = "rf"
+    params: dict[str, Any] = field(default_factory=dict)
+    cal_frac: float = 0.15
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    pair: str
+    number: int
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+
+
+def _feature_store(s: Settings) -> Any:
+    from bqx.features.store import FeatureStore
+
+    return FeatureStore(
+        s.features_dir, horizon=s.horizon, target=s.target, max_ffill=s.max_ffill_bars
+    )
+
+
+def plan_windows(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> list[WindowSpec]:
+    """The windows of every pair, from the rows that have a bar and a known target."""
+    from bqx.training.splits import walk_forward
+
+    fs = _feature_store(s)
+    out: list[WindowSpec] = []
+    for p in pairs:
+        raw = fs.read_base(p)
+        ok = raw["bar"].to_numpy(dtype=bool) & np.isfinite(raw["target"].to_numpy(dtype=np.float64))
+        idx = pd.DatetimeIndex(raw.index[ok])
+        ws = walk_forward(idx, cfg.train_months, cfg.test_months, cfg.windows, gap=s.horizon + 1)
+        if not ws:
+            span = f"{idx[0]:%Y-%m-%d}..{idx[-1]:%Y-%m-%d}" if len(idx) else "no rows"
+            raise NoDataError(
+                f"{p}: not enough data for one window of {cfg.train_months}+{cfg.test_months} months ({span})",
+                hint="generate/ingest more history or use fewer --train-months",
+            )
+        out += [
+            WindowSpec(p, w.number, w.train_start, w.train_end, w.test_start, w.test_end)
+            for w in ws
+        ]
+    return out
+
+
+def predict_window(
+    spec: WindowSpec, settings_data: dict[str, Any], cfg: WalkForwardConfig, n_jobs: int
+) -> pd.DataFrame:
+    """Fit on the window's training months, predict its test months (runs in a worker)."""
+    from bqx.training.intervals import SCALE_FEATURE
+    from bqx.training.train import fit_model, prepare
+
+    s = Settings.model_validate(settings_data)
+    gap = s.horizon + 1
+    df = prepare(_feature_store(s).read(spec.pair, spec.train_start, spec.test_end))
+    train = df[df.index <= spec.train_end]
+    test = df[df.index >= spec.test_start]
+    n_cal = int(len(train) * cfg.cal_frac)
+    fit_rows = len(train) - n_cal - gap
+    if fit_rows < 1000 or n_cal < 100 or test.empty:
+        raise NoDataError(
+            f"{spec.pair} window {spec.number}: too few rows ({len(train)} train, {len(test)} test)"
+        )
+    Xf, yf = (
+        train.iloc[:fit_rows].drop(columns=["target"]),
+        train["target"].to_numpy(np.float64)[:fit_rows],
+    )
+    Xc, yc = (
+        train.iloc[-n_cal:].drop(columns=["target"]),
+        train["target"].to_numpy(np.float64)[-n_cal:],
+    )
+    fitted = fit_model(Xf, yf, Xc, yc, s, model=cfg.model, params=cfg.params or None, n_jobs=n_jobs)
+    Xt = test.drop(columns=["target"])
+    pred = np.asarray(fitted.pipeline.predict(Xt), dtype=np.float64)
+    scale = Xt[SCALE_FEATURE].to_numpy(np.float64) if fitted.conformal.scale_feature else None
+    lo, hi = fitted.conformal.bounds(pred, scale)
+    return pd.DataFrame(
+        {
+            "pair": spec.pair,
+            "ts": test.index,
+            "prediction": pred,
+            "lo": lo,
+            "hi": hi,
+            "y_true": test["target"].to_numpy(np.float64),
+            "window": spec.number,
+            "train_start": spec.train_start,
+            "train_end": spec.train_end,
+            "test_start": spec.test_start,
+            "test_end": spec.test_end,
+            "n_features": len(fitted.selection.features),
+        }
+    )
+
+
+def _task(
+    spec: WindowSpec, data: dict[str, Any], cfg: WalkForwardConfig, n_jobs: int
+) -> tuple[WindowSpec, pd.DataFrame | None, str | None, float]:
+    t0 = time.perf_counter()
+    try:
+        return spec, predict_window(spec, data, cfg, n_jobs), None, time.perf_counter() - t0
+    except BqxError as e:
+        return spec, None, str(e), time.perf_counter() - t0
+    except Exception as e:
+        return spec, None, f"{type(e).__name__}: {e}", time.perf_counter() - t0
+
+
+def cache_key(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> str:
+    from bqx.features import feature_set_version
+
+    man = _feature_store(s).manifest()
+    parts = {
+        k: v.get("fingerprint") for k, v in man.get("parts", {}).items() if k.split("/")[0] in pairs
+    }
+    payload = {
+        "pairs": sorted(pairs),
+        "cfg": asdict(cfg),
+        "features": feature_set_version(),
+        "horizon": s.horizon,
+        "target": s.target,
+        "train": s.train.model_dump(mode="json", exclude={"jobs"}),
+        "parts": parts,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def walk_forward_predictions(
+    pairs: Sequence[str] | str | None,
+    settings: Settings,
+    cfg: WalkForwardConfig,
+    *,
+    jobs: int | None = None,
+    reuse: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Out-of-sample predictions of every window of every pair; returns (frame, info)."""
+    plist = normalize_pairs(pairs)
+    s = settings
+    key = cache_key(plist, s, cfg)
+    cache = s.home / "backtests" / "cache" / f"{key}.parquet"
+    if reuse:
+        if not cache.exists():
+            raise BqxError(
+                "no cached walk-forward predictions for these pairs, windows, model and data",
+                hint="run once without --reuse-predictions",
+            )
+        return pd.read_parquet(cache), {
+            "cache": str(cache),
+            "reused": True,
+            "key": key,
+            "errors": {},
+        }
+    specs = plan_windows(plist, s, cfg)
+    jobs = max(1, min(jobs or s.train.jobs, len(specs)))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    data = s.model_dump(mode="json")
+    data["home"] = str(s.home.resolve())
+    frames: list[pd.DataFrame] = []
+    errors: dict[str, str] = {}
+    t0 = time.perf_counter()
+
+    def handle(spec: WindowSpec, df: pd.DataFrame | None, err: str | None, _secs: float) -> None:
+        if df is not None:
+            frames.append(df)
+        else:
+            errors[f"{spec.pair}/{spec.number}"] = err or "unknown error"
+        if progress:
+            progress(len(frames) + len(errors), len(specs))
+
+    if jobs == 1:
+        for sp in specs:
+            handle(*_task(sp, data, cfg, threads))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(_task, sp, data, cfg, threads) for sp in specs]
+            for f in as_completed(futs):
+                handle(*f.result())
+    if not frames:
+        raise BqxError(
+            "every walk-forward window failed: "
+            + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:3])
+        )
+    out = (
+        pd.concat(frames, ignore_index=True)
+        .sort_values(["pair", "ts"], kind="stable")
+        .reset_index(drop=True)
+    )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(cache, index=False)
+    info = {
+        "cache": str(cache),
+        "reused": False,
+        "key": key,
+        "windows": len(specs),
+        "errors": errors,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return out, info
+
+
+def windows_frame(pred: pd.DataFrame) -> pd.DataFrame:
+    """One row per (pair, window) with the window bounds (for the report's window table)."""
+    cols = ["pair", "window", "train_start", "train_end", "test_start", "test_end", "n_features"]
+    return pred[cols].drop_duplicates(["pair", "window"]).reset_index(drop=True)
+
+
+def ensure_features(
+    pairs: Sequence[str], s: Settings, progress: Callable[[int, int], None] | None = None
+) -> Path:
+    """Bring the feature store up to date for ``pairs`` (incremental)."""
+    from bqx.data.store import open_store
+
+    store = open_store(settings=s)
+    try:
+        _feature_store(s).build(store, list(pairs), progress=progress)
+    finally:
+        store.close()
+    return Path(s.features_dir)
