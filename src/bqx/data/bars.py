@@ -24,7 +24,7 @@ VALUE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "spr
 def empty_bars() -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "pair": pd.Series([], dtype=object),
+            "pair": pd.Series([], dtype="str"),
             "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
             **{c: pd.Series([], dtype="float64") for c in VALUE_COLUMNS},
         }

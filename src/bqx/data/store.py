@@ -187,7 +187,7 @@ def _finish(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     out["ts"] = pd.DatetimeIndex(pd.to_datetime(df["ts"], utc=True)).as_unit("ns")
     for c in cols[2:]:
         out[c] = pd.to_numeric(df[c]).to_numpy(dtype="float64")
-    return out
+    return _canon(out)
 
 
 # =========================================================================================
@@ -344,25 +344,32 @@ class DuckDBStore(BarStore):
 
     def read_asof(self, ts: Any, n: int, pairs: Sequence[str] | str | None = None) -> pd.DataFrame:
         t = to_utc(ts)
-        plist = normalize_pairs(pairs)
-        lo = t - self._asof_span(n)
-        sql = f"""SELECT {_COLS_SQL} FROM bars
-                  WHERE pair IN (SELECT unnest($pairs)) AND ts <= $t {{lower}}
-                  QUALIFY row_number() OVER (PARTITION BY pair ORDER BY ts DESC) <= $n
-                  ORDER BY pair, ts"""
-        params = {"pairs": plist, "t": t.to_pydatetime(), "n": int(n)}
+        plist = sorted(normalize_pairs(pairs))  # codes in name order: frames sort by (pair, ts)
+        # Bound the scan by walking n bars back on the trading calendar: the window then holds
+        # ~n rows per pair, so no window function or string sort is needed (pairs with gaps
+        # inside it are fetched again without the bound).
+        lo = _calendar_lower_bound(t, n, self.interval)
+        sel = f"list_position($pairs, pair) - 1 AS pi, epoch_ns(ts) AS ts, {_VALUE_SQL}"
+        base = {"pairs": plist, "t": t.to_pydatetime(warn=False)}
         with self._conn() as con:
-            df = con.execute(
-                sql.format(lower="AND ts > $lo"), {**params, "lo": lo.to_pydatetime()}
-            ).fetch_df()
-            counts = df["pair"].value_counts()
-            short = [p for p in plist if counts.get(p, 0) < n]
+            got = con.execute(
+                f"SELECT {sel} FROM bars WHERE pair IN (SELECT unnest($pairs)) "
+                "AND ts <= $t AND ts > $lo",
+                {**base, "lo": lo.to_pydatetime(warn=False)},
+            ).fetchnumpy()
+            arrs = _last_n_per_pair(got, n, len(plist))
+            counts = np.bincount(arrs["pi"], minlength=len(plist))
+            short = [p for i, p in enumerate(plist) if counts[i] < n]
             if short:
-                # a long gap: fall back to an unbounded scan for those pairs only
-                more = con.execute(sql.format(lower=""), {**params, "pairs": short}).fetch_df()
-                df = pd.concat([df[~df["pair"].isin(short)], more], ignore_index=True)
-                df = df.sort_values(["pair", "ts"], kind="stable").reset_index(drop=True)
-        return _finish(df, list(BAR_COLUMNS))
+                more = con.execute(
+                    f"SELECT {sel} FROM bars WHERE pair IN (SELECT unnest($short)) AND ts <= $t "
+                    "QUALIFY row_number() OVER (PARTITION BY pair ORDER BY ts DESC) <= $n",
+                    {**base, "short": short, "n": int(n)},
+                ).fetchnumpy()
+                keep = ~np.isin(arrs["pi"], [plist.index(p) for p in short])
+                arrs = {k: np.concatenate([v[keep], np.asarray(more[k])]) for k, v in arrs.items()}
+                arrs = _last_n_per_pair(arrs, n, len(plist))
+        return _canon(_frame_from_arrays(arrs, plist))
 
     def latest(self, pairs: Sequence[str] | str | None = None) -> dict[str, pd.Timestamp]:
         plist = normalize_pairs(pairs)
@@ -490,32 +497,48 @@ class PostgresStore(BarStore):
         return UpsertResult(n_new, n_changed, len(df) - n_new - n_changed)
 
     def _copy_out(self, sql: str, params: Sequence[Any], cols: list[str]) -> pd.DataFrame:
-        import psycopg
+        """Run ``sql`` (ordered rows of ``cols``) and return a canonical frame.
 
-        buf = io.BytesIO()
-        query = psycopg.ClientCursor(self._con).mogrify(sql, params) if params else sql
-        with (
-            self._con.cursor() as cur,
-            cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as cp,
-        ):
-            for chunk in cp:
-                buf.write(chunk)
-        if buf.tell() == 0:
-            return empty_bars()[cols]
-        buf.seek(0)
+        PostgreSQL assembles the rows into CSV text in chunks of 50,000 (``string_agg``), which
+        pyarrow parses: COPY TO STDOUT would hand psycopg one message per row, ~4 µs each in
+        Python. Floats are printed in their shortest exact form (extra_float_digits >= 1), NULL
+        as an empty field, and timestamps as integer microseconds.
+        """
+        import psycopg
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
+        query = psycopg.ClientCursor(self._con).mogrify(sql, params) if params else sql
+        fields = ["q.pair", "(extract(epoch FROM q.ts) * 1000000)::bigint::text"] + [
+            f"coalesce(q.{c}::text, '')" for c in cols[2:]
+        ]
+        line = " || ',' || ".join(fields)
+        agg = (
+            f"SELECT string_agg(line, E'\\n' ORDER BY rn) FROM ("
+            f"SELECT row_number() OVER () AS rn, {line} AS line FROM ({query}) q) z "
+            "GROUP BY (rn - 1) / 50000 ORDER BY (rn - 1) / 50000"
+        )
+        with self._con.cursor() as cur:
+            cur.execute("SET extra_float_digits = 1")
+            cur.execute(agg)
+            chunks = [r[0] for r in cur.fetchall() if r[0]]
+        if not chunks:
+            return empty_bars()[cols]
         types = {c: pa.float64() for c in cols[2:]}
         types["pair"] = pa.string()
-        types["ts"] = pa.timestamp("ns", tz="UTC")
+        types["ts"] = pa.int64()
         tbl = pacsv.read_csv(
-            buf,
+            io.BytesIO("\n".join(chunks).encode()),
             read_options=pacsv.ReadOptions(column_names=cols),
             convert_options=pacsv.ConvertOptions(column_types=types),
         )
-        df = tbl.to_pandas()
-        return _finish(df, cols)
+        out = pd.DataFrame(index=pd.RangeIndex(tbl.num_rows))
+        out["pair"] = np.asarray(tbl.column("pair").to_numpy(zero_copy_only=False), dtype=object)
+        us = tbl.column("ts").to_numpy()
+        out["ts"] = pd.DatetimeIndex((us * 1000).astype("datetime64[ns]")).tz_localize("UTC")
+        for c in cols[2:]:
+            out[c] = tbl.column(c).to_numpy(zero_copy_only=False).astype("float64")
+        return _canon(out)
 
     def read(
         self,
@@ -543,13 +566,33 @@ class PostgresStore(BarStore):
 
     def read_asof(self, ts: Any, n: int, pairs: Sequence[str] | str | None = None) -> pd.DataFrame:
         t = to_utc(ts)
-        plist = normalize_pairs(pairs)
-        sql = f"""SELECT b.{", b.".join(BAR_COLUMNS)} FROM unnest(%s::text[]) AS p(pair)
-                  CROSS JOIN LATERAL (
-                    SELECT * FROM {self.table} x WHERE x.pair = p.pair AND x.ts <= %s
-                    ORDER BY x.ts DESC LIMIT %s) b
-                  ORDER BY b.pair, b.ts"""
-        return self._copy_out(sql, [plist, t.to_pydatetime(), int(n)], list(BAR_COLUMNS))
+        plist = sorted(normalize_pairs(pairs))
+        cols = list(BAR_COLUMNS)
+        # same plan as DuckDB: a calendar-bounded index range scan, exact fallback for pairs
+        # with gaps inside the window
+        lo = _calendar_lower_bound(t, n, self.interval)
+        df = self._copy_out(
+            f"SELECT {_COLS_SQL} FROM {self.table} WHERE pair = ANY(%s) AND ts > %s AND ts <= %s "
+            "ORDER BY pair, ts",
+            [plist, lo.to_pydatetime(warn=False), t.to_pydatetime(warn=False)],
+            cols,
+        )
+        df = df.groupby("pair", sort=False).tail(n).reset_index(drop=True) if len(df) else df
+        counts = df["pair"].value_counts()
+        short = [p for p in plist if counts.get(p, 0) < n]
+        if short:
+            more = self._copy_out(
+                f"""SELECT b.{", b.".join(BAR_COLUMNS)} FROM unnest(%s::text[]) AS p(pair)
+                    CROSS JOIN LATERAL (
+                      SELECT * FROM {self.table} x WHERE x.pair = p.pair AND x.ts <= %s
+                      ORDER BY x.ts DESC LIMIT %s) b
+                    ORDER BY b.pair, b.ts""",
+                [short, t.to_pydatetime(warn=False), int(n)],
+                cols,
+            )
+            df = pd.concat([df[~df["pair"].isin(short)], more], ignore_index=True)
+            df = df.sort_values(["pair", "ts"], kind="stable").reset_index(drop=True)
+        return _canon(df)
 
     def latest(self, pairs: Sequence[str] | str | None = None) -> dict[str, pd.Timestamp]:
         plist = normalize_pairs(pairs)
@@ -607,6 +650,57 @@ class PostgresStore(BarStore):
 # =========================================================================================
 # helpers
 # =========================================================================================
+def _canon(df: pd.DataFrame) -> pd.DataFrame:
+    """Pin the dtypes every read path returns (pandas 3 infers ``str`` for pair names only on
+    some construction paths)."""
+    df["pair"] = df["pair"].astype("str")
+    return df
+
+
+def _calendar_lower_bound(t: pd.Timestamp, n: int, interval: timedelta) -> pd.Timestamp:
+    """An exclusive lower bound just before the n-th surely-open bar before ``t``: a pair with no
+    gaps has exactly n bars in (bound, t] (a few more if its vendor stamps edge hours)."""
+    from bqx.calendar import expected_grid
+
+    step = pd.Timedelta(interval)
+    span = step * (n + 10)
+    for _ in range(6):
+        grid = expected_grid(t - span, t, interval)
+        if len(grid) >= n:
+            return pd.Timestamp(grid[-n]) - step
+        span = span * 2 + pd.Timedelta(days=3)
+    return t - span
+
+
+def _last_n_per_pair(arrs: dict[str, Any], n: int, n_pairs: int) -> dict[str, np.ndarray]:
+    """Sort fetched columns by (pair, ts) and keep the last ``n`` rows of each pair."""
+    pi = np.asarray(arrs["pi"], dtype=np.int64)
+    ts = np.asarray(arrs["ts"], dtype=np.int64)
+    order = np.lexsort((ts, pi))
+    pi = pi[order]
+    counts = np.bincount(pi, minlength=n_pairs)
+    ends = np.cumsum(counts)
+    rank_from_end = ends[pi] - np.arange(len(pi))  # 1 for the last row of each pair
+    keep = order[rank_from_end <= n]
+    return {k: np.asarray(v)[keep] for k, v in arrs.items()}
+
+
+def _frame_from_arrays(arrs: dict[str, np.ndarray], plist: list[str]) -> pd.DataFrame:
+    """Canonical bar frame from numpy columns (pair codes, ts as int64 ns)."""
+    names = np.array(plist, dtype=object)
+    out = pd.DataFrame(index=pd.RangeIndex(len(arrs["ts"])))
+    out["pair"] = names[np.asarray(arrs["pi"], dtype=np.int64)]
+    out["ts"] = pd.DatetimeIndex(np.asarray(arrs["ts"], dtype="datetime64[ns]")).tz_localize("UTC")
+    for c in VALUE_COLUMNS:
+        v = arrs[c]
+        out[c] = (
+            np.ma.filled(v, np.nan).astype("float64")
+            if np.ma.isMaskedArray(v)
+            else np.asarray(v, dtype="float64")
+        )
+    return out
+
+
 def _stats_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
