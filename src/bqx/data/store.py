@@ -215,15 +215,21 @@ class DuckDBStore(BarStore):
             )
 
     def _open(self, read_only: bool) -> Any:
+        """A connection (retrying while another process holds the file lock).
+
+        Always read-write: DuckDB refuses a read-write connection while a read-only one to the
+        same file is open in the same process (and vice versa), which a server reading bars in
+        a background thread while a request pushes new bars would hit. Connections are
+        short-lived, so the exclusive file lock is held only for the operation.
+        """
         import duckdb
 
+        del read_only
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.01
         while True:
             try:
-                if read_only and not self.path.exists():
-                    read_only = False
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=False)
                 con.execute("SET TimeZone='UTC'")
                 return con
             except duckdb.IOException as e:

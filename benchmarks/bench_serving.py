@@ -1,0 +1,288 @@
+"""Serving benchmark (issue 5 "Must show"): ``POST /v1/predict`` against a real ``bqx serve``
+on 127.0.0.1, RF and LightGBM models, 1 and 2 workers, at 50 req/s and at saturation; the
+cold-load time of one model; batch prediction of one month x 28 pairs. Prints JSON.
+
+    .venv/bin/python benchmarks/bench_serving.py [--home DIR] [--days 45] [--duration 8]
+
+Setup (cached in ``--home``; ~3 min the first time): ``--days`` of simulated M1 bars for all
+28 pairs in DuckDB; an RF with the SPEC parameters (100 trees, depth 10) for EURUSD and a
+LightGBM (defaults) for USDJPY, trained on all but the last days, registered and promoted.
+
+Scenarios per (model, workers):
+
+* ``hit``: every request asks for the newest bar: after the first request the features and
+  the prediction of that bar come from the per-bar cache (what live clients polling the
+  latest bar see; the decision is still logged and returned per request).
+* ``miss``: every request asks for a *different* bar of the last day (a timestamp), so
+  features (~6 ms) and the model run on each request: the worst case of the online path.
+
+The load generator (benchmarks/loadgen.py) runs on the same 2 cores as the server, so
+saturation numbers with 2 workers are bounded by 3 busy processes sharing 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import build_requests, fixed_rate, run, saturate
+
+BQX = str(Path(sys.executable).parent / "bqx")
+RF_PAIR, LGB_PAIR = "EURUSD", "USDJPY"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup(home: Path, days: int) -> dict[str, Any]:
+    """Data + two production models in ``home`` (skipped when already there)."""
+    marker = home / "bench_ready.json"
+    if marker.exists():
+        return json.loads(marker.read_text())  # type: ignore[no-any-return]
+    from bqx import features as F
+    from bqx.config import Settings
+    from bqx.data.simulator import generate
+    from bqx.data.store import open_store
+    from bqx.registry import Registry
+    from bqx.training.train import train_frame
+
+    s = Settings(home=home)
+    s.train.approval_rule = "always"
+    s.ensure_home()
+    t0 = time.perf_counter()
+    bars = generate(days=days, pairs=None, seed=7, signal_strength=0.15).bars
+    open_store(settings=s).upsert(bars)
+    info: dict[str, Any] = {
+        "bars": len(bars),
+        "days": days,
+        "seconds_data": time.perf_counter() - t0,
+    }
+    reg = Registry(s)
+    for pair, model in ((RF_PAIR, "rf"), (LGB_PAIR, "lightgbm")):
+        t1 = time.perf_counter()
+        df = F.build(bars, pair, with_target=True, dtype="float32")
+        r = train_frame(pair, df, s, model=model)
+        v = reg.log_and_register(r)
+        reg.promote(pair, v, actor="bench", reason="benchmark")
+        info[f"train_{model}"] = {
+            "pair": pair,
+            "rows_train": r.rows["train"],
+            "features": len(r.artifact.features),
+            "fit_s": round(r.seconds["fit"], 1),
+            "total_s": round(time.perf_counter() - t1, 1),
+        }
+    marker.write_text(json.dumps(info))
+    return info
+
+
+def cold_load(home: Path) -> dict[str, Any]:
+    """A fresh process: import MLflow + open the registry, then load one model."""
+    code = f"""
+import json, time
+t0 = time.perf_counter()
+from bqx.config import Settings
+from bqx.registry import Registry
+reg = Registry(Settings(home={str(home)!r}))
+reg.client
+t1 = time.perf_counter()
+out = {{}}
+for pair in ({RF_PAIR!r}, {LGB_PAIR!r}):
+    a = time.perf_counter()
+    art = reg.load(pair)
+    import numpy as np
+    art.predict_vector(np.zeros(len(art.all_columns)))
+    out[art.model] = round(time.perf_counter() - a, 3)
+print(json.dumps({{"import_mlflow_and_open_registry_s": round(t1 - t0, 3), "load_s": out}}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _key(home: Path) -> str:
+    from bqx.config import Settings
+    from bqx.serving.auth import ApiKeys
+    from bqx.state import open_state
+
+    return ApiKeys(open_state(Settings(home=home))).create_key("reader", rate=1e6)[1]
+
+
+def _timestamps(home: Path, pair: str, n: int) -> list[str]:
+    from bqx.config import Settings
+    from bqx.data.store import open_store
+
+    st = open_store(settings=Settings(home=home))
+    last = st.latest([pair])[pair]
+    df = st.read_asof(last, n, [pair])
+    return [t.isoformat() for t in df["ts"]]
+
+
+def serve(home: Path, workers: int, nodelay: bool = True) -> tuple[subprocess.Popen[str], str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    env.update({"BQX_HOME": str(home), "BQX_SERVE__PREWARM": json.dumps([RF_PAIR, LGB_PAIR])})
+    cmd = [BQX, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    if not nodelay:
+        cmd.append("--no-nodelay")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bqx serve exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def load_test(
+    base: str, key: str, pair: str, ts: list[str], duration: float, rate: float = 50.0
+) -> dict[str, Any]:
+    url = f"{base}/v1/predict"
+    hit = build_requests(url, [{"pair": pair}], key)
+    miss = build_requests(url, [{"pair": pair, "timestamp": t} for t in ts], key)
+    run(saturate(url, hit, 1.0, 4))  # warm-up (connections, caches)
+    out: dict[str, Any] = {}
+    out["hit_50rps"] = run(fixed_rate(url, hit, rate, duration)).summary()
+    out["hit_saturation"] = run(saturate(url, hit, duration, 8)).summary()
+    # each worker has its own feature cache: distinct bars stay misses while
+    # requests per worker < len(ts)
+    out["miss_50rps"] = run(
+        fixed_rate(url, miss, rate, min(duration, len(ts) / rate / 2))
+    ).summary()
+    out["miss_saturation"] = run(saturate(url, miss[::-1], min(duration, 5.0), 8)).summary()
+    return out
+
+
+def batch(home: Path) -> dict[str, Any]:
+    """One month x 28 pairs on the batch path (the EURUSD RF serves every pair: the cost of
+    an RF does not depend on which pair it was trained for)."""
+    from bqx.config import Settings
+    from bqx.data.store import open_store
+    from bqx.registry import Registry
+    from bqx.serving.batch import predict_batch
+    from bqx.universe import PAIRS
+
+    s = Settings(home=home)
+    art = Registry(s).load(RF_PAIR)
+    last = open_store(settings=s).latest([RF_PAIR])[RF_PAIR]
+    import pandas as pd
+
+    start = last - pd.Timedelta(days=30)
+    res = predict_batch(PAIRS, start, last, s, artifacts={p: art for p in PAIRS})
+    return {
+        "pairs": 28,
+        "start": start.isoformat(),
+        "end": last.isoformat(),
+        "model": "rf",
+        "rows": len(res.frame),
+        "wall_s": round(res.seconds["total"], 2),
+        "rows_per_s": round(res.rows_per_s, 1),
+        "seconds": {k: round(v, 2) for k, v in res.seconds.items()},
+    }
+
+
+def machine() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    vers = {
+        p: md.version(p)
+        for p in (
+            "fastapi",
+            "uvicorn",
+            "uvloop",
+            "httptools",
+            "numpy",
+            "scikit-learn",
+            "lightgbm",
+            "pandas",
+        )
+    }
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": vers,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", default="/tmp/bqx-bench-serving")
+    ap.add_argument("--days", type=int, default=45)
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--skip-batch", action="store_true")
+    ap.add_argument("--out", help="also write the JSON here")
+    a = ap.parse_args()
+    home = Path(a.home)
+    result: dict[str, Any] = {"machine": machine()}
+    result["setup"] = setup(home, a.days)
+    result["cold_load"] = cold_load(home)
+    key = _key(home)
+    ts = {p: _timestamps(home, p, 1400) for p in (RF_PAIR, LGB_PAIR)}
+    runs: dict[str, Any] = {}
+    for w in [int(x) for x in a.workers.split(",")]:
+        proc, base = serve(home, w)
+        try:
+            for model, pair in (("rf", RF_PAIR), ("lightgbm", LGB_PAIR)):
+                runs[f"{model}_w{w}"] = load_test(base, key, pair, ts[pair], a.duration)
+                print(
+                    f"{model} w{w}: {json.dumps(runs[f'{model}_w{w}']['hit_saturation'])}",
+                    file=sys.stderr,
+                )
+        finally:
+            _stop(proc)
+        if w > 1:  # the uvicorn shared-socket pitfall: the same without TCP_NODELAY
+            proc, base = serve(home, w, nodelay=False)
+            try:
+                url = f"{base}/v1/predict"
+                hit = build_requests(url, [{"pair": RF_PAIR}], key)
+                run(saturate(url, hit, 1.0, 4))
+                runs[f"rf_w{w}_no_nodelay"] = {
+                    "hit_50rps": run(fixed_rate(url, hit, 50.0, a.duration)).summary(),
+                    "hit_saturation": run(saturate(url, hit, a.duration, 8)).summary(),
+                }
+            finally:
+                _stop(proc)
+    result["predict"] = runs
+    if not a.skip_batch:
+        result["batch_month_28_pairs"] = batch(home)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,725 @@
+"""The prediction logic as plain Python: one implementation for the API, ``bqx predict`` and
+(through shared helpers) ``bqx predict-batch``, so all three agree on the same bar.
+
+A prediction for ``(pair, timestamp)``:
+
+1. **Bars**: the as-of bar is the pair's last bar at or before ``timestamp`` (default: the
+   newest bar in the store). The service reads them from its in-memory :class:`BarCache`
+   when it has one (the API) and from the store otherwise (the CLI, or a timestamp older
+   than the cache window); both give the same Panel rows, hence the same features.
+2. **Staleness**: if the pair's last *real* (not forward-filled) bar is more than
+   ``serve.stale_tolerance_min`` before the requested time (default: before the newest bar
+   of any pair) the request is refused with :class:`StaleDataError` (HTTP 409) rather than
+   answered from old data. ``serve.wallclock_stale_min`` > 0 also compares with the clock.
+3. **Features**: :func:`bqx.features.at_array` on the Panel (~6 ms for one pair), cached
+   per (bar-cache generation, pair, as-of row) because many clients ask about the same bar.
+4. **Model**: the ``production`` artifact from the :class:`ModelCache`;
+   ``predict_vector`` (the fast one-row path) and the split-conformal interval.
+5. **Signal**: :func:`bqx.signals.decide` at the as-of bar (no-trade zones force HOLD).
+6. **Decision log**: every prediction is appended (asynchronously in the server).
+
+Public API::
+
+    svc = PredictionService(settings)          # live=True: bar cache + async decision log
+    svc.start()                                # load bars, prewarm models
+    svc.predict("EURUSD", timestamp=None, key_id=None) -> Prediction
+    svc.predict_many([{"pair": ..., "timestamp": ...}, ...]) -> list[Prediction | BqxError]
+    svc.features("EURUSD", timestamp=None) -> FeatureVector
+    svc.push_bars(frame) -> dict               # validate, upsert, update the cache
+    svc.maintain()                             # background tick: refresh bars and aliases
+    svc.ready() -> dict                        # store / registry / production model checks
+    svc.close()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bqx.calendar import to_utc
+from bqx.config import Settings, load_settings
+from bqx.data.bars import normalize_bars
+from bqx.errors import (
+    BqxError,
+    DataValidationError,
+    ModelNotFoundError,
+    NoDataError,
+    StaleDataError,
+)
+from bqx.features import at_array, columns, feature_set_version
+from bqx.serving.cache import BarCache, ModelCache, PanelSnapshot, make_snapshot, window_rows
+from bqx.signals import Signal, decide, volatility_ratio
+from bqx.universe import PAIRS, normalize_pair
+
+log = logging.getLogger(__name__)
+
+#: Entries of the per-bar feature and prediction caches (~6.5 kB per feature vector).
+FEATURE_CACHE_SIZE = 2048
+
+
+class InvalidInputError(BqxError, ValueError):
+    """A request field has the right type but an unusable value (e.g. a malformed time)."""
+
+
+class NoProductionModelError(ModelNotFoundError):
+    """The pair has no version with the ``production`` alias."""
+
+
+def parse_timestamp(value: Any) -> pd.Timestamp | None:
+    """``None`` or anything :func:`bqx.calendar.to_utc` accepts -> tz-aware UTC (naive = UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.strip():
+        return None
+    try:
+        t = to_utc(value)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InvalidInputError(
+            f"timestamp {value!r} is not a valid time",
+            hint="use ISO 8601 UTC, e.g. 2024-01-15T10:00:00Z, or omit it for the newest bar",
+        ) from e
+    return t
+
+
+def feature_hash(values: np.ndarray) -> str:
+    """Short fingerprint of a feature vector (forensics: which inputs produced a decision)."""
+    return hashlib.blake2b(
+        np.ascontiguousarray(values, dtype=np.float64).tobytes(), digest_size=16
+    ).hexdigest()
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class FeatureVector:
+    """All candidate features of one pair at one bar, with where they came from."""
+
+    pair: str
+    asof: pd.Timestamp
+    values: np.ndarray  # columns() order, read-only
+    hash: str
+    last_observed: pd.Timestamp
+    vol_ratio: float | None
+    cache_hit: bool
+    source: str  # "cache" (in-memory bars) or "store"
+    key: tuple[int, str, int] | None  # (generation, pair, row) when cacheable
+
+    def as_dict(self, with_values: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "pair": self.pair,
+            "timestamp": self.asof.isoformat(),
+            "last_observed_bar": self.last_observed.isoformat(),
+            "feature_set_version": feature_set_version(),
+            "n_features": len(self.values),
+            "nan_features": int(np.isnan(self.values).sum()),
+            "feature_hash": self.hash,
+            "cache_hit": self.cache_hit,
+            "source": self.source,
+        }
+        if with_values:
+            d["features"] = {
+                c: _finite(float(v)) for c, v in zip(columns(), self.values, strict=True)
+            }
+        return d
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One served decision (what the API returns and the decision log stores)."""
+
+    decision_id: str
+    pair: str
+    timestamp: pd.Timestamp  # the as-of bar
+    requested_timestamp: pd.Timestamp | None
+    horizon_minutes: float
+    prediction: float
+    interval: tuple[float, float]
+    confidence_level: float
+    signal: str
+    signal_strength: float
+    signal_reason: str
+    threshold: float
+    features_used: int
+    model: str
+    model_version: str
+    feature_hash: str
+    feature_cache_hit: bool
+    latency_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (non-finite numbers become None): the API response body."""
+        return {
+            "decision_id": self.decision_id,
+            "pair": self.pair,
+            "timestamp": self.timestamp.isoformat(),
+            "requested_timestamp": (
+                self.requested_timestamp.isoformat() if self.requested_timestamp else None
+            ),
+            "horizon_minutes": self.horizon_minutes,
+            "prediction": _finite(self.prediction),
+            "confidence_interval": [_finite(self.interval[0]), _finite(self.interval[1])],
+            "confidence_level": self.confidence_level,
+            "signal": self.signal,
+            "signal_strength": self.signal_strength,
+            "signal_reason": self.signal_reason,
+            "threshold": self.threshold,
+            "features_used": self.features_used,
+            "model": self.model,
+            "model_version": self.model_version,
+            "feature_hash": self.feature_hash,
+            "feature_cache_hit": self.feature_cache_hit,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class _Core:
+    prediction: float
+    lo: float
+    hi: float
+    signal: Signal
+
+
+class _LRU:
+    """A tiny thread-safe LRU (dict + order); values are immutable."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._d: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+def vol_ratio_at(snapshot: PanelSnapshot, col: int, row: int) -> float | None:
+    """:func:`bqx.signals.volatility_ratio` of the pair's closes at ``row`` (same numbers as
+    the batch path, computed from just the bars the definition needs)."""
+    from bqx.serving.cache import VOL_RATIO_BARS
+
+    c = snapshot.panel.close[max(0, row - VOL_RATIO_BARS + 1) : row + 1, col]
+    if len(c) < 61:
+        return None
+    v = float(volatility_ratio(c)[-1])
+    return v if math.isfinite(v) else None
+
+
+class PredictionService:
+    """Features -> model -> interval -> signal -> decision log, for one process.
+
+    ``live=True`` (the API): an in-memory :class:`BarCache` (call :meth:`start`), the
+    background :class:`~bqx.state.DecisionLogWriter`, and the registry alias refresh in
+    :meth:`maintain`. ``live=False`` (``bqx predict``): bars are read from the store for each
+    call and decisions are logged synchronously.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        live: bool = True,
+        store: Any = None,
+        registry: Any = None,
+        state: Any = None,
+        metrics: Any = None,
+        log_decisions: bool = True,
+    ) -> None:
+        self.settings = s = settings or load_settings()
+        self.live = live
+        self.metrics = metrics
+        self.log_decisions = log_decisions
+        self._store = store
+        self._registry = registry
+        self._state = state
+        vs = s.signals.vol_scaling
+        self.rows = window_rows(s.max_ffill_bars, vs)
+        #: bars per pair read from the store for one as-of time (no hot window needed)
+        self.store_rows = window_rows(s.max_ffill_bars, vs, hot=0)
+        self.interval_minutes = pd.Timedelta(s.interval).total_seconds() / 60.0
+        self.models = ModelCache(
+            self.registry, s.serve.cache_size, alias_ttl_s=s.serve.alias_ttl_s, metrics=metrics
+        )
+        self.bars: BarCache | None = (
+            BarCache(
+                self.store,
+                interval=s.interval,
+                max_ffill=s.max_ffill_bars,
+                rows=self.rows,
+                vol_scaling=vs,
+            )
+            if live
+            else None
+        )
+        self._features = _LRU(FEATURE_CACHE_SIZE)
+        self._cores = _LRU(FEATURE_CACHE_SIZE)
+        self._store_snaps = _LRU(4)
+        self._writer: Any = None
+        self._alias_checked = time.monotonic()
+        self._ready_cache: tuple[float, dict[str, Any]] | None = None
+        self._generation_seen = -1
+
+    # -- lazily built dependencies ---------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from bqx.data.store import open_store
+
+            self._store = open_store(settings=self.settings)
+        return self._store
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from bqx.registry import Registry
+
+            self._registry = Registry(self.settings)
+        return self._registry
+
+    @property
+    def state(self) -> Any:
+        if self._state is None:
+            from bqx.state import open_state
+
+            self._state = open_state(self.settings)
+        return self._state
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, *, prewarm: bool = True) -> dict[str, Any]:
+        """Load the bar window and pre-warm models (blocking; run it at startup)."""
+        out: dict[str, Any] = {}
+        if self.bars is not None:
+            t0 = time.perf_counter()
+            try:
+                self.bars.load()
+            except Exception as e:  # an empty or busy store must not stop the server
+                log.warning("bar cache: initial load failed (%s); will retry", e)
+            out["bars_seconds"] = time.perf_counter() - t0
+        if self.live and self.log_decisions:
+            from bqx.state import DecisionLogWriter
+
+            m = self.metrics
+
+            def on_error(_e: BaseException, n: int) -> None:
+                if m is not None:
+                    m.decision_log_errors.inc(n)
+
+            self._writer = DecisionLogWriter(self.state, on_error=on_error)
+        if prewarm and self.settings.serve.prewarm:
+            pairs = self.settings.serve.prewarm
+            if [p.lower() for p in pairs] == ["all"]:
+                pairs = [p for p in PAIRS if self.registry.production_version(p) is not None]
+            out["prewarm"] = self.models.prewarm(pairs)
+        return out
+
+    def close(self) -> None:
+        """Flush the decision log and release the store."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._store is not None:
+            self._store.close()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every decision submitted so far is written."""
+        return self._writer.flush(timeout) if self._writer is not None else True
+
+    def maintain(self) -> dict[str, Any]:
+        """One background tick: refresh the bar cache and the alias checks when due.
+
+        Blocking (store and registry I/O); the API runs it in a thread every ~0.25 s.
+        """
+        s = self.settings.serve
+        out: dict[str, Any] = {}
+        now = time.monotonic()
+        if self.bars is not None and now - self.bars.refreshed_at >= s.bars_refresh_s:
+            try:
+                out["bars_changed"] = self.bars.refresh()
+            except Exception as e:
+                log.warning("bar cache: refresh failed: %s", e)
+                out["bars_error"] = str(e)
+        if now - self._alias_checked >= s.alias_ttl_s / 2:
+            self._alias_checked = now
+            out["models_changed"] = self.models.refresh_aliases()
+        snap = self.bars.snapshot if self.bars is not None else None
+        if snap is not None and snap.generation != self._generation_seen:
+            self._generation_seen = snap.generation
+            self._features.clear()
+            self._cores.clear()
+        return out
+
+    # -- bars ------------------------------------------------------------------------------
+    def _store_snapshot(self, req: pd.Timestamp | None) -> PanelSnapshot:
+        """A Panel of the ``rows`` bars per pair ending at ``req`` (default: newest) read
+        from the store: the CLI path, and the API's path for timestamps older than its cache."""
+        store = self.store
+        if req is None:
+            latest = store.latest()
+            if not latest:
+                raise NoDataError(
+                    "the bar store has no bars",
+                    hint="ingest bars (`bqx data ingest` / `bqx data generate`) or POST /v1/bars",
+                )
+            t = max(latest.values())
+        else:
+            t = req
+        live = self.bars.snapshot if self.bars is not None else None
+        key = (t.floor(pd.Timedelta(self.settings.interval)).value, live and live.generation)
+        snap = self._store_snaps.get(key)
+        if snap is not None:
+            return snap
+        df = store.read_asof(t, self.store_rows)
+        if not len(df):
+            raise NoDataError(
+                f"no bars at or before {t.isoformat()} in the store",
+                hint="ask for a later timestamp or ingest older history",
+            )
+        snap = make_snapshot(
+            df,
+            interval=self.settings.interval,
+            max_ffill=self.settings.max_ffill_bars,
+            complete=True,
+            vol_scaling=self.settings.signals.vol_scaling,
+        )
+        self._store_snaps.put(key, snap)
+        return snap
+
+    def _snapshot_for(self, req: pd.Timestamp | None) -> tuple[PanelSnapshot, bool]:
+        if self.bars is None:
+            return self._store_snapshot(req), False
+        live = self.bars.snapshot
+        if live is None:
+            raise NoDataError(
+                "the service has no bars yet",
+                hint="ingest bars or push them with POST /v1/bars; the cache refreshes every "
+                f"{self.settings.serve.bars_refresh_s:g} s",
+            )
+        if live.covers(req):
+            return live, True
+        if live.first_full_row == 0 and req is not None and req < live.first_ts:
+            raise NoDataError(
+                f"no bars at or before {req.isoformat()}",
+                hint=f"the first stored bar is at {live.first_ts.isoformat()}",
+            )
+        return self._store_snapshot(req), False
+
+    def needs_io(self, pair: str, timestamp: Any = None) -> bool:
+        """True when :meth:`predict` would block on the registry or the store (model not
+        cached, or a timestamp older than the in-memory window): the API then runs it in a
+        worker thread instead of on the event loop."""
+        try:
+            p = normalize_pair(pair)
+            req = parse_timestamp(timestamp)
+        except BqxError:
+            return False
+        if not self.models.cached(p):
+            return True
+        snap = self.bars.snapshot if self.bars is not None else None
+        return snap is None or not snap.covers(req)
+
+    # -- features --------------------------------------------------------------------------
+    def features(self, pair: str, timestamp: Any = None) -> FeatureVector:
+        """Candidate features of ``pair`` at its last bar at or before ``timestamp``.
+
+        Raises :class:`~bqx.errors.UnknownPairError`, :class:`InvalidInputError`,
+        :class:`~bqx.errors.NoDataError` or :class:`~bqx.errors.StaleDataError`.
+        """
+        pair = normalize_pair(pair)
+        req = parse_timestamp(timestamp)
+        snap, from_cache = self._snapshot_for(req)
+        panel = snap.panel
+        if pair not in panel.pairs:
+            raise NoDataError(
+                f"no {pair} bars in the store",
+                hint=f"ingest {pair} bars or push them with POST /v1/bars",
+            )
+        j = panel.pairs.index(pair)
+        t = req if req is not None else snap.last_ts
+        try:
+            p = panel.row_at_or_before(t, pair)
+        except NoDataError:
+            raise NoDataError(
+                f"no {pair} bar at or before {t.isoformat()}",
+                hint="ask for a later timestamp (or omit it for the newest bar)",
+            ) from None
+        last_obs = snap.last_observed(p, j)
+        if last_obs is None:  # pragma: no cover - a finite close implies an observed bar
+            raise NoDataError(f"no {pair} bar at or before {t.isoformat()}")
+        self._check_stale(pair, req, t, last_obs)
+        key = (snap.generation, pair, p) if from_cache else None
+        if key is not None:
+            hit = self._features.get(key)
+            if hit is not None:
+                return replace(hit, cache_hit=True)
+        t0 = time.perf_counter()
+        values, asof = at_array(panel, pair, pd.Timestamp(int(panel.ts[p]), tz="UTC"))
+        values.flags.writeable = False
+        vr = vol_ratio_at(snap, j, p) if self.settings.signals.vol_scaling else None
+        fv = FeatureVector(
+            pair=pair,
+            asof=asof,
+            values=values,
+            hash=feature_hash(values),
+            last_observed=last_obs,
+            vol_ratio=vr,
+            cache_hit=False,
+            source="cache" if from_cache else "store",
+            key=key,
+        )
+        if self.metrics is not None:
+            self.metrics.feature_seconds.observe(time.perf_counter() - t0)
+        if key is not None:
+            self._features.put(key, fv)
+        return fv
+
+    def _check_stale(
+        self, pair: str, req: pd.Timestamp | None, ref: pd.Timestamp, last_obs: pd.Timestamp
+    ) -> None:
+        s = self.settings.serve
+        age = (ref - last_obs).total_seconds() / 60.0
+        if age > s.stale_tolerance_min:
+            what = (
+                f"the requested time {req.isoformat()}"
+                if req is not None
+                else (f"the newest bar in the store ({ref.isoformat()})")
+            )
+            raise StaleDataError(
+                f"stale data: the last {pair} bar is {last_obs.isoformat()}, {age:.1f} min "
+                f"before {what} (tolerance {s.stale_tolerance_min:g} min)",
+                hint="push recent bars (POST /v1/bars), ask for an earlier timestamp, or raise "
+                "serve.stale_tolerance_min",
+            )
+        if req is None and s.wallclock_stale_min > 0:
+            now = pd.Timestamp.now(tz="UTC")
+            age_now = (now - last_obs).total_seconds() / 60.0
+            if age_now > s.wallclock_stale_min:
+                raise StaleDataError(
+                    f"stale data: the last {pair} bar is {last_obs.isoformat()}, {age_now:.1f} "
+                    f"min before now (tolerance serve.wallclock_stale_min = "
+                    f"{s.wallclock_stale_min:g} min)",
+                    hint="check the live bar feed (POST /v1/bars), or pass an explicit timestamp",
+                )
+
+    # -- prediction ------------------------------------------------------------------------
+    def model(self, pair: str) -> Any:
+        """The production artifact of ``pair`` (from the LRU cache; loads on a miss)."""
+        try:
+            return self.models.get(pair)
+        except ModelNotFoundError:
+            raise NoProductionModelError(
+                f"no production model for {pair}",
+                hint=f"train and promote one (`bqx train --pairs {pair} --promote`) or promote "
+                f"an approved version (POST /v1/models/{pair}/promote)",
+            ) from None
+
+    def horizon_minutes(self, horizon_bars: int) -> float:
+        return float(horizon_bars * self.interval_minutes)
+
+    def predict(
+        self,
+        pair: str,
+        timestamp: Any = None,
+        *,
+        key_id: str | None = None,
+        request_time: datetime | None = None,
+        started: float | None = None,
+        log: bool = True,
+        source: str = "api",
+    ) -> Prediction:
+        """One decision for ``pair`` at its last bar at or before ``timestamp``.
+
+        ``started`` (``time.perf_counter()``) lets the API include its own overhead in
+        ``latency_ms``. Errors are :class:`~bqx.errors.BqxError` subclasses that say what
+        to fix (unknown pair, bad time, no data, stale data, no production model).
+        """
+        from bqx.state import new_decision_id
+
+        t0 = started if started is not None else time.perf_counter()
+        request_time = request_time or datetime.now(UTC)
+        pair = normalize_pair(pair)
+        req = parse_timestamp(timestamp)
+        fv = self.features(pair, req)
+        art = self.model(pair)
+        core = self._core(fv, art)
+        pred = Prediction(
+            decision_id=new_decision_id(),
+            pair=pair,
+            timestamp=fv.asof,
+            requested_timestamp=req,
+            horizon_minutes=self.horizon_minutes(art.horizon),
+            prediction=core.prediction,
+            interval=(core.lo, core.hi),
+            confidence_level=float(art.conformal.level),
+            signal=core.signal.signal,
+            signal_strength=core.signal.strength,
+            signal_reason=core.signal.reason,
+            threshold=core.signal.threshold,
+            features_used=len(art.features),
+            model=art.model,
+            model_version=str(art.version),
+            feature_hash=fv.hash,
+            feature_cache_hit=fv.cache_hit,
+            latency_ms=(time.perf_counter() - t0) * 1000.0,
+        )
+        if log and self.log_decisions:
+            self._log(pred, key_id=key_id, request_time=request_time, source=source)
+        if self.metrics is not None:
+            self.metrics.observe_prediction(pair, pred.signal)
+        return pred
+
+    def _core(self, fv: FeatureVector, art: Any) -> _Core:
+        key = (*fv.key, art.version, id(art)) if fv.key is not None else None
+        if key is not None:
+            hit = self._cores.get(key)
+            if hit is not None:
+                return hit
+        yhat = float(art.predict_vector(fv.values))
+        if math.isfinite(yhat):
+            lo, hi = art.interval(yhat, fv.values)
+        else:
+            lo = hi = float("nan")
+        interval = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
+        sig = decide(
+            yhat,
+            pair=fv.pair,
+            ts=fv.asof,
+            interval=interval,
+            vol_ratio=fv.vol_ratio,
+            stale=False,
+            settings=self.settings.signals,
+        )
+        core = _Core(yhat, float(lo), float(hi), sig)
+        if key is not None:
+            self._cores.put(key, core)
+        return core
+
+    def _log(
+        self, pred: Prediction, *, key_id: str | None, request_time: datetime, source: str
+    ) -> None:
+        from bqx.registry import model_name
+
+        row = {
+            "decision_id": pred.decision_id,
+            "request_time": request_time,
+            "pair": pred.pair,
+            "asof_ts": pred.timestamp.to_pydatetime(),
+            "horizon": round(pred.horizon_minutes / self.interval_minutes),
+            "prediction": _finite(pred.prediction),
+            "interval_lo": _finite(pred.interval[0]),
+            "interval_hi": _finite(pred.interval[1]),
+            "confidence_level": pred.confidence_level,
+            "signal": pred.signal,
+            "signal_strength": pred.signal_strength,
+            "signal_reason": pred.signal_reason,
+            "model_name": model_name(pred.pair),
+            "model_version": pred.model_version,
+            "latency_ms": pred.latency_ms,
+            "feature_hash": pred.feature_hash,
+            "key_id": key_id,
+            "extra": {
+                "source": source,
+                "model": pred.model,
+                "requested_ts": (
+                    pred.requested_timestamp.isoformat() if pred.requested_timestamp else None
+                ),
+            },
+        }
+        if self._writer is not None:
+            self._writer.submit(row)
+        else:
+            self.state.log_decisions([row])
+
+    def predict_many(
+        self, items: list[dict[str, Any]], *, key_id: str | None = None, source: str = "api"
+    ) -> list[Prediction | BqxError]:
+        """Several predictions; a failing item yields its error, the others still run."""
+        out: list[Prediction | BqxError] = []
+        for it in items:
+            try:
+                out.append(
+                    self.predict(
+                        it.get("pair", ""), it.get("timestamp"), key_id=key_id, source=source
+                    )
+                )
+            except BqxError as e:
+                out.append(e)
+        return out
+
+    # -- live bars -------------------------------------------------------------------------
+    def push_bars(self, bars: pd.DataFrame) -> dict[str, Any]:
+        """Validate bars exactly like ingestion, upsert them atomically, update the cache.
+
+        Raises :class:`~bqx.errors.DataValidationError` (with the issues frame in
+        ``report``) and writes nothing when any bar is bad.
+        """
+        from bqx.data.quality import summarize, validate_bars
+
+        issues = validate_bars(bars, interval=self.settings.interval)
+        if len(issues):
+            raise DataValidationError(
+                f"{len(issues)} problem(s) in {len(bars)} bars: "
+                + ", ".join(f"{k} x{v}" for k, v in summarize(issues).items())
+                + "; nothing was written",
+                report=issues,
+                hint="fix the listed rows (see 'issues') and send the batch again",
+            )
+        df = normalize_bars(bars)
+        res = self.store.upsert(df)
+        changed = self.bars.apply(df) if self.bars is not None else False
+        if changed:
+            self._features.clear()
+            self._cores.clear()
+        return {**res.as_dict(), "cache_updated": bool(changed)}
+
+    # -- health ----------------------------------------------------------------------------
+    def ready(self, max_age_s: float = 2.0) -> dict[str, Any]:
+        """Store reachable, registry reachable, at least one production model (cached for
+        ``max_age_s`` so a probe storm does not become a registry storm)."""
+        now = time.monotonic()
+        if self._ready_cache is not None and now - self._ready_cache[0] < max_age_s:
+            return self._ready_cache[1]
+        checks: dict[str, Any] = {}
+        checks["store"] = bool(self.store.ping())
+        checks["registry"] = bool(self.registry.ping())
+        n_models = len(self.models.pairs())
+        if n_models == 0 and checks["registry"]:
+            for p in PAIRS:
+                if self.registry.production_version(p) is not None:
+                    n_models = 1
+                    break
+        checks["production_model"] = n_models > 0
+        snap = self.bars.snapshot if self.bars is not None else None
+        checks["bars"] = snap is not None if self.bars is not None else None
+        out = {
+            "ready": bool(checks["store"] and checks["registry"] and checks["production_model"]),
+            "checks": checks,
+            "newest_bar": snap.last_ts.isoformat() if snap is not None else None,
+            "models_cached": self.models.info(),
+        }
+        self._ready_cache = (now, out)
+        return out
