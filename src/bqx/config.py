@@ -37,6 +37,8 @@ class TrainSettings(BaseModel):
     max_features: int = Field(70, ge=1)
     #: Rows (a random subsample of the training segment) the selection forest sees.
     selection_rows: int = Field(30_000, ge=1000)
+    #: Overrides of the selection forest (bqx.training.selection.SELECTION_FOREST).
+    selection_params: dict[str, Any] = Field(default_factory=dict)
     interval_level: float = Field(0.90, gt=0, lt=1)
     #: "scaled": residuals normalised by recent realised volatility (adapts to regimes);
     #: "absolute": plain split-conformal residual quantile.

@@ -34,9 +34,17 @@ def _frame(days: int, seed: int, strength: float) -> tuple[pd.DataFrame, pd.Data
     return bars, F.build(bars, "EURUSD", with_target=True, dtype=np.float32)
 
 
-def test_default_model_recovers_most_of_the_oracle_and_intervals_cover():
-    strength = 0.2
-    bars, df = _frame(170, 7, strength)
+STRENGTH = 0.2
+
+
+@pytest.fixture(scope="module")
+def signal_data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _frame(170, 7, STRENGTH)
+
+
+def test_default_model_recovers_most_of_the_oracle_and_intervals_cover(signal_data):
+    strength = STRENGTH
+    bars, df = signal_data
     s = Settings()
     res = train_frame("EURUSD", df, s)  # default: SPEC random forest
     assert res.artifact.model == "rf"
@@ -67,3 +75,22 @@ def test_random_walk_gives_nothing():
     assert t["r2"] <= 0.01, t
     assert abs(t["da"] - 0.5) <= 0.02, t
     assert not res.approved
+
+
+def test_subsampled_selection_keeps_the_features_of_all_rows(signal_data):
+    """The fast selection (30,000-row subsample) picks nearly the same set as all rows."""
+    from bqx.training.selection import select_features
+
+    _, df = signal_data
+    d = prepare(df)
+    s = Settings()
+    sp = chrono_split(len(d), s.train.train_frac, s.train.val_frac, s.horizon + 1)
+    X = d.drop(columns=["target"]).iloc[sp.train]
+    y = d["target"].to_numpy(float)[sp.train]
+    assert len(X) > 80_000
+    fast = select_features(X, y, rows=30_000, n_jobs=2)
+    full = select_features(X, y, rows=None, n_jobs=2)
+    a, b = set(fast.features), set(full.features)
+    jaccard = len(a & b) / len(a | b)
+    assert jaccard >= 0.8, f"Jaccard {jaccard:.3f}"
+    assert fast.seconds < full.seconds

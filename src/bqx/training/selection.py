@@ -1,10 +1,16 @@
 """Feature selection on the training segment only (SPEC section 4).
 
-A random forest (the SPEC hyperparameters) ranks the candidates by impurity importance; we
-keep the smallest set reaching a cumulative share of the total importance (0.95), capped at
-70. The forest sees a random subsample of the training rows (30,000 by default): fitting on all
-809 columns of ~90,000 rows costs minutes, and the ranking of the informative features is
-stable under subsampling (tested: Jaccard >= 0.8 against all rows on data with a real signal).
+A random forest ranks the candidates by impurity importance; we keep the smallest set
+reaching a cumulative share of the total importance (0.95), capped at 70.
+
+The selection forest is deliberately *not* the SPEC model forest (depth 10, leaves of 10):
+on FX targets, which are mostly noise, deep trees spread importance over noise features, so
+the ranks past the first ~20 are near-random (measured: two selections on all rows that
+differ only in the seed agree at Jaccard 0.63). A shallow, regularised forest (depth 6, leaves
+of >= 100, 200 trees on 20 % bootstraps) concentrates importance on real signal: it is more
+stable (0.77 across seeds) and ~9x cheaper, and a 30,000-row subsample of the training segment
+then selects nearly the same set as all rows (Jaccard 0.87; tested >= 0.8 in
+tests/training/test_learning.py). Settings ``train.selection_params`` override it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bqx.training.models import RF_SPEC
+#: The selection forest (see the module docstring for why it differs from the model forest).
+SELECTION_FOREST: dict[str, Any] = {
+    "n_estimators": 200,
+    "max_depth": 6,
+    "min_samples_leaf": 100,
+    "max_features": "sqrt",
+    "max_samples": 0.2,
+    "random_state": 42,
+}
 
 
 @dataclass
@@ -80,7 +94,7 @@ def select_features(
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(idx, size=rows, replace=False))
     Xs = X.iloc[idx]
-    p = dict(RF_SPEC)
+    p = dict(SELECTION_FOREST)
     p.update(params or {})
     rf = RandomForestRegressor(n_jobs=n_jobs, **p)
     rf.fit(Xs.to_numpy(dtype=np.float32), y[idx])

@@ -112,7 +112,7 @@ def fit_model(
     sel = select_features(
         Xtr, ytr, threshold=ts.selection_threshold, max_features=ts.max_features,
         rows=selection_rows if selection_rows is not None else ts.selection_rows,
-        seed=ts.seed, n_jobs=n_jobs,
+        seed=ts.seed, n_jobs=n_jobs, params=ts.selection_params or None,
     )  # fmt: skip
     t_sel = time.perf_counter() - t0
     p = default_params(model)

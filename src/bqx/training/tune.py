@@ -103,6 +103,7 @@ def tune(
     sel = select_features(
         X.iloc[sp.train], y[sp.train], threshold=s.train.selection_threshold,
         max_features=s.train.max_features, rows=s.train.selection_rows, seed=s.train.seed, n_jobs=jobs,
+        params=s.train.selection_params or None,
     )  # fmt: skip
     Xtr, Xva = X.iloc[sp.train][sel.features], X.iloc[sp.val][sel.features]
     ytr, yva = y[sp.train], y[sp.val]
