@@ -1,0 +1,87 @@
+"""The market simulator: triangles, calendar, determinism, realism and the documented oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bqx.calendar import minutes_from_rollover, ny_open, surely_closed
+from bqx.data.simulator import (
+    generate,
+    kappa_for_strength,
+    oracle_prediction,
+    realized_target,
+    theoretical_r2,
+)
+from bqx.universe import pip_size, triangles
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return generate(days=10, seed=5, start="2024-07-03", signal_strength=0.1)
+
+
+def test_triangles_hold_to_float_precision(sim):
+    w = sim.bars.pivot(index="ts", columns="pair", values="close")
+    for ab, bc, ac in triangles():
+        err = np.max(np.abs(w[ab] * w[bc] / w[ac] - 1.0))
+        assert err < 1e-13, (ab, bc, ac, err)
+
+
+def test_no_bars_when_the_market_is_closed(sim):
+    ts = pd.DatetimeIndex(sim.bars["ts"].unique())
+    assert ny_open(ts).all() and not surely_closed(ts).any()
+    # a whole weekend is absent: Friday 17:00 to Sunday 17:00 New York
+    sat = ts[(ts.tz_convert("America/New_York").day_of_week == 5)]
+    assert len(sat) == 0
+    assert ts.min() >= pd.Timestamp("2024-07-03", tz="UTC")
+
+
+def test_same_seed_same_data_and_pairs_do_not_interfere():
+    a = generate(days=3, seed=9, pairs="EURUSD,USDJPY").bars
+    b = generate(days=3, seed=9, pairs="EURUSD,USDJPY").bars
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    c = generate(days=3, seed=9, pairs="USDJPY").bars
+    pd.testing.assert_frame_equal(a[a.pair == "USDJPY"].reset_index(drop=True), c, check_exact=True)
+    d = generate(days=3, seed=10, pairs="USDJPY").bars
+    assert not np.array_equal(c["close"].to_numpy(), d["close"].to_numpy())
+
+
+def test_bars_are_realistic(sim):
+    b = sim.bars
+    assert (b["high"] >= b[["open", "close", "low"]].max(axis=1)).all()
+    assert (b["low"] <= b[["open", "close"]].min(axis=1)).all()
+    eur = b[b.pair == "EURUSD"]
+    assert 0.9 < eur["close"].iloc[0] < 1.3 and 100 < b[b.pair == "USDJPY"]["close"].iloc[0] < 200
+    # spreads: realistic pips, wider around the daily rollover than mid-session
+    sp = eur["spread"] / pip_size("EURUSD")
+    assert 0.3 < sp.median() < 2.0
+    near = np.abs(minutes_from_rollover(eur["ts"])) <= 5
+    assert sp[near].median() > 2 * sp[~near].median()
+    # tick volume rises with volatility
+    r = np.abs(np.diff(np.log(eur["close"].to_numpy())))
+    v = eur["volume"].to_numpy()[1:]
+    assert np.corrcoef(r, v)[0, 1] > 0.2
+    # annualised volatility of a major in a realistic range, measured on hourly returns (with
+    # a predictable component, shocks are scaled so that long-horizon volatility stays real)
+    hourly = np.log(eur["close"].to_numpy()[::60])
+    vol = np.std(np.diff(hourly)) * np.sqrt(260 * 24)
+    assert 0.03 < vol < 0.2, vol
+
+
+def test_oracle_r2_is_documented_and_recovered():
+    assert theoretical_r2(0.0) == 0.0
+    for strength in (0.05, 0.2):
+        assert abs(theoretical_r2(kappa_for_strength(strength)) - strength) < 1e-9
+    res = generate(days=40, seed=2, pairs="EURUSD,GBPJPY", signal_strength=0.2)
+    # empirical oracle R² close to the requested strength (stochastic volatility moves it a bit)
+    assert all(0.1 < v < 0.3 for v in res.oracle_r2.values()), res.oracle_r2
+    close = res.bars[res.bars.pair == "EURUSD"]["close"].to_numpy()
+    yhat = oracle_prediction(close, 0.2)
+    y = realized_target(close)
+    ok = np.isfinite(y)
+    r2 = 1 - np.sum((y[ok] - yhat[ok]) ** 2) / np.sum((y[ok] - y[ok].mean()) ** 2)
+    assert abs(r2 - res.oracle_r2["EURUSD"]) < 1e-12
+    zero = generate(days=5, seed=2, pairs="EURUSD")
+    assert zero.oracle_r2 == {} and zero.kappa == 0.0

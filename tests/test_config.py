@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bqx.cli import app
+from bqx.config import load_settings
+from bqx.errors import ConfigError
+
+
+def test_defaults_and_resolved_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("BQX_HOME", str(tmp_path / "h"))
+    s = load_settings()
+    assert s.home == tmp_path / "h"
+    assert s.resolved_store_url == f"duckdb:///{tmp_path / 'h' / 'bars.duckdb'}"
+    assert s.resolved_state_url.startswith("sqlite:///") and s.interval == timedelta(minutes=1)
+    assert s.serve.cache_size == 10 and s.signals.threshold == 0.0005 and s.train.model == "rf"
+
+
+def test_toml_then_env_override(tmp_path, monkeypatch):
+    (tmp_path / "bqx.toml").write_text(
+        'bar_interval = "1h"\nhorizon = 24\n[serve]\nport = 9001\n[train]\nmodel = "lightgbm"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert (
+        s.interval == timedelta(hours=1)
+        and s.horizon == 24
+        and s.serve.port == 9001
+        and s.train.model == "lightgbm"
+    )
+    monkeypatch.setenv("BQX_SERVE__PORT", "9002")
+    monkeypatch.setenv("BQX_HORIZON", "12")
+    s = load_settings()
+    assert s.serve.port == 9002 and s.horizon == 12 and s.train.model == "lightgbm"
+
+
+def test_bad_settings_say_what_to_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("BQX_BAR_INTERVAL", "fortnightly")
+    with pytest.raises(ConfigError, match="bar_interval"):
+        load_settings()
+    monkeypatch.delenv("BQX_BAR_INTERVAL")
+    monkeypatch.setenv("BQX_STORE_URL", "mysql://x")
+    with pytest.raises(ConfigError, match="duckdb:/// or postgresql://"):
+        load_settings()
+    monkeypatch.delenv("BQX_STORE_URL")
+    monkeypatch.setenv("BQX_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings()
+
+
+def test_config_show_json(monkeypatch, tmp_path):
+    monkeypatch.setenv("BQX_SERVE__WORKERS", "2")
+    res = CliRunner().invoke(app, ["config", "show", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert (
+        d["serve"]["workers"] == 2
+        and Path(d["resolved"]["store_url"][len("duckdb:///") :]).name == "bars.duckdb"
+    )
+    res = CliRunner().invoke(app, ["config", "show", "--json"], env={"BQX_BAR_INTERVAL": "nope"})
+    assert res.exit_code == 2 and "bar_interval" in res.stderr
