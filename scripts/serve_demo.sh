@@ -32,19 +32,12 @@ fi
 KEY=$("$BQX" keys create --role reader --name demo --json \
       | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 
-nohup "$BQX" serve --host "$HOST" --port "$PORT" >"$LOG" 2>&1 &
+BQX_SERVE__PREWARM="[\"$PAIR\"]" nohup "$BQX" serve --host "$HOST" --port "$PORT" >"$LOG" 2>&1 &
 PID=$!
 echo "$PID" >"$BQX_HOME/serve.pid"
 
 for _ in $(seq 1 120); do
-  # a server left running by an earlier demo in this home: stop it first
-if [ -f "$BQX_HOME/serve.pid" ] && kill -0 "$(cat "$BQX_HOME/serve.pid")" 2>/dev/null; then
-  echo "stopping the demo server from an earlier run (PID $(cat "$BQX_HOME/serve.pid"))"
-  kill "$(cat "$BQX_HOME/serve.pid")" 2>/dev/null || true
-  for _ in $(seq 1 40); do kill -0 "$(cat "$BQX_HOME/serve.pid")" 2>/dev/null || break; sleep 0.25; done
-fi
-
-if curl -fsS "http://$HOST:$PORT/healthz" >/dev/null 2>&1; then break; fi
+  if curl -fsS "http://$HOST:$PORT/healthz" >/dev/null 2>&1; then break; fi
   if ! kill -0 "$PID" 2>/dev/null; then
     echo "error: bqx serve exited; see $LOG" >&2
     tail -n 20 "$LOG" >&2
