@@ -12,10 +12,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from bqx.backtest.metrics import (
     leakage_checks,
     window_table,
 )
+from bqx.jsonutil import dumps
 
 if TYPE_CHECKING:
     from bqx.backtest.engine import BacktestResult
@@ -122,36 +122,7 @@ def write_report(
 
 def to_json(obj: Any) -> str:
     """JSON with timestamps as ISO strings and NaN/inf as null."""
-    return json.dumps(_clean(obj), indent=2, default=_default)
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, pd.Timestamp | datetime | date):
-        return o.isoformat()
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return _clean(float(o))
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.ndarray):
-        return _clean(o.tolist())
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
-def _clean(o: Any) -> Any:
-    if isinstance(o, float | np.floating):
-        f = float(o)
-        return f if math.isfinite(f) else None
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    if o is pd.NaT:
-        return None
-    return o
+    return dumps(obj)
 
 
 # --------------------------------------------------------------------------------------

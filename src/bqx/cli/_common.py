@@ -6,14 +6,12 @@ commands so that ``bqx --help`` stays fast.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import datetime
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -34,42 +32,10 @@ def settings(**overrides: Any) -> Any:
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _default(o: Any) -> Any:
-    import numpy as np
-    import pandas as pd
-
-    if isinstance(o, pd.Timestamp | datetime | date):
-        return o.isoformat()
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        f = float(o)
-        return None if not math.isfinite(f) else f
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, pd.DataFrame):
-        return json.loads(o.to_json(orient="records", date_format="iso"))
-    if hasattr(o, "model_dump"):
-        return o.model_dump(mode="json")
-    if hasattr(o, "as_dict"):
-        return o.as_dict()
-    return str(o)
-
-
-def _clean(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    return o
-
-
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(_clean(obj), default=_default, indent=2) + "\n")
+    from bqx.jsonutil import dumps
+
+    sys.stdout.write(dumps(obj) + "\n")
 
 
 def table(

@@ -283,11 +283,9 @@ class DuckDBStore(BarStore):
             return False
 
     def upsert(self, bars: pd.DataFrame) -> UpsertResult:
-        df = normalize_bars(bars)
-        if not len(df):
+        df = _upsert_input(bars)
+        if df is None:
             return UpsertResult(0, 0, 0)
-        if df.duplicated(["pair", "ts"]).any():
-            raise StoreError("upsert input has duplicate (pair, ts) keys; validate it first")
         differs = " OR ".join(f"i.{c} IS DISTINCT FROM b.{c}" for c in VALUE_COLUMNS)
         with self._conn(read_only=False) as con:
             con.register("incoming_df", df)
@@ -477,11 +475,9 @@ class PostgresStore(BarStore):
             return False
 
     def upsert(self, bars: pd.DataFrame) -> UpsertResult:
-        df = normalize_bars(bars)
-        if not len(df):
+        df = _upsert_input(bars)
+        if df is None:
             return UpsertResult(0, 0, 0)
-        if df.duplicated(["pair", "ts"]).any():
-            raise StoreError("upsert input has duplicate (pair, ts) keys; validate it first")
         t = self.table
         differs = " OR ".join(f"{t}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in VALUE_COLUMNS)
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in VALUE_COLUMNS)
@@ -656,6 +652,16 @@ class PostgresStore(BarStore):
 # =========================================================================================
 # helpers
 # =========================================================================================
+def _upsert_input(bars: pd.DataFrame) -> pd.DataFrame | None:
+    """Canonical upsert input (None when empty); duplicate keys are refused, not resolved."""
+    df = normalize_bars(bars)
+    if not len(df):
+        return None
+    if df.duplicated(["pair", "ts"]).any():
+        raise StoreError("upsert input has duplicate (pair, ts) keys; validate it first")
+    return df
+
+
 def _canon(df: pd.DataFrame) -> pd.DataFrame:
     """Pin the dtypes every read path returns (pandas 3 infers ``str`` for pair names only on
     some construction paths)."""
