@@ -35,7 +35,12 @@ def main() -> None:
     os.environ["BQX_HOME"] = str(home)
 
     from bqx.backtest import BacktestConfig
-    from bqx.backtest.walkforward import WalkForwardConfig, ensure_features, walk_forward_predictions, windows_frame
+    from bqx.backtest.walkforward import (
+        WalkForwardConfig,
+        ensure_features,
+        walk_forward_predictions,
+        windows_frame,
+    )
     from bqx.cli.backtest_cmd import run_signals_backtest
     from bqx.config import Settings
     from bqx.data.simulator import generate
