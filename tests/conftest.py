@@ -25,6 +25,19 @@ def _pg_reachable() -> str | None:
         return str(e)
 
 
+REDIS_URL = os.environ.get("BQX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_reachable() -> str | None:
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        return None
+    except Exception as e:  # pragma: no cover - depends on the machine
+        return str(e)
+
+
 def require_server(name: str, problem: str | None) -> None:
     """Skip (laptop) or fail (CI) when a server the test needs is not reachable."""
     if problem is None:
@@ -39,7 +52,7 @@ def require_server(name: str, problem: str | None) -> None:
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own project home and ignores the developer's environment."""
     for k in list(os.environ):
-        if k.startswith("BQX_") and k != "BQX_TEST_PG_URL":
+        if k.startswith("BQX_") and k not in ("BQX_TEST_PG_URL", "BQX_TEST_REDIS_URL"):
             monkeypatch.delenv(k, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("BQX_HOME", str(home))
@@ -51,6 +64,12 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def pg_url() -> str:
     require_server("PostgreSQL", _pg_reachable())
     return PG_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_server("Redis", _redis_reachable())
+    return REDIS_URL
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.integration)])

@@ -67,10 +67,25 @@ class ServeSettings(BaseModel):
     wallclock_stale_min: float = 0.0
     max_batch: int = Field(100, ge=1)
     rate_limit: float = Field(100.0, gt=0, description="requests/second per key (token bucket)")
+    #: ``redis://host:6379/0``: one shared token bucket per key across all workers and hosts.
+    #: Unset: buckets are per worker process (a key gets up to workers × rate_limit).
+    rate_limit_url: str | None = None
     max_body_bytes: int = 1_000_000
     cors_origins: list[str] = Field(default_factory=list)
     #: Seconds between refreshes of the in-memory bar cache from the store.
     bars_refresh_s: float = 1.0
+
+    @field_validator("rate_limit_url")
+    @classmethod
+    def _check_rate_limit_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"rate_limit_url {v!r} must be redis://host:port/db, rediss://... or "
+                "unix:///path/redis.sock (or unset for per-worker limits)"
+            )
+        return v
 
 
 class SignalSettings(BaseModel):

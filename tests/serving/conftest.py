@@ -8,9 +8,17 @@ version 2 of EURUSD (for live promotion). Tests that change anything work on a c
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -93,3 +101,55 @@ def client(settings: Settings):
 
 def hdr(key: str) -> dict[str, str]:
     return {"X-API-Key": key}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**bqx: str) -> dict[str, str]:
+    """This process's environment without BQX_* settings, plus ``bqx`` (already BQX_ names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    env.update(bqx)
+    return env
+
+
+def run_bqx(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    """Run the installed ``bqx`` console script; its stdout (fails the test on rc != 0)."""
+    exe = str(Path(sys.executable).parent / "bqx")
+    r = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr + r.stdout
+    return r.stdout
+
+
+@contextmanager
+def bqx_server(env: dict[str, str], *args: str, start_timeout: float = 90) -> Iterator[str]:
+    """A real ``bqx serve`` on 127.0.0.1 (a free port); yields its base URL once /healthz
+    answers, and terminates it (graceful shutdown) afterwards."""
+    port = free_port()
+    exe = str(Path(sys.executable).parent / "bqx")
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +16,7 @@ from bqx.errors import NoDataError, StaleDataError, UnknownPairError
 from bqx.serving.app import create_app
 from bqx.serving.service import InvalidInputError, NoProductionModelError, PredictionService
 
-from .conftest import hdr, make_settings
+from .conftest import bqx_server, clean_env, hdr, make_settings, run_bqx
 
 runner = CliRunner()
 
@@ -86,33 +81,17 @@ def test_bqx_predict_cli_errors(home, monkeypatch):
     assert res.exit_code == 0 and "EURUSD" in res.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _bqx(env: dict[str, str], *args: str, timeout: float = 300) -> str:
-    exe = str(Path(sys.executable).parent / "bqx")
-    r = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, r.stderr + r.stdout
-    return r.stdout
-
-
 @pytest.mark.slow
 @pytest.mark.integration
 def test_end_to_end_ingest_train_serve_predict(tmp_path):
     """Fresh home: simulate bars, train + promote with the CLI, start a real `bqx serve`
     on 127.0.0.1, predict over HTTP, and check it equals `bqx predict`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
-    env.update(
-        {
-            "BQX_HOME": str(tmp_path / "e2e"),
-            "BQX_TRAIN__APPROVAL_RULE": "always",
-            "BQX_TRAIN__SELECTION_ROWS": "3000",
-        }
+    env = clean_env(
+        BQX_HOME=str(tmp_path / "e2e"),
+        BQX_TRAIN__APPROVAL_RULE="always",
+        BQX_TRAIN__SELECTION_ROWS="3000",
     )
-    _bqx(
+    run_bqx(
         env,
         "data",
         "generate",
@@ -126,30 +105,11 @@ def test_end_to_end_ingest_train_serve_predict(tmp_path):
         "0.2",
         "--json",
     )
-    _bqx(
+    run_bqx(
         env, "train", "--pairs", "EURUSD", "--model", "ridge", "--jobs", "1", "--promote", "--json"
     )
-    key = json.loads(_bqx(env, "keys", "create", "--role", "reader", "--json"))["key"]
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "bqx"), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+    key = json.loads(run_bqx(env, "keys", "create", "--role", "reader", "--json"))["key"]
+    with bqx_server(env) as base:
         assert httpx.get(f"{base}/readyz").json()["ready"] is True
         with httpx.Client(base_url=base, headers=hdr(key)) as c:
             r = c.post("/v1/predict", json={"pair": "EURUSD"})
@@ -160,10 +120,7 @@ def test_end_to_end_ingest_train_serve_predict(tmp_path):
             )
             assert httpx.post(f"{base}/v1/predict", json={"pair": "EURUSD"}).status_code == 401
             assert "bqx_predictions_total" in c.get("/metrics").text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    out = json.loads(_bqx(env, "predict", "EURUSD", "--json"))
+    out = json.loads(run_bqx(env, "predict", "EURUSD", "--json"))
     for k in ("timestamp", "prediction", "confidence_interval", "signal", "model_version"):
         assert out[k] == api[k], k
     # the server flushed its decision log on shutdown

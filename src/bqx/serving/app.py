@@ -56,7 +56,7 @@ from bqx.errors import (
 )
 from bqx.serving.auth import ApiKeyError, ApiKeys, Principal, Role, extract_key
 from bqx.serving.metrics import ServiceMetrics, create_metrics, render_latest
-from bqx.serving.ratelimit import TokenBucketLimiter, retry_after_header
+from bqx.serving.ratelimit import RateLimiter, make_limiter, retry_after_header
 from bqx.serving.schemas import (
     BarsRequest,
     BarsResponse,
@@ -173,7 +173,7 @@ class AppContext:
     settings: Settings
     service: PredictionService
     keys: ApiKeys
-    limiter: TokenBucketLimiter
+    limiter: RateLimiter
     metrics: ServiceMetrics
 
 
@@ -217,7 +217,7 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
                 hint=f"use a key created with `bqx keys create --role {role.value}`",
             )
         rate = principal.rate_or(ctx.settings.serve.rate_limit)
-        dec = ctx.limiter.check(principal.key_id, rate)
+        dec = await ctx.limiter.acheck(principal.key_id, rate)
         if not dec.allowed:
             ctx.metrics.rate_limited.inc()
             raise ApiError(
@@ -370,7 +370,7 @@ def create_app(
             svc.models.metrics = metrics
         state = open_state(s)
         keys = ApiKeys(state)
-        limiter = TokenBucketLimiter(s.serve.rate_limit)
+        limiter = make_limiter(s, on_error=lambda e: metrics.rate_limit_backend_errors.inc())
         app.state.ctx = AppContext(s, svc, keys, limiter, metrics)
         # import MLflow and open the registry now, not on the first request (~2 s)
         await run_in_threadpool(lambda: svc.registry.client)
@@ -505,7 +505,20 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
     )
     async def readyz(request: Request) -> Response:
         """Store reachable, registry reachable and at least one production model."""
-        out = await run_in_threadpool(_ctx(request).service.ready)
+        ctx = _ctx(request)
+        out = await run_in_threadpool(ctx.service.ready)
+        # informational, never fails readiness: without Redis limits are per worker
+        lim = ctx.limiter
+        shared = getattr(lim, "shared", None)
+        out = {
+            **out,
+            "checks": {
+                **out["checks"],
+                "rate_limiter": "per-worker"
+                if shared is None
+                else ("shared" if shared else "per-worker (shared backend unreachable)"),
+            },
+        }
         return _json(200 if out["ready"] else 503, out)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
@@ -558,7 +571,7 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
         principal: Principal | None = request.scope.get("bqx.principal")
         if n > 1 and principal is not None:  # a batch costs one token per item
             rate = principal.rate_or(ctx.settings.serve.rate_limit)
-            dec = ctx.limiter.check(principal.key_id, rate, cost=n - 1)
+            dec = await ctx.limiter.acheck(principal.key_id, rate, cost=n - 1)
             if not dec.allowed:
                 ctx.metrics.rate_limited.inc()
                 if dec.retry_after == float("inf"):

@@ -17,6 +17,7 @@ Metric names (all prefixed ``bqx_``):
 ``bqx_predictions_total``                   counter    pair, signal
 ``bqx_feature_seconds``                     histogram  (0.25 ms .. 0.5 s)
 ``bqx_rate_limited_total``                  counter
+``bqx_rate_limit_backend_errors_total``     counter    (Redis unreachable: per-worker fallback)
 ``bqx_auth_failures_total``                 counter    reason (missing|invalid|forbidden)
 ``bqx_decision_log_errors_total``           counter
 ==========================================  =========  =================================
@@ -170,6 +171,7 @@ class ServiceMetrics:
     predictions: Counter
     feature_seconds: Histogram
     rate_limited: Counter
+    rate_limit_backend_errors: Counter
     auth_failures: Counter
     decision_log_errors: Counter
 
@@ -273,6 +275,11 @@ def _build(reg: CollectorRegistry, mp: bool) -> ServiceMetrics:
         ),
         rate_limited=Counter(
             "bqx_rate_limited", "Requests refused with 429 (rate limit).", registry=reg
+        ),
+        rate_limit_backend_errors=Counter(
+            "bqx_rate_limit_backend_errors",
+            "Failed calls to the shared (Redis) rate-limit backend; per-worker limits applied.",
+            registry=reg,
         ),
         auth_failures=Counter(
             "bqx_auth_failures",

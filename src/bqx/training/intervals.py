@@ -40,7 +40,9 @@ class Conformal:
         s = np.maximum(np.asarray(scale, dtype=np.float64), _FLOOR)
         return self.q * s
 
-    def bounds(self, yhat: np.ndarray, scale: np.ndarray | float | None) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(
+        self, yhat: np.ndarray, scale: np.ndarray | float | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         hw = self.half_width(scale)
         return yhat - hw, yhat + hw
 
