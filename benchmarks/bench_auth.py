@@ -7,7 +7,9 @@ limiter and the decision log on SQLite WAL. Prints JSON (latencies in microsecon
 * ``verify_cached``: the steady state (row cached for the TTL): dict lookup + HMAC +
   constant-time compare.
 * ``verify_wrong_secret``: right key id, wrong secret (cached row).
-* ``ratelimit_check``: one token-bucket check.
+* ``ratelimit_check``: one token-bucket check (in-process).
+* ``ratelimit_check_redis``: one check of the shared bucket in Redis (``--redis-url``; one
+  EVALSHA round trip on loopback); skipped when Redis does not answer.
 * ``decision_insert_sync``: ``StateDB.log_decision`` (one row, one transaction, WAL,
   synchronous=NORMAL), no contention.
 * ``decision_insert_sync_contended``: the same while a second process inserts in a tight
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bqx.serving.auth import ApiKeys
-from bqx.serving.ratelimit import TokenBucketLimiter
+from bqx.serving.ratelimit import RedisTokenBucketLimiter, TokenBucketLimiter
 from bqx.state import DecisionLogWriter, StateDB
 
 
@@ -85,7 +87,7 @@ while not os.path.exists(sys.argv[2]):
 """
 
 
-def run(n: int, home: Path) -> dict[str, Any]:
+def run(n: int, home: Path, redis_url: str = "") -> dict[str, Any]:
     state = StateDB(f"sqlite:///{home / 'state.db'}")
     keys = ApiKeys(state)
     key_id, key = keys.create_key("trader")
@@ -100,6 +102,15 @@ def run(n: int, home: Path) -> dict[str, Any]:
 
     lim = TokenBucketLimiter(1e9)
     res["ratelimit_check"] = _stats(_time(lambda: lim.check(key_id), n * 10))
+    if redis_url:
+        rl = RedisTokenBucketLimiter.from_url(redis_url, 1e9, prefix="bqx-bench:")
+        if rl.ping():
+            rl.check(key_id)  # load the script
+            res["ratelimit_check_redis"] = _stats(_time(lambda: rl.check(key_id), n * 5))
+            assert rl.errors == 0
+            rl.reset()
+        else:
+            res["ratelimit_check_redis"] = f"skipped: no Redis at {redis_url}"
 
     i = iter(range(10**9))
     for _ in range(50):  # warm the pool
@@ -138,13 +149,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--home", type=Path, default=None)
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="'' to skip")
     a = ap.parse_args()
     if a.home is not None:
         a.home.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(run(a.n, a.home), indent=2))
+        print(json.dumps(run(a.n, a.home, a.redis_url), indent=2))
         return
     with tempfile.TemporaryDirectory() as d:
-        print(json.dumps(run(a.n, Path(d)), indent=2))
+        print(json.dumps(run(a.n, Path(d), a.redis_url), indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ on 127.0.0.1, RF and LightGBM models, 1 and 2 workers, at 50 req/s and at satura
 cold-load time of one model; batch prediction of one month x 28 pairs. Prints JSON.
 
     .venv/bin/python benchmarks/bench_serving.py [--home DIR] [--days 45] [--duration 8]
+    .venv/bin/python benchmarks/bench_serving.py --limiter-only   # per-worker vs Redis limits
 
 Setup (cached in ``--home``; ~3 min the first time): ``--days`` of simulated M1 bars for all
 28 pairs in DuckDB; an RF with the SPEC parameters (100 trees, depth 10) for EURUSD and a
@@ -131,10 +132,14 @@ def _timestamps(home: Path, pair: str, n: int) -> list[str]:
     return [t.isoformat() for t in df["ts"]]
 
 
-def serve(home: Path, workers: int, nodelay: bool = True) -> tuple[subprocess.Popen[str], str]:
+def serve(
+    home: Path, workers: int, nodelay: bool = True, rate_limit_url: str | None = None
+) -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
     env.update({"BQX_HOME": str(home), "BQX_SERVE__PREWARM": json.dumps([RF_PAIR, LGB_PAIR])})
+    if rate_limit_url:
+        env["BQX_SERVE__RATE_LIMIT_URL"] = rate_limit_url
     cmd = [BQX, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     if not nodelay:
         cmd.append("--no-nodelay")
@@ -180,6 +185,55 @@ def load_test(
         fixed_rate(url, miss, rate, min(duration, len(ts) / rate / 2))
     ).summary()
     out["miss_saturation"] = run(saturate(url, miss[::-1], min(duration, 5.0), 8)).summary()
+    return out
+
+
+def limiter_side_by_side(
+    home: Path, key: str, workers: list[int], url: str, duration: float, rounds: int = 3
+) -> dict[str, Any]:
+    """The cached-bar RF request with per-worker buckets vs one shared Redis bucket per key
+    (``serve.rate_limit_url``): the cost of a global limit is one Redis round trip. The
+    configurations alternate within each round and the medians over rounds are reported
+    (this machine's noise moves single runs by up to 2x)."""
+    import statistics
+
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for rnd in range(rounds):
+        for w in workers:
+            for name, rl in (("per_worker", None), ("redis", url)):
+                proc, base = serve(home, w, rate_limit_url=rl)
+                try:
+                    u = f"{base}/v1/predict"
+                    hit = build_requests(u, [{"pair": RF_PAIR}], key)
+                    run(saturate(u, hit, 1.0, 4))
+                    res = {
+                        "hit_50rps": run(fixed_rate(u, hit, 50.0, duration)).summary(),
+                        "hit_saturation": run(saturate(u, hit, duration, 8)).summary(),
+                    }
+                    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+                    res["backend_errors"] = sum(
+                        float(line.split()[-1])
+                        for line in metrics.splitlines()
+                        if line.startswith("bqx_rate_limit_backend_errors_total")
+                    )
+                    if rl:
+                        ready = httpx.get(f"{base}/readyz", timeout=5).json()
+                        assert ready["checks"]["rate_limiter"] == "shared", ready
+                finally:
+                    _stop(proc)
+                raw.setdefault(f"rf_w{w}_{name}", []).append(res)
+                print(f"round {rnd} limiter {name} w{w}: {json.dumps(res)}", file=sys.stderr)
+
+    def med(runs: list[dict[str, Any]], scen: str, field: str) -> float:
+        return round(statistics.median(r[scen][field] for r in runs), 3)
+
+    out: dict[str, Any] = {"rounds": rounds, "raw": raw, "median": {}}
+    for cfg, runs in raw.items():
+        out["median"][cfg] = {
+            f"{scen}_{f}": med(runs, scen, f)
+            for scen in ("hit_50rps", "hit_saturation")
+            for f in ("req_per_s", "p50_ms", "p99_ms")
+        }
     return out
 
 
@@ -244,15 +298,33 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--skip-batch", action="store_true")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/15",
+        help="Redis for the shared rate-limit comparison ('' to skip it)",
+    )
+    ap.add_argument(
+        "--limiter-only",
+        action="store_true",
+        help="only the per-worker vs Redis rate-limiter comparison",
+    )
     a = ap.parse_args()
     home = Path(a.home)
     result: dict[str, Any] = {"machine": machine()}
     result["setup"] = setup(home, a.days)
     result["cold_load"] = cold_load(home)
     key = _key(home)
+    workers = [int(x) for x in a.workers.split(",")]
+    if a.limiter_only:
+        result["rate_limiter"] = limiter_side_by_side(home, key, workers, a.redis_url, a.duration)
+        text = json.dumps(result, indent=1)
+        print(text)
+        if a.out:
+            Path(a.out).write_text(text + "\n")
+        return
     ts = {p: _timestamps(home, p, 1400) for p in (RF_PAIR, LGB_PAIR)}
     runs: dict[str, Any] = {}
-    for w in [int(x) for x in a.workers.split(",")]:
+    for w in workers:
         proc, base = serve(home, w)
         try:
             for model, pair in (("rf", RF_PAIR), ("lightgbm", LGB_PAIR)):
@@ -276,6 +348,8 @@ def main() -> None:
             finally:
                 _stop(proc)
     result["predict"] = runs
+    if a.redis_url:
+        result["rate_limiter"] = limiter_side_by_side(home, key, workers, a.redis_url, a.duration)
     if not a.skip_batch:
         result["batch_month_28_pairs"] = batch(home)
     text = json.dumps(result, indent=1)

@@ -56,7 +56,9 @@ def main() -> None:
         "home": str(home),
     }
     store = open_store(settings=s)
-    fs = FeatureStore(s.features_dir, horizon=s.horizon, target=s.target, max_ffill=s.max_ffill_bars)
+    fs = FeatureStore(
+        s.features_dir, horizon=s.horizon, target=s.target, max_ffill=s.max_ffill_bars
+    )
     if not store.pairs():
         t0 = time.perf_counter()
         store.upsert(generate(days=args.days, seed=3, signal_strength=0.1).bars)

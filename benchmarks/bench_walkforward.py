@@ -66,13 +66,19 @@ def main() -> None:
     if not store.pairs():
         months = args.train_months + args.windows + 1
         t0 = time.perf_counter()
-        store.upsert(generate(days=months * 30.6 + 3, seed=8, signal_strength=args.strength, start="2023-01-01").bars)
+        store.upsert(
+            generate(
+                days=months * 30.6 + 3, seed=8, signal_strength=args.strength, start="2023-01-01"
+            ).bars
+        )
         out["data_s"] = round(time.perf_counter() - t0, 1)
     store.close()
     t0 = time.perf_counter()
     ensure_features(pairs, s)
     out["features_s"] = round(time.perf_counter() - t0, 1)
-    cfg = WalkForwardConfig(train_months=args.train_months, test_months=1, windows=args.windows, model=args.model)
+    cfg = WalkForwardConfig(
+        train_months=args.train_months, test_months=1, windows=args.windows, model=args.model
+    )
     t0 = time.perf_counter()
     pred, info = walk_forward_predictions(pairs, s, cfg, jobs=args.jobs)
     out["walk_forward_s"] = round(time.perf_counter() - t0, 1)
@@ -80,7 +86,11 @@ def main() -> None:
     out["predictions"] = len(pred)
     t0 = time.perf_counter()
     summary = run_signals_backtest(
-        pred, BacktestConfig(horizon=s.horizon), out_dir=home / "report", settings=s, windows=windows_frame(pred)
+        pred,
+        BacktestConfig(horizon=s.horizon),
+        out_dir=home / "report",
+        settings=s,
+        windows=windows_frame(pred),
     )
     out["backtest_and_report_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
