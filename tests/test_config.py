@@ -64,3 +64,16 @@ def test_config_show_json(monkeypatch, tmp_path):
     )
     res = CliRunner().invoke(app, ["config", "show", "--json"], env={"BQX_BAR_INTERVAL": "nope"})
     assert res.exit_code == 2 and "bar_interval" in res.stderr
+
+
+def test_readme_backtest_toml_example_loads(tmp_path, monkeypatch):
+    """The [backtest] example in the README is valid settings (docs match the code)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```toml\n[backtest]\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "bqx.toml").write_text("[backtest]\n" + block)
+    monkeypatch.chdir(tmp_path)
+    bt = load_settings().backtest
+    assert bt.commission_per_million == 20 and bt.sizing == "kelly" and bt.spread_pips == 0.8
+    (tmp_path / "bqx.toml").write_text('[backtest]\nsizing = "martingale"\n')
+    with pytest.raises(ConfigError, match="sizing"):
+        load_settings()

@@ -99,6 +99,40 @@ class SignalSettings(BaseModel):
     rollover_minutes: int = 5
 
 
+class BacktestSettings(BaseModel):
+    """Execution costs, exits, sizing and leakage alarms of ``bqx backtest`` (SPEC section 6).
+
+    A team's cost model belongs in ``bqx.toml`` (``[backtest]``), not in every command
+    line; each ``bqx backtest`` option overrides its field for one run.
+    """
+
+    #: Exits: fractions of the entry price (0 = off). The time-out defaults to the horizon.
+    take_profit: float = Field(0.01, ge=0, lt=1)
+    stop_loss: float = Field(0.005, ge=0, lt=1)
+    #: Time-out in bars; None = the forecast horizon, 0 = off.
+    timeout_bars: int | None = Field(None, ge=0)
+    reverse: bool = False
+    #: Fixed bid-ask spread in pips; None = the bars' spread column.
+    spread_pips: float | None = Field(None, ge=0)
+    slippage_pips: float = Field(0.0, ge=0)
+    #: Commission per side, account currency per million notional.
+    commission_per_million: float = Field(0.0, ge=0)
+    capital: float = Field(100_000.0, gt=0)
+    sizing: Literal["fixed", "kelly"] = "fixed"
+    fraction: float = Field(1.0, ge=0)
+    kelly_fraction: float = Field(0.25, ge=0)
+    kelly_min_trades: int = Field(30, ge=1)
+    max_leverage: float = Field(10.0, gt=0)
+    #: Leakage alarm: out-of-sample R², directional accuracy and net Sharpe above these.
+    alarm_r2: float = 0.3
+    alarm_accuracy: float = 0.6
+    alarm_sharpe: float = 3.0
+    #: Walk-forward windows.
+    train_months: int = Field(6, ge=1)
+    test_months: int = Field(1, ge=1)
+    windows: int = Field(12, ge=1)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -128,6 +162,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -96,3 +96,45 @@ def test_registered_in_the_bqx_app():
 
     names = {c.name for c in bqx_app.registered_commands}
     assert "backtest" in names
+
+
+def test_settings_set_the_cost_model_and_options_override_it(
+    app, signals_file, tmp_path, monkeypatch
+):
+    """[backtest] in bqx.toml / BQX_BACKTEST__* gives the defaults; an option wins."""
+
+    def run(*extra: str) -> dict:
+        r = CliRunner().invoke(
+            app,
+            [
+                "backtest", "--signals", str(signals_file), "--out", str(tmp_path / "o"),
+                "--threshold", "0.0002", "--json", *extra,
+            ],
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    by_option = run("--spread-pips", "1", "--commission-per-million", "20")
+    monkeypatch.setenv("BQX_BACKTEST__SPREAD_PIPS", "1")
+    monkeypatch.setenv("BQX_BACKTEST__COMMISSION_PER_MILLION", "20")
+    by_setting = run()
+    assert by_setting["portfolio"] == by_option["portfolio"]
+    written = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert written["config"]["commission"] == pytest.approx(2e-5)
+    assert written["config"]["spread_pips"] == 1
+    overridden = run("--commission-per-million", "0")
+    assert overridden["portfolio"]["commission"] == 0
+    written = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert written["config"]["spread_pips"] == 1 and written["config"]["commission"] == 0
+    # sizes follow the balance, so the spread paid moves a little without commissions
+    assert overridden["portfolio"]["spread_cost"] == pytest.approx(
+        by_setting["portfolio"]["spread_cost"], rel=0.01
+    )
+    monkeypatch.setenv("BQX_BACKTEST__SIZING", "martingale")
+    r = CliRunner().invoke(app, ["backtest", "--signals", str(signals_file)])
+    assert r.exit_code != 0 and "sizing" in " ".join(r.output.split())
+
+
+def test_bad_option_value_is_a_clear_error(app, signals_file):
+    r = CliRunner().invoke(app, ["backtest", "--signals", str(signals_file), "--sizing", "x"])
+    assert r.exit_code == 2 and "sizing must be 'fixed' or 'kelly'" in " ".join(r.output.split())

@@ -53,39 +53,61 @@ def backtest_cmd(
     out: Path | None = typer.Option(
         None, "--out", help="Output directory (default: <home>/backtests/<UTC time>)."
     ),
-    # execution
-    take_profit: float = typer.Option(0.01, help="Take-profit, fraction of entry (0 = off)."),
-    stop_loss: float = typer.Option(0.005, help="Stop-loss, fraction of entry (0 = off)."),
-    horizon: int | None = typer.Option(
-        None, help="Time-out in bars (default: the forecast horizon setting; 0 = off)."
+    # execution (defaults: the [backtest] settings; see `bqx config show`)
+    take_profit: float | None = typer.Option(
+        None, help="Take-profit, fraction of entry; 0 = off. [default: backtest.take_profit, 0.01]"
     ),
-    reverse: bool = typer.Option(
-        False, "--reverse/--no-reverse", help="Reverse on opposite signal."
+    stop_loss: float | None = typer.Option(
+        None, help="Stop-loss, fraction of entry; 0 = off. [default: backtest.stop_loss, 0.005]"
+    ),
+    horizon: int | None = typer.Option(
+        None, help="Time-out in bars; 0 = off. [default: backtest.timeout_bars, else the horizon]"
+    ),
+    reverse: bool | None = typer.Option(
+        None, "--reverse/--no-reverse", help="Reverse on opposite signal. [default: no]"
     ),
     spread_pips: float | None = typer.Option(
-        None, help="Fixed bid-ask spread in pips (default: the bars' spread column)."
+        None, help="Fixed bid-ask spread in pips. [default: the bars' spread column]"
     ),
-    slippage_pips: float = typer.Option(0.0, help="Slippage per fill, pips."),
-    commission_per_million: float = typer.Option(
-        0.0, help="Commission per side in account currency per million notional."
+    slippage_pips: float | None = typer.Option(None, help="Slippage per fill, pips. [default: 0]"),
+    commission_per_million: float | None = typer.Option(
+        None, help="Commission per side, account currency per million notional. [default: 0]"
     ),
-    capital: float = typer.Option(100_000.0, help="Starting capital (account currency)."),
-    sizing: str = typer.Option("fixed", help="fixed | kelly"),
-    fraction: float = typer.Option(1.0, help="Fixed sizing: notional per position / balance."),
-    kelly_fraction: float = typer.Option(0.25, help="Multiplier on the full Kelly leverage."),
-    kelly_min_trades: int = typer.Option(30, help="Trades per pair before Kelly sizing starts."),
-    max_leverage: float = typer.Option(10.0, help="Cap on total open notional / balance."),
+    capital: float | None = typer.Option(None, help="Starting capital. [default: 100,000]"),
+    sizing: str | None = typer.Option(None, help="fixed | kelly. [default: fixed]"),
+    fraction: float | None = typer.Option(
+        None, help="Fixed sizing: notional per position / balance. [default: 1.0]"
+    ),
+    kelly_fraction: float | None = typer.Option(
+        None, help="Multiplier on the full Kelly leverage. [default: 0.25]"
+    ),
+    kelly_min_trades: int | None = typer.Option(
+        None, help="Trades per pair before Kelly sizing starts. [default: 30]"
+    ),
+    max_leverage: float | None = typer.Option(
+        None, help="Cap on total open notional / balance. [default: 10]"
+    ),
     threshold: float | None = typer.Option(
         None, help="Signal threshold for predictions (default: the signals setting, 0.0005)."
     ),
-    alarm_r2: float = typer.Option(0.3, help="Leakage alarm: out-of-sample R² above this."),
-    alarm_accuracy: float = typer.Option(0.6, help="Leakage alarm: directional accuracy above."),
-    alarm_sharpe: float = typer.Option(3.0, help="Leakage alarm: net Sharpe above this."),
+    alarm_r2: float | None = typer.Option(
+        None, help="Leakage alarm: out-of-sample R² above this. [default: 0.3]"
+    ),
+    alarm_accuracy: float | None = typer.Option(
+        None, help="Leakage alarm: directional accuracy above this. [default: 0.6]"
+    ),
+    alarm_sharpe: float | None = typer.Option(
+        None, help="Leakage alarm: net Sharpe above this. [default: 3]"
+    ),
     # walk-forward: retrain per window with the production training code
     jobs: int | None = typer.Option(None, help="Walk-forward: windows trained in parallel."),
-    train_months: int = typer.Option(6, help="Walk-forward: training months per window."),
-    test_months: int = typer.Option(1, help="Walk-forward: test months per window."),
-    windows: int = typer.Option(12, help="Walk-forward: number of windows."),
+    train_months: int | None = typer.Option(
+        None, help="Walk-forward: training months per window. [default: 6]"
+    ),
+    test_months: int | None = typer.Option(
+        None, help="Walk-forward: test months per window. [default: 1]"
+    ),
+    windows: int | None = typer.Option(None, help="Walk-forward: number of windows. [default: 12]"),
     model: str | None = typer.Option(None, help="Walk-forward: model (rf, lightgbm, ...)."),
     reuse_predictions: bool = typer.Option(
         False, "--reuse-predictions", help="Walk-forward: reuse cached out-of-sample predictions."
@@ -95,26 +117,37 @@ def backtest_cmd(
     """Backtest with realistic costs; write trades.csv, metrics.json, equity.parquet and a
     self-contained report.html. Without --signals: walk-forward (retrain per window with the
     production training code, predict the next month out of sample, trade it)."""
-    from bqx.backtest import BacktestConfig
     from bqx.backtest.metrics import LeakageThresholds
 
     s = settings()
-    h = s.horizon if horizon is None else (horizon or None)
-    cfg = BacktestConfig(
-        take_profit=take_profit or None,
-        stop_loss=stop_loss or None,
-        horizon=h,
-        reverse=reverse,
-        spread_pips=spread_pips,
-        slippage_pips=slippage_pips,
-        commission=commission_per_million / 1e6,
-        capital=capital,
-        sizing=sizing,  # type: ignore[arg-type]
-        fraction=fraction,
-        kelly_fraction=kelly_fraction,
-        kelly_min_trades=kelly_min_trades,
-        max_leverage=max_leverage,
+    bt = s.backtest.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "take_profit": take_profit,
+                "stop_loss": stop_loss,
+                "timeout_bars": horizon,
+                "reverse": reverse,
+                "spread_pips": spread_pips,
+                "slippage_pips": slippage_pips,
+                "commission_per_million": commission_per_million,
+                "capital": capital,
+                "sizing": sizing,
+                "fraction": fraction,
+                "kelly_fraction": kelly_fraction,
+                "kelly_min_trades": kelly_min_trades,
+                "max_leverage": max_leverage,
+                "alarm_r2": alarm_r2,
+                "alarm_accuracy": alarm_accuracy,
+                "alarm_sharpe": alarm_sharpe,
+                "train_months": train_months,
+                "test_months": test_months,
+                "windows": windows,
+            }.items()
+            if v is not None
+        }
     )
+    cfg = backtest_config(bt, s.horizon)
     sig_settings = s.signals
     if threshold is not None:
         sig_settings = sig_settings.model_copy(update={"threshold": threshold})
@@ -134,7 +167,7 @@ def backtest_cmd(
 
         plist = normalize_pairs(pairs)
         wcfg = WalkForwardConfig(
-            train_months=train_months, test_months=test_months, windows=windows,
+            train_months=bt.train_months, test_months=bt.test_months, windows=bt.windows,
             model=model or s.train.model,
         )  # fmt: skip
         if not reuse_predictions:
@@ -153,7 +186,7 @@ def backtest_cmd(
         signal_settings=sig_settings,
         start=start,
         end=end,
-        thresholds=LeakageThresholds(alarm_r2, alarm_accuracy, alarm_sharpe),
+        thresholds=LeakageThresholds(bt.alarm_r2, bt.alarm_accuracy, bt.alarm_sharpe),
         windows=windows_df,
     )
     if wf_info is not None:
@@ -163,6 +196,30 @@ def backtest_cmd(
         print_json(summary)
         return
     _print_summary(summary)
+
+
+def backtest_config(bt: Any, horizon: int) -> Any:
+    """:class:`~bqx.backtest.BacktestConfig` from the ``[backtest]`` settings (0 = exit off;
+    time-out None = the forecast ``horizon``). Values are validated by the engine's config,
+    whose errors say which field is wrong."""
+    from bqx.backtest import BacktestConfig
+
+    timeout = horizon if bt.timeout_bars is None else (bt.timeout_bars or None)
+    return BacktestConfig(
+        take_profit=bt.take_profit or None,
+        stop_loss=bt.stop_loss or None,
+        horizon=timeout,
+        reverse=bt.reverse,
+        spread_pips=bt.spread_pips,
+        slippage_pips=bt.slippage_pips,
+        commission=bt.commission_per_million / 1e6,
+        capital=bt.capital,
+        sizing=bt.sizing,
+        fraction=bt.fraction,
+        kelly_fraction=bt.kelly_fraction,
+        kelly_min_trades=bt.kelly_min_trades,
+        max_leverage=bt.max_leverage,
+    )
 
 
 def read_signals(path: Path, pairs: str | None = None) -> pd.DataFrame:
