@@ -367,6 +367,44 @@ def test_unparseable_ts_reports_raw_value(tmp_path):
     assert rep.issues["row"].tolist() == [3]
 
 
+@pytest.mark.parametrize(
+    "name, content, fmt, bad_row",
+    [
+        (
+            "eurusd.csv",
+            "ts,open,high,low,close\n2024-01-03 10:00,1.1,1.2,1.0,1.1\n"
+            "0199-01-03 10:01,1.1,1.2,1.0,1.1\n2024-01-03 10:02,1.1,1.2,1.0,1.1\n",
+            None,
+            3,
+        ),
+        (
+            "eurusd.csv",
+            "ts,open,high,low,close\n2024-01-03T10:00:00Z,1.1,1.2,1.0,1.1\n"
+            "3024-01-03T10:01:00Z,1.1,1.2,1.0,1.1\n2024-01-03T10:02:00Z,1.1,1.2,1.0,1.1\n",
+            None,
+            3,
+        ),
+        (
+            "DAT_ASCII_EURUSD_M1_2024.csv",
+            "20240103 050000;1.1;1.2;1.0;1.1;0\n01990103 050100;1.1;1.2;1.0;1.1;0\n"
+            "20240103 050200;1.1;1.2;1.0;1.1;0\n",
+            "histdata",
+            2,
+        ),
+    ],
+)
+def test_dates_outside_the_timestamp_range_are_row_issues(tmp_path, name, content, fmt, bad_row):
+    """A year-199 typo used to raise OutOfBoundsDatetime for the whole file (and in one
+    path turned every row into NaT); now that one row is reported and the rest parse."""
+    f = write(tmp_path / name, content)
+    rep = validate_file(f, fmt=fmt) if fmt else validate_file(f)
+    assert rep.issues["row"].tolist() == [bad_row]
+    assert rep.issues["reason"].tolist() == ["unparseable_ts"]
+    assert "1677-2262" in rep.issues["detail"].iloc[0]
+    src = read_source(f, fmt=fmt) if fmt else read_source(f)
+    assert int(src.bars["ts"].notna().sum()) == 2  # the good rows still parse
+
+
 def test_bad_tz_and_misplaced_options(tmp_path):
     with pytest.raises(DataValidationError, match="time zone"):
         read_source(GENERIC, "csv", tz="Mars/Olympus")

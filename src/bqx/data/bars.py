@@ -52,6 +52,19 @@ def normalize_bars(df: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
     return out
 
 
+def as_ns(idx: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """``idx`` in nanoseconds; instants outside the nanosecond range (years 1677-2262: a
+    year-199 typo, say) become NaT instead of raising ``OutOfBoundsDatetime``, so parsers
+    and validators report the row rather than fail on the whole file."""
+    idx = pd.DatetimeIndex(idx)
+    if idx.unit == "ns":
+        return idx
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    if idx.tz is not None:
+        lo, hi = lo.tz_localize("UTC"), hi.tz_localize("UTC")
+    return pd.DatetimeIndex(idx.where((idx >= lo) & (idx <= hi))).as_unit("ns")
+
+
 def ts_ns(ts: object) -> np.ndarray:
     """Timestamps (Series/Index/array, tz-aware or naive UTC) as int64 nanoseconds since epoch.
 

@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bqx.data.bars import BAR_COLUMNS, VALUE_COLUMNS
+from bqx.data.bars import BAR_COLUMNS, VALUE_COLUMNS, as_ns
 from bqx.data.quality import (
     combine_issues,
     empty_issues,
@@ -727,7 +727,7 @@ def _parse_strings(s: pd.Series, tz: str, fmt: str | None) -> pd.DatetimeIndex:
 
     n = len(s)
     try:
-        idx = _to_datetime(s, fmt or "ISO8601", tz).as_unit("ns")
+        idx = as_ns(_to_datetime(s, fmt or "ISO8601", tz))
     except (ValueError, TypeError):
         # mixed: some stamps carry an offset, some are naive
         aware = s.str.contains(_TZ_SUFFIX).fillna(False).to_numpy(dtype=bool)
@@ -735,10 +735,10 @@ def _parse_strings(s: pd.Series, tz: str, fmt: str | None) -> pd.DatetimeIndex:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             a = pd.to_datetime(s[aware], format=fmt or "ISO8601", errors="coerce", utc=True)
-        vals[aware] = pd.DatetimeIndex(a).as_unit("ns").asi8
+        vals[aware] = as_ns(pd.DatetimeIndex(a)).asi8
         try:
             b = _to_datetime(s[~aware], fmt or "ISO8601", tz)
-            vals[~aware] = b.as_unit("ns").asi8
+            vals[~aware] = as_ns(b).asi8
         except (ValueError, TypeError):
             pass
         idx = pd.DatetimeIndex(vals.view("M8[ns]"), tz="UTC")
@@ -749,7 +749,7 @@ def _parse_strings(s: pd.Series, tz: str, fmt: str | None) -> pd.DatetimeIndex:
             guess = guess_datetime_format(str(sub.iloc[0]))
             if guess is not None:
                 try:
-                    got = _to_datetime(sub, guess, tz).as_unit("ns")
+                    got = as_ns(_to_datetime(sub, guess, tz))
                     vals = idx.asi8.copy()
                     vals[retry] = got.asi8
                     idx = pd.DatetimeIndex(vals.view("M8[ns]"), tz="UTC")
@@ -770,7 +770,7 @@ def _from_epoch(values: pd.Series) -> pd.DatetimeIndex:
     if np.all(xf == np.round(xf)) and np.all((xf >= 19000101) & (xf <= 21001231)):
         s = pd.Series(np.where(fin, np.nan_to_num(x).astype(np.int64), 0).astype(str))
         idx = pd.DatetimeIndex(pd.to_datetime(s, format="%Y%m%d", errors="coerce"))
-        vals = idx.as_unit("ns").asi8.copy()
+        vals = as_ns(idx).asi8.copy()
         vals[~fin] = np.iinfo(np.int64).min
         return pd.DatetimeIndex(vals.view("M8[ns]"), tz="UTC")
     # unit per value: seconds up to 1e11 (year 5138), then ms, us, ns
@@ -820,10 +820,10 @@ def _parse_timestamps(
                     got = _from_epoch(
                         pd.to_numeric(sub.where(sub.str.fullmatch(_NUMBER)), errors="coerce")
                     )
-                vals = idx.as_unit("ns").asi8.copy()
-                vals[retry] = got.as_unit("ns").asi8
+                vals = as_ns(idx).asi8.copy()
+                vals[retry] = as_ns(got).asi8
                 idx = pd.DatetimeIndex(vals.view("M8[ns]"), tz="UTC")
-    idx = pd.DatetimeIndex(idx).as_unit("ns")
+    idx = as_ns(pd.DatetimeIndex(idx))
     suffix = f" (or it does not exist or is ambiguous in {tz})" if tz != "UTC" else ""
     return idx, _why_unparsed(idx, values, suffix)
 
@@ -835,9 +835,23 @@ def _why_unparsed(idx: pd.DatetimeIndex, raw: pd.Series, suffix: str = "") -> np
     if len(failed):
         vals = raw.iloc[failed]
         missing = vals.isna().to_numpy(dtype=bool)
-        texts = [f"cannot parse timestamp {v!r}{suffix}" for v in vals.astype(str)]
+        texts = [
+            f"cannot parse timestamp {v!r}{suffix}"
+            + (" (dates must lie in 1677-2262)" if _out_of_ns_range(v) else "")
+            for v in vals.astype(str)
+        ]
         why[failed] = np.where(missing, "timestamp missing", np.array(texts, dtype=object))
     return why
+
+
+def _out_of_ns_range(text: str) -> bool:
+    """Whether ``text`` reads as a real date that nanosecond timestamps cannot hold."""
+    try:
+        t = pd.Timestamp(text.strip()[:19].replace(" ", "T", 1)).as_unit("s")
+    except (ValueError, TypeError, OverflowError):
+        m = re.match(r"\s*(\d{4})\d{4}[ T]?\d{0,6}\s*$", text)  # compact YYYYMMDD HHMMSS
+        return m is not None and not (1677 < int(m.group(1)) < 2262)
+    return not (pd.Timestamp.min <= t <= pd.Timestamp.max)
 
 
 def _ts_issues(
@@ -960,7 +974,7 @@ def _bars(pair: np.ndarray, ts: pd.DatetimeIndex, values: Mapping[str, np.ndarra
     # built like bqx.data.bars.normalize_bars builds it, so dtypes match exactly
     out = pd.DataFrame(index=pd.RangeIndex(n))
     out["pair"] = np.asarray(pair, dtype=object)
-    out["ts"] = pd.DatetimeIndex(ts).as_unit("ns")
+    out["ts"] = as_ns(pd.DatetimeIndex(ts))
     for c in VALUE_COLUMNS:
         v = values.get(c)
         out[c] = np.full(n, np.nan) if v is None else np.asarray(v, dtype="float64")
@@ -1094,7 +1108,7 @@ def _read_histdata(path: Path, fixed_pair: str | None) -> SourceFrame:
     malformed = _malformed_issues(text, pair, "6 fields 'YYYYMMDD HHMMSS;o;h;l;c;v'")
     if n:
         est = pd.to_datetime(text.frame["ts"], format="%Y%m%d %H%M%S", errors="coerce")
-        idx = (pd.DatetimeIndex(est) + HISTDATA_UTC_OFFSET).tz_localize("UTC").as_unit("ns")
+        idx = as_ns((pd.DatetimeIndex(est) + HISTDATA_UTC_OFFSET).tz_localize("UTC"))
         why = _why_unparsed(idx, text.frame["ts"], " (expected YYYYMMDD HHMMSS, EST)")
     else:
         idx, why = _nat(0), np.array([], dtype=object)
@@ -1143,7 +1157,7 @@ def _read_dukascopy(path: Path, fixed_pair: str | None) -> SourceFrame:
         parsed = pd.to_datetime(
             raw_ts, format=_DUKA_LOCAL if local else _DUKA_GMT, errors="coerce", utc=True
         )
-    idx = pd.DatetimeIndex(parsed).as_unit("ns")
+    idx = as_ns(pd.DatetimeIndex(parsed))
     why = np.full(n, None, dtype=object)
     if n and idx.isna().any():
         # other JForex layouts (e.g. 2024.01.01 00:00:00): fall back to the generic parser

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from bqx.calendar import surely_closed
-from bqx.data.bars import PRICE_COLUMNS
+from bqx.data.bars import PRICE_COLUMNS, as_ns
 from bqx.universe import PAIRS
 
 #: Every reason code, in the order issues of one row are listed.
@@ -196,7 +196,11 @@ def validate_bars(
 
     # -- timestamp and pair ---------------------------------------------------------------
     idx = np.flatnonzero(nat)
-    add(idx, "unparseable_ts", np.full(len(idx), "timestamp missing or unparseable", object))
+    add(
+        idx,
+        "unparseable_ts",
+        np.full(len(idx), "timestamp missing, unparseable or outside 1677-2262", object),
+    )
 
     codes, uniques = pd.factorize(pair)
     known = np.array([u in _PAIR_SET for u in uniques], dtype=bool)
@@ -320,14 +324,15 @@ def _pair_array(s: pd.Series) -> np.ndarray:
 
 
 def _utc_index(s: pd.Series) -> pd.DatetimeIndex:
-    """``s`` as a UTC ns DatetimeIndex; values that cannot be parsed become NaT."""
+    """``s`` as a UTC ns DatetimeIndex; values that cannot be parsed, or lie outside the
+    nanosecond range (years 1677-2262, e.g. a year 199 typo), become NaT."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         idx = pd.DatetimeIndex(s)
     else:
         idx = pd.DatetimeIndex(pd.to_datetime(s, errors="coerce", utc=True))
     if idx.tz is None:
         idx = idx.tz_localize("UTC")
-    return idx.tz_convert("UTC").as_unit("ns")
+    return as_ns(idx.tz_convert("UTC"))
 
 
 def _floats(s: pd.Series) -> np.ndarray:
