@@ -58,10 +58,12 @@ def test_same_semantics_as_in_process(limiter: RedisTokenBucketLimiter) -> None:
 
 
 def test_refill_uses_elapsed_time(limiter: RedisTokenBucketLimiter) -> None:
+    t0 = time.monotonic()
     assert sum(limiter.check("r", rate=20).allowed for _ in range(25)) == 20
     time.sleep(0.2)  # ~4 tokens back
     got = sum(limiter.check("r", rate=20).allowed for _ in range(10))
-    assert 3 <= got <= 6, got
+    elapsed = time.monotonic() - t0  # bounds the refill, however loaded the machine is
+    assert 3 <= got <= min(10, int(elapsed * 20) + 1), (got, elapsed)
 
 
 def test_idle_buckets_expire(limiter: RedisTokenBucketLimiter) -> None:
