@@ -58,3 +58,50 @@ def test_online_window_is_enough(bars_medium):
     a = F.at(panel, "NZDJPY", t).to_numpy()
     b = F.at(cut, "NZDJPY", t).to_numpy()
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14, equal_nan=True)
+
+
+def _same(a: pd.Series, b: pd.Series) -> bool:
+    return a.name == b.name and np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True)
+
+
+def test_at_on_a_frame_equals_at_on_the_whole_panel_bit_for_bit(bars_medium, panel_medium):
+    """at(frame) pivots only a window of the frame (the fast path); the result must be
+    identical to pivoting everything, at random bars (weekend edges and the first bars of
+    the data included) and for any pair."""
+    ts = panel_medium.timestamps()
+    rng = np.random.default_rng(3)
+    picks = [*rng.integers(0, len(ts), 30), 0, 5, 1400, len(ts) - 1]
+    for i, pair in zip(picks, rng.choice(PAIRS, len(picks)), strict=True):
+        t = ts[i] + pd.Timedelta(seconds=int(rng.integers(0, 60)))
+        assert _same(F.at(bars_medium, pair, t), F.at(panel_medium, pair, t)), (pair, t)
+
+
+def test_at_on_a_frame_widens_or_falls_back_when_the_window_is_short(bars_medium):
+    """A pair with a long gap before t (window widened) and a pair that stopped trading
+    days before t (window would drop it: whole frame used) give the same as the full Panel."""
+    from bqx.features.panel import Panel
+
+    t = pd.Timestamp("2024-03-12 15:00", tz="UTC")
+    gap = (bars_medium.pair == "EURUSD") & bars_medium.ts.between(
+        t - pd.Timedelta(hours=30), t - pd.Timedelta(minutes=5)
+    )
+    stopped = (bars_medium.pair == "CHFJPY") & (bars_medium.ts > t - pd.Timedelta(days=3))
+    frame = bars_medium[~gap & ~stopped].reset_index(drop=True)
+    panel = Panel.from_bars(frame)
+    for pair in ("EURUSD", "CHFJPY", "GBPNZD"):
+        assert _same(F.at(frame, pair, t), F.at(panel, pair, t)), pair
+    # bars after t change nothing (the window ends at t)
+    later = frame.ts > t
+    moved = frame.assign(close=np.where(later, frame.close * 1.01, frame.close))
+    moved["high"] = np.maximum(moved["high"], moved["close"])
+    assert _same(F.at(moved, "GBPNZD", t), F.at(frame, "GBPNZD", t))
+
+
+def test_at_the_very_first_bar_is_all_nan_history_not_a_crash(bars_small):
+    """At the first bar there is no history: features that need it are NaN (this used to
+    raise IndexError, and in batch a negative index wrapped to the end of the series)."""
+    first = bars_small.ts.min()
+    s = F.at(bars_small, "EURUSD", first)
+    assert s.name == first and s.isna().mean() > 0.9
+    row = F.build(bars_small, "EURUSD").iloc[0]
+    assert np.array_equal(s.to_numpy(), row.to_numpy(), equal_nan=True)

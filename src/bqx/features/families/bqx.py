@@ -115,9 +115,12 @@ def _block_at(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     out = np.empty((m, len(WINDOWS), len(STATS)))
     if len(pos) * 16 >= ctx.n:
         ser = _series(ctx)
+        before = pos < 0  # before the first row: no history (a negative index would wrap)
+        at = np.where(before, 0, pos)
         for k, w in enumerate(WINDOWS):
             for j, st in enumerate(STATS):
-                out[:, k, j] = ser[(st, w)][pos]
+                out[:, k, j] = ser[(st, w)][at]
+        out[before] = np.nan
         return out
     z = ctx.lc - _ref(ctx.lc)
     lags = np.concatenate([pos] + [pos - w for w in WINDOWS])
