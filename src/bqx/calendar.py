@@ -97,6 +97,21 @@ def expected_grid(start: object, end: object, interval: timedelta) -> pd.Datetim
     return rng[surely_open(rng)]
 
 
+def bars_lower_bound(t: object, n: int, interval: timedelta) -> pd.Timestamp:
+    """An exclusive lower bound just before the n-th surely-open bar before ``t``: a pair
+    with no gaps has exactly n bars in (bound, t] (a few more if its vendor stamps edge
+    hours). Used to bound as-of reads and online feature windows without scanning."""
+    t = to_utc(t)
+    step = pd.Timedelta(interval)
+    span = step * (n + 10)
+    for _ in range(6):
+        grid = expected_grid(t - span, t, interval)
+        if len(grid) >= n:
+            return pd.Timestamp(grid[-n]) - step
+        span = span * 2 + pd.Timedelta(days=3)
+    return t - span
+
+
 def ny_trading_index(start: object, end: object, interval: timedelta) -> pd.DatetimeIndex:
     """Bar timestamps in ``[start, end)`` open by the New York rule (used by the simulator)."""
     s = floor_to_interval(to_utc(start), interval)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bqx.calendar import surely_open, to_utc
+from bqx.calendar import bars_lower_bound, surely_open, to_utc
 from bqx.data.bars import BAR_COLUMNS, VALUE_COLUMNS, empty_bars, normalize_bars
 from bqx.errors import StoreError
 from bqx.universe import normalize_pairs
@@ -355,7 +355,7 @@ class DuckDBStore(BarStore):
         # Bound the scan by walking n bars back on the trading calendar: the window then holds
         # ~n rows per pair, so no window function or string sort is needed (pairs with gaps
         # inside it are fetched again without the bound).
-        lo = _calendar_lower_bound(t, n, self.interval)
+        lo = bars_lower_bound(t, n, self.interval)
         sel = f"list_position($pairs, pair) - 1 AS pi, epoch_ns(ts) AS ts, {_VALUE_SQL}"
         base = {"pairs": plist, "t": t.to_pydatetime(warn=False)}
         with self._conn() as con:
@@ -575,7 +575,7 @@ class PostgresStore(BarStore):
         cols = list(BAR_COLUMNS)
         # same plan as DuckDB: a calendar-bounded index range scan, exact fallback for pairs
         # with gaps inside the window
-        lo = _calendar_lower_bound(t, n, self.interval)
+        lo = bars_lower_bound(t, n, self.interval)
         df = self._copy_out(
             f"SELECT {_COLS_SQL} FROM {self.table} WHERE pair = ANY(%s) AND ts > %s AND ts <= %s "
             "ORDER BY pair, ts",
@@ -671,21 +671,6 @@ def _canon(df: pd.DataFrame) -> pd.DataFrame:
     if df["pair"].dtype != "str":
         df["pair"] = df["pair"].astype("str")
     return df
-
-
-def _calendar_lower_bound(t: pd.Timestamp, n: int, interval: timedelta) -> pd.Timestamp:
-    """An exclusive lower bound just before the n-th surely-open bar before ``t``: a pair with no
-    gaps has exactly n bars in (bound, t] (a few more if its vendor stamps edge hours)."""
-    from bqx.calendar import expected_grid
-
-    step = pd.Timedelta(interval)
-    span = step * (n + 10)
-    for _ in range(6):
-        grid = expected_grid(t - span, t, interval)
-        if len(grid) >= n:
-            return pd.Timestamp(grid[-n]) - step
-        span = span * 2 + pd.Timedelta(days=3)
-    return t - span
 
 
 def _last_n_per_pair(arrs: dict[str, Any], n: int, n_pairs: int) -> dict[str, np.ndarray]:

@@ -61,7 +61,8 @@ class Panel:
         df = normalize_bars(bars, sort=False)
         if not len(df):
             raise NoDataError("no bars to build features from")
-        pairs_present = set(df["pair"].unique())
+        codes, uniques = pd.factorize(df["pair"].to_numpy())
+        pairs_present = {str(u) for u in uniques}
         unknown = pairs_present - set(PAIRS)
         if unknown:
             normalize_pair(sorted(unknown)[0])  # raises with the list of valid pairs
@@ -73,7 +74,7 @@ class Panel:
         n, k = len(grid), len(pairs)
         row = np.searchsorted(grid, ts_obs)
         col_of = {p: i for i, p in enumerate(pairs)}
-        col = df["pair"].map(col_of).to_numpy(dtype=np.int64)
+        col = np.array([col_of[str(u)] for u in uniques], dtype=np.int64)[codes]
         arrays: dict[str, np.ndarray] = {}
         for f in FIELDS:
             a = np.full((n, k), np.nan)
