@@ -77,3 +77,34 @@ def test_readme_backtest_toml_example_loads(tmp_path, monkeypatch):
     (tmp_path / "bqx.toml").write_text('[backtest]\nsizing = "martingale"\n')
     with pytest.raises(ConfigError, match="sizing"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "args, option, says",
+    [
+        (["predict-batch", "--start", "garbage", "--end", "2024-01-01", "--out", "x.csv"],
+         "--start", "is not a timestamp"),
+        (["predict-batch", "--start", "2024-01-01", "--end", "0199-01-01", "--out", "x.csv"],
+         "--end", "supported range 1677"),
+        (["train", "--pairs", "EURUSD", "--start", "3024-01-01"], "--start", "supported range"),
+        (["data", "generate", "--days", "1", "--start", "nope"], "--start", "is not a timestamp"),
+        (["backtest", "--signals", "s.csv", "--end", "0001-01-01"], "--end", "supported range"),
+        (["features", "build", "--start", "0199-01-01"], "--start", "supported range"),
+    ],
+)  # fmt: skip
+def test_time_options_fail_with_a_usage_error_naming_the_option(args, option, says):
+    """Bad or out-of-range times are usage errors (exit 2) before any work, not tracebacks."""
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and option in text and says in text, text
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_to_utc_range():
+    from bqx.calendar import TimestampRangeError, to_utc
+
+    assert to_utc("2262-04-11") == to_utc("2262-04-11T00:00:00Z")
+    with pytest.raises(TimestampRangeError, match="outside the supported range"):
+        to_utc("0199-08-20T14:43:25")
+    with pytest.raises(ValueError):  # still a ValueError for callers that catch those
+        to_utc("9999-01-01")

@@ -42,12 +42,27 @@ def to_utc_index(ts: object) -> pd.DatetimeIndex:
     return idx.tz_convert("UTC")
 
 
+class TimestampRangeError(ValueError):
+    """A timestamp outside what nanosecond timestamps can hold (years 1677-2262)."""
+
+
+_NS_MIN = pd.Timestamp.min.tz_localize("UTC")
+_NS_MAX = pd.Timestamp.max.tz_localize("UTC")
+
+
 def to_utc(ts: object) -> pd.Timestamp:
-    """Coerce one timestamp to tz-aware UTC (naive is taken as UTC)."""
+    """Coerce one timestamp to tz-aware UTC (naive is taken as UTC); a time outside
+    1677-2262 raises :class:`TimestampRangeError` (a ``ValueError``) saying so."""
     t = pd.Timestamp(ts)  # type: ignore[arg-type]
     if t is pd.NaT:
         raise ValueError("timestamp is NaT")
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    if not (_NS_MIN <= t <= _NS_MAX):
+        raise TimestampRangeError(
+            f"timestamp {t.isoformat()} is outside the supported range "
+            f"{_NS_MIN.date()} .. {_NS_MAX.date()}"
+        )
+    return t
 
 
 def _minute_of_week(idx: pd.DatetimeIndex) -> np.ndarray:

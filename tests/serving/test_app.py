@@ -189,6 +189,8 @@ def test_cors_allow_list(home):
         ({"pair": "EURUSD", "timestamp": "2024-13-45T99:00:00"}, 422, "invalid_request"),
         ({"pair": "EURUSD", "timestamp": [1, 2]}, 422, "invalid_request"),
         ({"pair": "EURUSD", "timstamp": "2024-01-02"}, 422, "invalid_request"),
+        ({"pair": "EURUSD", "timestamp": "0199-01-02T10:00:00Z"}, 422, "invalid_request"),
+        ({"pair": "EURUSD", "timestamp": "9999-01-02T10:00:00Z"}, 422, "invalid_request"),
         ({"pair": "AUDNZD"}, 404, "no_production_model"),
         ({"pair": "EURUSD", "timestamp": "2020-01-01T00:00:00Z"}, 404, "no_data"),
         ({"pair": "EURUSD", "timestamp": "2030-01-01T00:00:00Z"}, 409, "stale_data"),
@@ -254,6 +256,8 @@ def test_features_errors(client, keys):
     assert client.get("/v1/features/NOPE", headers=h).json()["error"] == "unknown_pair"
     r = client.get("/v1/features/EURUSD", params={"timestamp": "garbage"}, headers=h)
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+    r = client.get("/v1/features/EURUSD", params={"timestamp": "0199-01-02"}, headers=h)
+    assert r.status_code == 422 and "supported range 1677" in r.json()["detail"]
 
 
 def test_no_data_and_empty_store(tmp_path, keys):

@@ -102,6 +102,24 @@ def progress_bar(
         yield update
 
 
+def time_option(value: str | None) -> str | None:
+    """Typer callback for ``--start``/``--end``-style options: fail at parse time with a
+    usage error that names the option, instead of a traceback deep in the command."""
+    if value is None or value == "":
+        return value
+    from bqx.calendar import TimestampRangeError, to_utc
+
+    try:
+        to_utc(value)
+    except TimestampRangeError as e:
+        raise typer.BadParameter(str(e)) from e
+    except (ValueError, TypeError) as e:
+        raise typer.BadParameter(
+            f"{value!r} is not a timestamp like 2024-03-01 or 2024-03-01T12:00 (UTC)"
+        ) from e
+    return value
+
+
 def handle_errors(fn: F) -> F:
     """Turn BqxError into a clear message and exit code 2 instead of a traceback."""
 

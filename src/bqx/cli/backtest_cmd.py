@@ -26,6 +26,7 @@ from bqx.cli._common import (
     print_json,
     progress_bar,
     settings,
+    time_option,
 )
 
 if TYPE_CHECKING:
@@ -48,8 +49,12 @@ def backtest_cmd(
     pairs: str | None = typer.Option(
         None, help="Comma-separated pairs (default: all in the input)."
     ),
-    start: str | None = typer.Option(None, help="First bar (UTC); default: first signal."),
-    end: str | None = typer.Option(None, help="Last bar (UTC); default: last signal + horizon."),
+    start: str | None = typer.Option(
+        None, help="First bar (UTC); default: first signal.", callback=time_option
+    ),
+    end: str | None = typer.Option(
+        None, help="Last bar (UTC); default: last signal + horizon.", callback=time_option
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Output directory (default: <home>/backtests/<UTC time>)."
     ),

@@ -16,6 +16,7 @@ from bqx.cli._common import (
     progress_bar,
     settings,
     table,
+    time_option,
 )
 
 app = typer.Typer(help="Market data: simulate, ingest, validate, inspect.", no_args_is_help=True)
@@ -34,7 +35,7 @@ def generate_cmd(
         "--signal-strength",
         help="Oracle R² of the 60-bar BQX target (0 = pure random walk, < 0.5).",
     ),
-    start: str = typer.Option("2024-01-01", help="First day (UTC)."),
+    start: str = typer.Option("2024-01-01", help="First day (UTC).", callback=time_option),
     as_json: bool = JsonOpt,
 ) -> None:
     """Simulate bars for the 28 pairs (SPEC section 9) and write them into the store."""

@@ -30,10 +30,12 @@ def _ts(value: str | None, name: str) -> Any:
     """Parse a CLI timestamp (naive = UTC), or None."""
     if value is None:
         return None
-    from bqx.calendar import to_utc
+    from bqx.calendar import TimestampRangeError, to_utc
 
     try:
         return to_utc(value)
+    except TimestampRangeError as e:
+        raise typer.BadParameter(str(e), param_hint=name) from e
     except (ValueError, TypeError) as e:
         raise typer.BadParameter(
             f"{value!r} is not a timestamp like 2024-03-01 or 2024-03-01T12:00", param_hint=name

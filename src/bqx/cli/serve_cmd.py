@@ -22,6 +22,7 @@ from bqx.cli._common import (
     progress_bar,
     settings,
     table,
+    time_option,
 )
 
 
@@ -141,8 +142,8 @@ def predict_cmd(
 @handle_errors
 def predict_batch_cmd(
     pairs: str = typer.Option("all", help="Comma-separated pairs, or 'all'."),
-    start: str = typer.Option(..., help="First bar (UTC)."),
-    end: str = typer.Option(..., help="Last bar (UTC)."),
+    start: str = typer.Option(..., help="First bar (UTC).", callback=time_option),
+    end: str = typer.Option(..., help="Last bar (UTC).", callback=time_option),
     out: str = typer.Option(..., help="Output file: .parquet or .csv."),
     as_json: bool = JsonOpt,
 ) -> None:

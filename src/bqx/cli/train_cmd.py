@@ -17,6 +17,7 @@ from bqx.cli._common import (
     progress_bar,
     settings,
     table,
+    time_option,
 )
 
 MODELS = "rf|lightgbm|xgboost|ridge"
@@ -37,8 +38,12 @@ def train_cmd(
     params: str | None = typer.Option(
         None, help="'best' (from the pair's Optuna study) or a JSON object of estimator parameters."
     ),
-    start: str | None = typer.Option(None, help="First bar of the training data (UTC)."),
-    end: str | None = typer.Option(None, help="Last bar of the training data (UTC)."),
+    start: str | None = typer.Option(
+        None, help="First bar of the training data (UTC).", callback=time_option
+    ),
+    end: str | None = typer.Option(
+        None, help="Last bar of the training data (UTC).", callback=time_option
+    ),
     build_features: bool = typer.Option(
         True,
         "--build-features/--no-build-features",
@@ -150,8 +155,8 @@ def tune_cmd(
     trials: int = typer.Option(50, help="Optuna trials (the study accumulates across runs)."),
     model: str = typer.Option("lightgbm", help=MODELS),
     timeout: float | None = typer.Option(None, help="Stop after this many seconds."),
-    start: str | None = typer.Option(None),
-    end: str | None = typer.Option(None),
+    start: str | None = typer.Option(None, callback=time_option),
+    end: str | None = typer.Option(None, callback=time_option),
     as_json: bool = JsonOpt,
 ) -> None:
     """Tune hyperparameters on the validation segment (TPE + median pruning); the best trial is

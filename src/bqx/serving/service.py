@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bqx.calendar import to_utc
+from bqx.calendar import TimestampRangeError, to_utc
 from bqx.config import Settings, load_settings
 from bqx.data.bars import normalize_bars
 from bqx.errors import (
@@ -84,8 +84,9 @@ def parse_timestamp(value: Any) -> pd.Timestamp | None:
     try:
         t = to_utc(value)
     except (ValueError, TypeError, OverflowError) as e:
+        why = f" ({e})" if isinstance(e, TimestampRangeError) else ""
         raise InvalidInputError(
-            f"timestamp {value!r} is not a valid time",
+            f"timestamp {value!r} is not a valid time{why}",
             hint="use ISO 8601 UTC, e.g. 2024-01-15T10:00:00Z, or omit it for the newest bar",
         ) from e
     return t
