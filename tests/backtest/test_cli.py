@@ -138,3 +138,15 @@ def test_settings_set_the_cost_model_and_options_override_it(
 def test_bad_option_value_is_a_clear_error(app, signals_file):
     r = CliRunner().invoke(app, ["backtest", "--signals", str(signals_file), "--sizing", "x"])
     assert r.exit_code == 2 and "sizing must be 'fixed' or 'kelly'" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [("junk.csv", bytes(range(256)) * 8), ("empty.csv", b""), ("junk.parquet", b"\xff\xfe\x00")],
+)
+def test_unreadable_signals_file_is_a_clear_error(app, tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content)
+    r = CliRunner().invoke(app, ["backtest", "--signals", str(p)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "cannot read signals file" in text, text

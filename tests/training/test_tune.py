@@ -32,6 +32,8 @@ def test_tune_persists_and_train_uses_best(monkeypatch):
         app, ["tune", "--pair", "EURUSD", "--trials", "2", "--model", "lightgbm", "--json"]
     )
     assert json.loads(res.stdout)["trials"] == 10
+    res = r.invoke(app, ["tune", "--pair", "EURUSD", "--trials", "0"])  # was a traceback
+    assert res.exit_code == 2 and "--trials" in " ".join(res.output.split())
 
     import mlflow
 

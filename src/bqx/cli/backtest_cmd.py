@@ -237,12 +237,18 @@ def read_signals(path: Path, pairs: str | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise BqxError(f"signals file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    elif suffix in (".csv", ".txt", ".gz"):
-        df = pd.read_csv(path)
-    else:
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
         raise BqxError(f"signals file {path} must be .csv or .parquet")
+    try:
+        df = pd.read_parquet(path) if suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        # pyarrow's errors are ValueError/OSError subclasses; binary junk as CSV is a
+        # UnicodeDecodeError; an empty file is EmptyDataError (a ValueError)
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BqxError(
+            f"cannot read signals file {path}: {why}",
+            hint="a CSV or Parquet file with columns pair, ts and signal and/or prediction",
+        ) from e
     df.columns = [str(c).strip().lower() for c in df.columns]
     if not {"pair", "ts"} <= set(df.columns) or not ({"signal", "prediction"} & set(df.columns)):
         raise BqxError(

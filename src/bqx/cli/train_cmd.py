@@ -152,7 +152,9 @@ def train_cmd(
 @handle_errors
 def tune_cmd(
     pair: str = typer.Option(..., help="Pair to tune."),
-    trials: int = typer.Option(50, help="Optuna trials (the study accumulates across runs)."),
+    trials: int = typer.Option(
+        50, min=1, help="Optuna trials (the study accumulates across runs)."
+    ),
     model: str = typer.Option("lightgbm", help=MODELS),
     timeout: float | None = typer.Option(None, help="Stop after this many seconds."),
     start: str | None = typer.Option(None, callback=time_option),

@@ -161,6 +161,14 @@ def tune(
         objective, n_trials=trials, timeout=timeout, callbacks=callbacks, catch=(ValueError,)
     )
     states = [t.state for t in study.trials]
+    if not any(st == optuna.trial.TrialState.COMPLETE for st in states):
+        from bqx.errors import BqxError
+
+        failed = sum(st == optuna.trial.TrialState.FAIL for st in states)
+        raise BqxError(
+            f"study {study.study_name}: no trial completed ({len(states)} trials, {failed} failed)",
+            hint="run more trials (--trials), or check the failed trials' errors in the log",
+        )
     best = study.best_trial
     res = TuneResult(
         pair=pair,
