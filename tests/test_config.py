@@ -108,3 +108,15 @@ def test_to_utc_range():
         to_utc("0199-08-20T14:43:25")
     with pytest.raises(ValueError):  # still a ValueError for callers that catch those
         to_utc("9999-01-01")
+
+
+def test_broken_toml_and_out_of_range_ports_are_config_errors(tmp_path, monkeypatch):
+    (tmp_path / "bqx.toml").write_text("horizon = [\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="not valid TOML"):  # was a TOMLDecodeError traceback
+        load_settings()
+    (tmp_path / "bqx.toml").write_text("[serve]\nport = 99999\n")
+    with pytest.raises(ConfigError, match=r"serve\.port"):
+        load_settings()
+    res = CliRunner().invoke(app, ["config", "show"])
+    assert res.exit_code == 2 and "serve.port" in res.output

@@ -54,8 +54,8 @@ class ServeSettings(BaseModel):
     """Prediction service settings (SPEC section 5)."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
     cache_size: int = Field(10, ge=1)
     prewarm: list[str] = Field(default_factory=list)
     #: Seconds between checks of the ``production`` alias for promotions/rollbacks.
@@ -258,10 +258,18 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning pydantic's validation errors into a :class:`ConfigError`."""
+    import tomllib
+
     from pydantic import ValidationError
 
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as e:
+        where = os.environ.get("BQX_CONFIG", "bqx.toml")
+        raise ConfigError(
+            f"{where} is not valid TOML: {e}",
+            hint="fix the file (https://toml.io), or point BQX_CONFIG elsewhere",
+        ) from None
     except ValidationError as e:
         lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ConfigError(

@@ -35,8 +35,10 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def serve_cmd(
     host: str | None = typer.Option(None, help="Bind address (default: serve.host)."),
-    port: int | None = typer.Option(None, help="Port (default: serve.port)."),
-    workers: int | None = typer.Option(None, help="Worker processes (default: serve.workers)."),
+    port: int | None = typer.Option(None, min=1, max=65535, help="Port (default: serve.port)."),
+    workers: int | None = typer.Option(
+        None, min=1, help="Worker processes (default: serve.workers)."
+    ),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log every request (costs throughput)."
