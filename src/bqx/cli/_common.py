@@ -120,6 +120,25 @@ def time_option(value: str | None) -> str | None:
     return value
 
 
+#: Model names ``bqx train/tune/backtest --model`` accept (bqx.training.models.MODELS; kept
+#: here so that checking an option does not import scikit-learn).
+MODEL_NAMES = ("rf", "lightgbm", "xgboost", "ridge")
+
+
+def model_option(value: str | None) -> str | None:
+    """Typer callback: ``--model`` must be one of :data:`MODEL_NAMES`."""
+    if value is not None and value not in MODEL_NAMES:
+        raise typer.BadParameter(f"unknown model {value!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return value
+
+
+def backend_option(value: str) -> str:
+    """Typer callback: ``--backend`` is ``local`` or ``ray``."""
+    if value not in ("local", "ray"):
+        raise typer.BadParameter(f"unknown backend {value!r}; use 'local' or 'ray'")
+    return value
+
+
 def handle_errors(fn: F) -> F:
     """Turn BqxError into a clear message and exit code 2 instead of a traceback."""
 

@@ -23,6 +23,7 @@ from bqx.cli._common import (
     console,
     err_console,
     handle_errors,
+    model_option,
     print_json,
     progress_bar,
     settings,
@@ -107,13 +108,17 @@ def backtest_cmd(
     # walk-forward: retrain per window with the production training code
     jobs: int | None = typer.Option(None, help="Walk-forward: windows trained in parallel."),
     train_months: int | None = typer.Option(
-        None, help="Walk-forward: training months per window. [default: 6]"
+        None, min=1, help="Walk-forward: training months per window. [default: 6]"
     ),
     test_months: int | None = typer.Option(
-        None, help="Walk-forward: test months per window. [default: 1]"
+        None, min=1, help="Walk-forward: test months per window. [default: 1]"
     ),
-    windows: int | None = typer.Option(None, help="Walk-forward: number of windows. [default: 12]"),
-    model: str | None = typer.Option(None, help="Walk-forward: model (rf, lightgbm, ...)."),
+    windows: int | None = typer.Option(
+        None, min=1, help="Walk-forward: number of windows. [default: 12]"
+    ),
+    model: str | None = typer.Option(
+        None, help="Walk-forward: model (rf, lightgbm, ...).", callback=model_option
+    ),
     reuse_predictions: bool = typer.Option(
         False, "--reuse-predictions", help="Walk-forward: reuse cached out-of-sample predictions."
     ),

@@ -27,12 +27,16 @@ FORMATS = ["csv", "parquet", "histdata", "dukascopy", "oanda"]  # = bqx.data.ing
 @app.command("generate")
 @handle_errors
 def generate_cmd(
-    days: float = typer.Option(30, help="Calendar days to simulate (weekends produce no bars)."),
+    days: float = typer.Option(
+        30, min=0.01, help="Calendar days to simulate (weekends produce no bars)."
+    ),
     pairs: str = typer.Option("all", help="Comma-separated pairs, or 'all'."),
     seed: int = typer.Option(42, help="Random seed: same seed, same data."),
     signal_strength: float = typer.Option(
         0.0,
         "--signal-strength",
+        min=0.0,
+        max=0.499,
         help="Oracle R² of the 60-bar BQX target (0 = pure random walk, < 0.5).",
     ),
     start: str = typer.Option("2024-01-01", help="First day (UTC).", callback=time_option),

@@ -10,9 +10,11 @@ import typer
 
 from bqx.cli._common import (
     JsonOpt,
+    backend_option,
     console,
     err_console,
     handle_errors,
+    model_option,
     print_json,
     progress_bar,
     settings,
@@ -32,9 +34,13 @@ def register(app: typer.Typer) -> None:
 def train_cmd(
     pairs: str = typer.Option("all", help="Comma-separated pairs, or 'all'."),
     all_pairs: bool = typer.Option(False, "--all", help="All 28 pairs (same as --pairs all)."),
-    model: str | None = typer.Option(None, help=f"{MODELS} (default: settings train.model = rf)."),
+    model: str | None = typer.Option(
+        None, help=f"{MODELS} (default: settings train.model = rf).", callback=model_option
+    ),
     jobs: int | None = typer.Option(None, help="Pairs trained in parallel (default: CPU count)."),
-    backend: str = typer.Option("local", help="local (process pool) or ray."),
+    backend: str = typer.Option(
+        "local", help="local (process pool) or ray.", callback=backend_option
+    ),
     params: str | None = typer.Option(
         None, help="'best' (from the pair's Optuna study) or a JSON object of estimator parameters."
     ),
@@ -155,7 +161,7 @@ def tune_cmd(
     trials: int = typer.Option(
         50, min=1, help="Optuna trials (the study accumulates across runs)."
     ),
-    model: str = typer.Option("lightgbm", help=MODELS),
+    model: str = typer.Option("lightgbm", help=MODELS, callback=model_option),
     timeout: float | None = typer.Option(None, help="Stop after this many seconds."),
     start: str | None = typer.Option(None, callback=time_option),
     end: str | None = typer.Option(None, callback=time_option),
