@@ -36,3 +36,18 @@ def test_cli_model_names_match_the_model_zoo():
     from bqx.training.models import MODELS
 
     assert MODEL_NAMES == MODELS
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["features", "build", "--start", "2024-01-03", "--end", "2024-01-02"],
+        ["predict-batch", "--start", "2024-02-01", "--end", "2024-01-01", "--out", "x.csv"],
+        ["train", "--pairs", "EURUSD", "--start", "2024-02-01", "--end", "2024-01-01"],
+    ],
+)
+def test_end_before_start_is_a_usage_error(args):
+    """It used to build or predict nothing and report success."""
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and "--end" in text and "is before --start" in text, text

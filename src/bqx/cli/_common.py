@@ -102,21 +102,25 @@ def progress_bar(
         yield update
 
 
-def time_option(value: str | None) -> str | None:
+def time_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """Typer callback for ``--start``/``--end``-style options: fail at parse time with a
-    usage error that names the option, instead of a traceback deep in the command."""
+    usage error that names the option, instead of a traceback deep in the command (or an
+    empty result when ``--end`` is before ``--start``)."""
     if value is None or value == "":
         return value
     from bqx.calendar import TimestampRangeError, to_utc
 
     try:
-        to_utc(value)
+        t = to_utc(value)
     except TimestampRangeError as e:
         raise typer.BadParameter(str(e)) from e
     except (ValueError, TypeError) as e:
         raise typer.BadParameter(
             f"{value!r} is not a timestamp like 2024-03-01 or 2024-03-01T12:00 (UTC)"
         ) from e
+    start = ctx.params.get("start") if param.name == "end" else None
+    if isinstance(start, str) and start and to_utc(start) > t:
+        raise typer.BadParameter(f"{value} is before --start {start}")
     return value
 
 

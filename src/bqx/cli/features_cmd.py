@@ -15,6 +15,7 @@ from bqx.cli._common import (
     progress_bar,
     settings,
     table,
+    time_option,
 )
 
 app = typer.Typer(
@@ -129,8 +130,12 @@ def missing_field_warnings(missing: dict[str, list[str]]) -> list[str]:
 @handle_errors
 def build_cmd(
     pairs: str = typer.Option("all", help="Comma-separated pairs, or 'all'."),
-    start: str | None = typer.Option(None, help="First month to (re)build (default: all data)."),
-    end: str | None = typer.Option(None, help="Last month to (re)build (default: all data)."),
+    start: str | None = typer.Option(
+        None, help="First month to (re)build (default: all data).", callback=time_option
+    ),
+    end: str | None = typer.Option(
+        None, help="Last month to (re)build (default: all data).", callback=time_option
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild months even if unchanged."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -231,9 +236,13 @@ def check_lookahead_cmd(
     ),
     samples: int = typer.Option(20, min=1, help="Bars to check, spread over the range."),
     start: str | None = typer.Option(
-        None, help=f"First bar to check (default: {AUDIT_DAYS} days before --end)."
+        None,
+        help=f"First bar to check (default: {AUDIT_DAYS} days before --end).",
+        callback=time_option,
     ),
-    end: str | None = typer.Option(None, help="Last bar to check (default: the newest bar)."),
+    end: str | None = typer.Option(
+        None, help="Last bar to check (default: the newest bar).", callback=time_option
+    ),
     seed: int = typer.Option(0, help="Random seed for the sampled bars."),
     tol: float = typer.Option(1e-9, help="Tolerance, relative to each column's median |value|."),
     plugin: list[str] | None = PluginOpt,
