@@ -44,6 +44,7 @@ def test_cli_model_names_match_the_model_zoo():
         ["features", "build", "--start", "2024-01-03", "--end", "2024-01-02"],
         ["predict-batch", "--start", "2024-02-01", "--end", "2024-01-01", "--out", "x.csv"],
         ["train", "--pairs", "EURUSD", "--start", "2024-02-01", "--end", "2024-01-01"],
+        ["train", "--pairs", "EURUSD", "--end", "2024-01-01", "--start", "2024-02-01"],
     ],
 )
 def test_end_before_start_is_a_usage_error(args):

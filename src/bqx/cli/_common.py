@@ -111,16 +111,20 @@ def time_option(ctx: typer.Context, param: typer.CallbackParam, value: str | Non
     from bqx.calendar import TimestampRangeError, to_utc
 
     try:
-        t = to_utc(value)
+        to_utc(value)
     except TimestampRangeError as e:
         raise typer.BadParameter(str(e)) from e
     except (ValueError, TypeError) as e:
         raise typer.BadParameter(
             f"{value!r} is not a timestamp like 2024-03-01 or 2024-03-01T12:00 (UTC)"
         ) from e
-    start = ctx.params.get("start") if param.name == "end" else None
-    if isinstance(start, str) and start and to_utc(start) > t:
-        raise typer.BadParameter(f"{value} is before --start {start}")
+    # click processes options in command-line order: check whichever of the two comes last
+    other = {"end": "start", "start": "end"}.get(param.name or "")
+    seen = ctx.params.get(other) if other else None
+    if isinstance(seen, str) and seen:
+        start, end = (seen, value) if other == "start" else (value, seen)
+        if to_utc(start) > to_utc(end):
+            raise typer.BadParameter(f"--end {end} is before --start {start}")
     return value
 
 
