@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bqx.training import MODELS
+
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
@@ -102,35 +104,43 @@ def progress_bar(
         yield update
 
 
+def parse_time(value: str | None, name: str | None = None) -> Any:
+    """A CLI time (naive = UTC) as a UTC Timestamp, or None; a bad or out-of-range value is
+    a usage error naming the option (``name``, e.g. ``"--start"``)."""
+    if value is None or value == "":
+        return None
+    from bqx.calendar import TimestampRangeError, to_utc
+
+    try:
+        return to_utc(value)
+    except TimestampRangeError as e:
+        raise typer.BadParameter(str(e), param_hint=name) from e
+    except (ValueError, TypeError) as e:
+        raise typer.BadParameter(
+            f"{value!r} is not a timestamp like 2024-03-01 or 2024-03-01T12:00 (UTC)",
+            param_hint=name,
+        ) from e
+
+
 def time_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """Typer callback for ``--start``/``--end``-style options: fail at parse time with a
     usage error that names the option, instead of a traceback deep in the command (or an
     empty result when ``--end`` is before ``--start``)."""
-    if value is None or value == "":
+    t = parse_time(value)
+    if t is None:
         return value
-    from bqx.calendar import TimestampRangeError, to_utc
-
-    try:
-        to_utc(value)
-    except TimestampRangeError as e:
-        raise typer.BadParameter(str(e)) from e
-    except (ValueError, TypeError) as e:
-        raise typer.BadParameter(
-            f"{value!r} is not a timestamp like 2024-03-01 or 2024-03-01T12:00 (UTC)"
-        ) from e
     # click processes options in command-line order: check whichever of the two comes last
     other = {"end": "start", "start": "end"}.get(param.name or "")
-    seen = ctx.params.get(other) if other else None
-    if isinstance(seen, str) and seen:
-        start, end = (seen, value) if other == "start" else (value, seen)
-        if to_utc(start) > to_utc(end):
+    seen = parse_time(ctx.params.get(other)) if other else None
+    if seen is not None:
+        start, end = (seen, t) if other == "start" else (t, seen)
+        if start > end:
             raise typer.BadParameter(f"--end {end} is before --start {start}")
     return value
 
 
-#: Model names ``bqx train/tune/backtest --model`` accept (bqx.training.models.MODELS; kept
-#: here so that checking an option does not import scikit-learn).
-MODEL_NAMES = ("rf", "lightgbm", "xgboost", "ridge")
+#: Model names ``bqx train/tune/backtest --model`` accept.
+MODEL_NAMES = MODELS
 
 
 def model_option(value: str | None) -> str | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from bqx.cli._common import (
@@ -11,6 +9,7 @@ from bqx.cli._common import (
     console,
     err_console,
     handle_errors,
+    parse_time,
     print_json,
     progress_bar,
     settings,
@@ -25,22 +24,6 @@ app = typer.Typer(
 
 #: Default range of the lookahead audit when no --start is given: ~10 trading days.
 AUDIT_DAYS = 14
-
-
-def _ts(value: str | None, name: str) -> Any:
-    """Parse a CLI timestamp (naive = UTC), or None."""
-    if value is None:
-        return None
-    from bqx.calendar import TimestampRangeError, to_utc
-
-    try:
-        return to_utc(value)
-    except TimestampRangeError as e:
-        raise typer.BadParameter(str(e), param_hint=name) from e
-    except (ValueError, TypeError) as e:
-        raise typer.BadParameter(
-            f"{value!r} is not a timestamp like 2024-03-01 or 2024-03-01T12:00", param_hint=name
-        ) from e
 
 
 PluginOpt = typer.Option(
@@ -151,7 +134,7 @@ def build_cmd(
 
     s = settings()
     s.ensure_home()
-    t0, t1 = _ts(start, "--start"), _ts(end, "--end")
+    t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
     store = open_store(settings=s)
     fs = FeatureStore(
         s.features_dir, horizon=s.horizon, target=s.target, max_ffill=s.max_ffill_bars
@@ -270,10 +253,10 @@ def check_lookahead_cmd(
             raise NoDataError(
                 "the bar store is empty", hint="run `bqx data generate` or `bqx data ingest`"
             )
-        t1 = _ts(end, "--end")
+        t1 = parse_time(end, "--end")
         if t1 is None:
             t1 = max(latest.values())
-        t0 = _ts(start, "--start")
+        t0 = parse_time(start, "--start")
         if t0 is None:
             t0 = t1 - pd.Timedelta(days=AUDIT_DAYS)
         # all pairs (cross features need them), with lookback history before the first bar
@@ -352,7 +335,7 @@ def show_cmd(
     pair = normalize_pair(pair)
     store = open_store(settings=s)
     try:
-        ts = _ts(timestamp, "--timestamp")
+        ts = parse_time(timestamp, "--timestamp")
         if ts is None:
             ts = store.latest([pair]).get(pair)
             if ts is None:

@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-MODELS = ("rf", "lightgbm", "xgboost", "ridge")
+from bqx.training import MODELS
 
 #: SPEC section 4: the default per-pair model.
 RF_SPEC: dict[str, Any] = {
