@@ -103,7 +103,7 @@ def run(n: int, home: Path, redis_url: str = "") -> dict[str, Any]:
     lim = TokenBucketLimiter(1e9)
     res["ratelimit_check"] = _stats(_time(lambda: lim.check(key_id), n * 10))
     if redis_url:
-        rl = RedisTokenBucketLimiter.from_url(redis_url, 1e9, prefix="bqx-bench:")
+        rl = RedisTokenBucketLimiter(redis_url, 1e9, prefix="bqx-bench:")
         if rl.ping():
             rl.check(key_id)  # load the script
             res["ratelimit_check_redis"] = _stats(_time(lambda: rl.check(key_id), n * 5))

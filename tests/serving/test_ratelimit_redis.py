@@ -35,7 +35,7 @@ DEAD_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 @pytest.fixture
 def limiter(redis_url: str):
-    lim = RedisTokenBucketLimiter.from_url(redis_url, 10, prefix=f"bqx-test:{uuid.uuid4().hex}:")
+    lim = RedisTokenBucketLimiter(redis_url, 10, prefix=f"bqx-test:{uuid.uuid4().hex}:")
     yield lim
     lim.reset()
 
@@ -76,8 +76,8 @@ def test_idle_buckets_expire(limiter: RedisTokenBucketLimiter) -> None:
 
 def test_two_clients_share_one_bucket(redis_url: str) -> None:
     prefix = f"bqx-test:{uuid.uuid4().hex}:"
-    a = RedisTokenBucketLimiter.from_url(redis_url, 1, prefix=prefix)
-    b = RedisTokenBucketLimiter.from_url(redis_url, 1, prefix=prefix)
+    a = RedisTokenBucketLimiter(redis_url, 1, prefix=prefix)
+    b = RedisTokenBucketLimiter(redis_url, 1, prefix=prefix)
     try:
         got = [(a if i % 2 else b).check("k", rate=0.001, burst=10).allowed for i in range(30)]
         assert sum(got) == 10 and got[:10] == [True] * 10
@@ -106,7 +106,7 @@ def test_async_path_shares_the_bucket_and_overlaps(limiter: RedisTokenBucketLimi
 
 def _draw(args: tuple[str, str, int]) -> int:
     url, prefix, n = args
-    lim = RedisTokenBucketLimiter.from_url(url, 1, prefix=prefix)
+    lim = RedisTokenBucketLimiter(url, 1, prefix=prefix)
     return sum(lim.check("k", rate=0.001, burst=100).allowed for _ in range(n))
 
 
@@ -117,13 +117,13 @@ def test_concurrent_processes_never_overdraw(redis_url: str) -> None:
     with mp.get_context("spawn").Pool(4) as pool:
         counts = pool.map(_draw, [(redis_url, prefix, 80)] * 4)
     assert sum(counts) == 100, counts
-    RedisTokenBucketLimiter.from_url(redis_url, 1, prefix=prefix).reset()
+    RedisTokenBucketLimiter(redis_url, 1, prefix=prefix).reset()
 
 
 def test_unreachable_redis_falls_back_per_process_and_retries() -> None:
     now = [0.0]
     errors: list[Exception] = []
-    lim = RedisTokenBucketLimiter.from_url(
+    lim = RedisTokenBucketLimiter(
         DEAD_URL, 5, on_error=errors.append, retry_s=5.0, clock=lambda: now[0]
     )
     got = [lim.check("k").allowed for _ in range(8)]

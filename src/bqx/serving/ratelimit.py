@@ -217,7 +217,8 @@ class RedisTokenBucketLimiter:
     Two entry points with one script: :meth:`check` (blocking, for scripts and threads) and
     :meth:`acheck` (asyncio, what the API awaits: the event loop serves other requests
     during the round trip instead of stalling on it). Connections are opened lazily; the
-    asyncio client is bound to the event loop that first uses it.
+    asyncio client is bound to the event loop that first uses it. ``url``:
+    ``redis://[:password@]host:port/db``, ``rediss://`` or ``unix://``.
 
     On a Redis error (down, timeout, auth) a check is decided by the in-process
     ``fallback`` limiter, ``on_error`` is called (the API counts it in
@@ -240,12 +241,6 @@ class RedisTokenBucketLimiter:
     ) -> None:
         if not default_rate > 0:
             raise ValueError("default_rate must be > 0")
-        try:
-            import redis  # noqa: F401
-        except ImportError as e:  # pragma: no cover - redis is a dependency
-            raise RuntimeError(
-                "serve.rate_limit_url needs the 'redis' package: pip install redis"
-            ) from e
         self.url = url
         self.default_rate = float(default_rate)
         self.default_burst = burst
@@ -263,11 +258,6 @@ class RedisTokenBucketLimiter:
         self._aloop: Any = None
         self.errors = 0
 
-    @classmethod
-    def from_url(cls, url: str, default_rate: float = 100.0, **kw: Any) -> RedisTokenBucketLimiter:
-        """``url``: ``redis://[:password@]host:port/db``, ``rediss://`` or ``unix://``."""
-        return cls(url, default_rate, **kw)
-
     @property
     def client(self) -> Any:
         """The blocking ``redis.Redis`` client (created on first use)."""
@@ -277,8 +267,12 @@ class RedisTokenBucketLimiter:
             self._client = redis.Redis.from_url(
                 self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
             )
-            self._script = self._client.register_script(_LUA_TOKEN_BUCKET)
         return self._client
+
+    def _sync_script(self) -> Any:
+        if self._script is None:
+            self._script = self.client.register_script(_LUA_TOKEN_BUCKET)
+        return self._script
 
     def _async_script(self) -> Any:
         import asyncio
@@ -318,8 +312,7 @@ class RedisTokenBucketLimiter:
         rkey, r, cap = self._args(key, rate, burst)
         if self.shared:
             try:
-                self.client  # noqa: B018 - creates the script on first use
-                return self._decision(self._script(keys=[rkey], args=[r, cap, cost]))
+                return self._decision(self._sync_script()(keys=[rkey], args=[r, cap, cost]))
             except Exception as e:  # redis.RedisError, OSError: any failure of the backend
                 self._backend_failed(e)
         return self.fallback.check(key, r, cost=cost, burst=cap)
@@ -379,4 +372,4 @@ def make_limiter(
     url = settings.serve.rate_limit_url
     if not url:
         return TokenBucketLimiter(rate)
-    return RedisTokenBucketLimiter.from_url(url, rate, on_error=on_error)
+    return RedisTokenBucketLimiter(url, rate, on_error=on_error)
