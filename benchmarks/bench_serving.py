@@ -188,6 +188,18 @@ def load_test(
     return out
 
 
+def cached_bar_load(base: str, key: str, duration: float) -> dict[str, Any]:
+    """The RF cached-bar request (newest EURUSD bar) at 50 req/s and at saturation, after a
+    1 s warm-up: the comparison load of the TCP_NODELAY and rate-limiter variants."""
+    url = f"{base}/v1/predict"
+    hit = build_requests(url, [{"pair": RF_PAIR}], key)
+    run(saturate(url, hit, 1.0, 4))
+    return {
+        "hit_50rps": run(fixed_rate(url, hit, 50.0, duration)).summary(),
+        "hit_saturation": run(saturate(url, hit, duration, 8)).summary(),
+    }
+
+
 def limiter_side_by_side(
     home: Path, key: str, workers: list[int], url: str, duration: float, rounds: int = 3
 ) -> dict[str, Any]:
@@ -203,13 +215,7 @@ def limiter_side_by_side(
             for name, rl in (("per_worker", None), ("redis", url)):
                 proc, base = serve(home, w, rate_limit_url=rl)
                 try:
-                    u = f"{base}/v1/predict"
-                    hit = build_requests(u, [{"pair": RF_PAIR}], key)
-                    run(saturate(u, hit, 1.0, 4))
-                    res = {
-                        "hit_50rps": run(fixed_rate(u, hit, 50.0, duration)).summary(),
-                        "hit_saturation": run(saturate(u, hit, duration, 8)).summary(),
-                    }
+                    res = cached_bar_load(base, key, duration)
                     metrics = httpx.get(f"{base}/metrics", timeout=5).text
                     res["backend_errors"] = sum(
                         float(line.split()[-1])
@@ -338,13 +344,7 @@ def main() -> None:
         if w > 1:  # the uvicorn shared-socket pitfall: the same without TCP_NODELAY
             proc, base = serve(home, w, nodelay=False)
             try:
-                url = f"{base}/v1/predict"
-                hit = build_requests(url, [{"pair": RF_PAIR}], key)
-                run(saturate(url, hit, 1.0, 4))
-                runs[f"rf_w{w}_no_nodelay"] = {
-                    "hit_50rps": run(fixed_rate(url, hit, 50.0, a.duration)).summary(),
-                    "hit_saturation": run(saturate(url, hit, a.duration, 8)).summary(),
-                }
+                runs[f"rf_w{w}_no_nodelay"] = cached_bar_load(base, key, a.duration)
             finally:
                 _stop(proc)
     result["predict"] = runs
