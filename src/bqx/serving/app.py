@@ -409,7 +409,21 @@ def create_app(
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _routes(app, metrics)
+    _include_routers(app)
     return app
+
+
+#: Resource routers that live in modules of their own (monitoring, rollout, risk, ...):
+#: each module exposes ``router = fastapi.APIRouter()`` and may import the helpers of this
+#: module (``require``, ``_ctx``, ``_json``, ``ApiError``). Add a module here to mount it.
+ROUTER_MODULES: tuple[str, ...] = ()
+
+
+def _include_routers(app: FastAPI) -> None:
+    import importlib
+
+    for mod in ROUTER_MODULES:
+        app.include_router(importlib.import_module(mod).router)
 
 
 async def _maintenance(svc: PredictionService, keys: ApiKeys) -> None:

@@ -1,0 +1,385 @@
+"""The decision log: every served decision, its realised target, and the background writer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+from bqx.state._base import StateBase, StateError, UTCDateTime, _frame, as_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+
+#: Columns of the decision log, in the order :meth:`StateDB.read_decisions` returns them.
+DECISION_COLUMNS: tuple[str, ...] = (
+    "decision_id",
+    "request_time",
+    "pair",
+    "asof_ts",
+    "horizon",
+    "prediction",
+    "interval_lo",
+    "interval_hi",
+    "confidence_level",
+    "signal",
+    "signal_strength",
+    "signal_reason",
+    "model_name",
+    "model_version",
+    "latency_ms",
+    "feature_hash",
+    "key_id",
+    "realized_target",
+    "realized_at",
+    "extra",
+)
+
+
+def new_decision_id() -> str:
+    """A fresh decision id (uuid4 text). The API can return it before the row is written."""
+    return str(uuid.uuid4())
+
+
+def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
+    """This family's tables (``p``: the table-name prefix)."""
+    decisions = sa.Table(
+        f"{p}decisions",
+        md,
+        sa.Column("decision_id", sa.String(64), primary_key=True),
+        sa.Column("request_time", UTCDateTime, nullable=False),
+        sa.Column("pair", sa.String(16), nullable=False),
+        sa.Column("asof_ts", UTCDateTime),
+        sa.Column("horizon", sa.Integer),
+        sa.Column("prediction", sa.Float),
+        sa.Column("interval_lo", sa.Float),
+        sa.Column("interval_hi", sa.Float),
+        sa.Column("confidence_level", sa.Float),
+        sa.Column("signal", sa.String(16)),
+        sa.Column("signal_strength", sa.Float),
+        sa.Column("signal_reason", sa.Text),
+        sa.Column("model_name", sa.Text),
+        sa.Column("model_version", sa.String(64)),
+        sa.Column("latency_ms", sa.Float),
+        sa.Column("feature_hash", sa.Text),
+        # no foreign key on purpose: the log must never reject a decision because of a key
+        # problem (and `bqx predict` logs decisions without a key)
+        sa.Column("key_id", sa.String(32)),
+        # filled later by monitoring, when the target becomes known
+        sa.Column("realized_target", sa.Float),
+        sa.Column("realized_at", UTCDateTime),
+        # free-form JSON for what the columns do not cover (A/B arm, request id, ...)
+        sa.Column("extra", sa.JSON),
+    )
+    sa.Index(f"{p}ix_decisions_pair_time", decisions.c.pair, decisions.c.request_time)
+    sa.Index(f"{p}ix_decisions_pair_asof", decisions.c.pair, decisions.c.asof_ts)
+    return {"decisions": decisions}
+
+
+class DecisionsMixin(StateBase):
+    # -- decision log -------------------------------------------------------------------
+    def log_decision(
+        self,
+        *,
+        pair: str,
+        prediction: float | None,
+        asof_ts: Any = None,
+        horizon: int | None = None,
+        interval_lo: float | None = None,
+        interval_hi: float | None = None,
+        confidence_level: float | None = None,
+        signal: str | None = None,
+        signal_strength: float | None = None,
+        signal_reason: str | None = None,
+        model_name: str | None = None,
+        model_version: str | int | None = None,
+        latency_ms: float | None = None,
+        feature_hash: str | None = None,
+        key_id: str | None = None,
+        decision_id: str | None = None,
+        request_time: Any = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Append one decision synchronously; returns its id (generated when not given).
+
+        On the request path prefer :class:`DecisionLogWriter` (no lock waits there).
+        """
+        row = {
+            "decision_id": decision_id,
+            "request_time": request_time,
+            "pair": pair,
+            "asof_ts": asof_ts,
+            "horizon": horizon,
+            "prediction": prediction,
+            "interval_lo": interval_lo,
+            "interval_hi": interval_hi,
+            "confidence_level": confidence_level,
+            "signal": signal,
+            "signal_strength": signal_strength,
+            "signal_reason": signal_reason,
+            "model_name": model_name,
+            "model_version": model_version,
+            "latency_ms": latency_ms,
+            "feature_hash": feature_hash,
+            "key_id": key_id,
+            "extra": dict(extra) if extra is not None else None,
+        }
+        return self.log_decisions([row])[0]
+
+    def log_decisions(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Append many decisions in one transaction; returns their ids in order.
+
+        Keys must be columns of :data:`DECISION_COLUMNS` (a typo is an error, not a silently
+        dropped field). Missing ``decision_id``/``request_time`` are filled in.
+        """
+        prepared = [_prepare_decision(r) for r in rows]
+        if prepared:
+            self._write(lambda conn: conn.execute(self.t.decisions.insert(), prepared))
+        return [r["decision_id"] for r in prepared]
+
+    def read_decisions(
+        self,
+        pair: str | Sequence[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        *,
+        by: Literal["request_time", "asof_ts"] = "request_time",
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Decisions with ``start <= <by> <= end`` (bounds optional), sorted by ``by``.
+
+        Columns are :data:`DECISION_COLUMNS`; time columns are ``datetime64[ns, UTC]``.
+        ``limit`` keeps the most recent rows.
+        """
+        d = self.t.decisions
+        tcol = d.c[by]
+        q = sa.select(*[d.c[c] for c in DECISION_COLUMNS])
+        if pair is not None:
+            pairs = [pair] if isinstance(pair, str) else list(pair)
+            q = q.where(d.c.pair.in_(pairs))
+        if start is not None:
+            q = q.where(tcol >= as_utc(start))
+        if end is not None:
+            q = q.where(tcol <= as_utc(end))
+        if limit is not None:
+            q = q.order_by(tcol.desc(), d.c.decision_id.desc()).limit(limit)
+        else:
+            q = q.order_by(tcol, d.c.decision_id)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        df = _frame(rows, [d.c[c] for c in DECISION_COLUMNS])
+        if limit is not None:
+            df = df.iloc[::-1].reset_index(drop=True)
+        return df
+
+    def count_decisions(self, pair: str | None = None) -> int:
+        d = self.t.decisions
+        q = sa.select(sa.func.count()).select_from(d)
+        if pair is not None:
+            q = q.where(d.c.pair == pair)
+        with self._read() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def set_realized(
+        self, values: Mapping[str, float] | Iterable[tuple[str, float]], at: Any = None
+    ) -> int:
+        """Record realised targets for decisions (monitoring); returns rows updated."""
+        items = list(values.items()) if isinstance(values, Mapping) else list(values)
+        if not items:
+            return 0
+        when = as_utc(at) if at is not None else utcnow()
+        d = self.t.decisions
+        stmt = (
+            d.update()
+            .where(d.c.decision_id == sa.bindparam("b_id"))
+            .values(realized_target=sa.bindparam("b_val"), realized_at=sa.bindparam("b_at"))
+        )
+        params = [{"b_id": i, "b_val": float(v), "b_at": when} for i, v in items]
+        return int(self._write(lambda conn: conn.execute(stmt, params).rowcount))
+
+
+_DECISION_SET = frozenset(DECISION_COLUMNS)
+_DECISION_FLOAT_COLUMNS = (
+    "prediction",
+    "interval_lo",
+    "interval_hi",
+    "confidence_level",
+    "signal_strength",
+    "latency_ms",
+    "realized_target",
+)
+
+
+def _prepare_decision(r: Mapping[str, Any]) -> dict[str, Any]:
+    extra = set(r) - _DECISION_SET
+    if extra:
+        raise ValueError(f"unknown decision field(s): {', '.join(sorted(extra))}")
+    row: dict[str, Any] = {c: r.get(c) for c in DECISION_COLUMNS}
+    if not row["pair"]:
+        raise ValueError("a decision needs a pair")
+    if row["decision_id"] is None:
+        row["decision_id"] = new_decision_id()
+    else:
+        row["decision_id"] = str(row["decision_id"])
+    if row["request_time"] is None:
+        row["request_time"] = utcnow()
+    if row["model_version"] is not None:
+        row["model_version"] = str(row["model_version"])
+    for c in _DECISION_FLOAT_COLUMNS:
+        if row[c] is not None:
+            row[c] = float(row[c])  # numpy scalars -> float (psycopg cannot adapt them)
+    if row["horizon"] is not None:
+        row["horizon"] = int(row["horizon"])
+    return row
+
+
+# ---------------------------------------------------------------------------------------
+# background decision writer
+# ---------------------------------------------------------------------------------------
+class DecisionLogWriter:
+    """Appends decisions off the request path.
+
+    ``submit(row)`` is a queue put (microseconds); a daemon thread writes batches of up to
+    ``max_batch`` rows per transaction, so one fsync and one lock acquisition serve many
+    requests and a busy SQLite lock never stalls a request.
+
+    Nothing is dropped: when the queue is full for ``put_timeout_s`` the caller writes
+    its row synchronously (back-pressure instead of loss). A batch that fails is retried
+    ``retries`` times, then logged at ERROR with its decision ids and counted in
+    :attr:`failed` (the caller's ``on_error`` hook, e.g. a Prometheus counter, is called).
+
+    Create it in the worker process that uses it (e.g. in the FastAPI lifespan): threads
+    do not survive ``fork()``. Call :meth:`close` at shutdown to drain the queue.
+    """
+
+    _STOP = object()
+
+    def __init__(
+        self,
+        state: DecisionsMixin,
+        *,
+        max_batch: int = 500,
+        max_queue: int = 50_000,
+        put_timeout_s: float = 1.0,
+        retries: int = 3,
+        on_error: Callable[[BaseException, int], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.max_batch = max_batch
+        self.put_timeout_s = put_timeout_s
+        self.retries = retries
+        self.on_error = on_error
+        self.written = 0
+        self.failed = 0
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._pid = -1
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        with self._start_lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="bqx-decision-log", daemon=True
+                )
+                self._thread.start()
+
+    def submit(self, row: Mapping[str, Any]) -> str:
+        """Queue one decision; returns its id (generated if absent). Validates at once,
+        so a bad row fails in the caller, not later on the thread."""
+        if self._closed:
+            raise StateError("decision log writer is closed")
+        prepared = _prepare_decision(row)
+        self._ensure_thread()
+        try:
+            self._q.put(prepared, timeout=self.put_timeout_s)
+        except queue.Full:
+            self.state.log_decisions([prepared])
+            self.written += 1
+        return str(prepared["decision_id"])
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Block until every row submitted before this call is written (or failed)."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._q.empty()
+        done = threading.Event()
+        self._q.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Drain the queue and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self._q.put(self._STOP)
+            self._thread.join(timeout)
+
+    @property
+    def pending(self) -> int:
+        return self._q.qsize()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            batch: list[dict[str, Any]] = []
+            markers: list[Any] = []
+            stop = False
+            while True:
+                if item is self._STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if stop or len(batch) >= self.max_batch:
+                    break
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write_batch(batch)
+            for m in markers:
+                m.set()
+            if stop:
+                return
+
+    def _write_batch(self, batch: list[dict[str, Any]]) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                self.state.log_decisions(batch)
+                self.written += len(batch)
+                return
+            except Exception as e:
+                if attempt < self.retries:
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                self.failed += len(batch)
+                log.error(
+                    "decision log: %d decisions could not be written (%s); ids: %s",
+                    len(batch),
+                    e,
+                    ",".join(r["decision_id"] for r in batch),
+                )
+                if self.on_error is not None:
+                    try:
+                        self.on_error(e, len(batch))
+                    except Exception:  # pragma: no cover - a hook must not kill the thread
+                        log.exception("decision log on_error hook failed")
