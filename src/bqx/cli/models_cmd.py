@@ -57,24 +57,29 @@ def show_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Metadata of one version: metrics, baselines, selected features, data window, interval."""
+    from bqx.registry.sqlread import local_meta
+
     reg = _reg()
     info = reg.get(pair, version)
-    art = reg.load(pair, version=info.version)
-    d = {"version": info.as_dict(), "meta": art.meta()}
+    meta = local_meta(info.source)  # meta.json on disk: no MLflow/joblib import
+    if meta is None:
+        meta = reg.load(pair, version=info.version).meta()
+    d = {"version": info.as_dict(), "meta": meta}
     if as_json:
         print_json(d)
         return
-    m = art.metrics
+    m = meta["metrics"]
     console.print(
         f"[bold]{info.pair} v{info.version}[/bold] {info.model} {info.approval_status} aliases={info.aliases}"
     )
-    console.print(f"data window: {art.data_window}")
-    console.print(f"interval: {art.conformal.as_dict()}")
+    console.print(f"data window: {meta['data_window']}")
+    console.print(f"interval: {meta['conformal']}")
     rows = [{"segment": k, **m[k]} for k in ("train", "val", "test")]
     rows += [{"segment": f"naive {b} (test)", **v} for b, v in m["baselines_test"].items()]
     table(rows, title="metrics", columns=["segment", "n", "r2", "mae", "rmse", "da"])
+    feats = meta["features"]
     console.print(
-        f"{len(art.features)} selected features: {', '.join(art.features[:20])}{' ...' if len(art.features) > 20 else ''}"
+        f"{len(feats)} selected features: {', '.join(feats[:20])}{' ...' if len(feats) > 20 else ''}"
     )
 
 
