@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from bqx.cli._common import JsonOpt, console, handle_errors, print_json, settings, table
@@ -19,20 +21,6 @@ def _reg():
     return Registry(settings())
 
 
-_LIST_COLS = [
-    "pair",
-    "version",
-    "model",
-    "approval_status",
-    "aliases",
-    "test_r2",
-    "naive_r2",
-    "test_da",
-    "coverage",
-    "created",
-]
-
-
 @app.command("list")
 @handle_errors
 def list_cmd(
@@ -44,9 +32,30 @@ def list_cmd(
     if as_json:
         print_json(rows)
         return
-    for r in rows:
-        r["aliases"] = ",".join(r["aliases"])
-    table(rows, title="registered models", columns=_LIST_COLS)
+    table([_list_row(r) for r in rows], title="registered models")
+
+
+_STATUS = {"PendingManualApproval": "pending", "Approved": "approved", "Rejected": "rejected"}
+
+
+def _list_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A row of ``models list`` that fits 80 columns: short status and time, 3 significant
+    digits (``--json`` has the full values, ``models show`` the coverage)."""
+
+    def g(v: object) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else ""
+
+    return {
+        "pair": r["pair"],
+        "v": r["version"],
+        "model": r["model"],
+        "status": _STATUS.get(str(r["approval_status"]), r["approval_status"]),
+        "aliases": ", ".join(r["aliases"]),
+        "test_r2": g(r["test_r2"]),
+        "naive_r2": g(r["naive_r2"]),
+        "test_DA": g(r["test_da"]),
+        "created": str(r["created"])[:16].replace("T", " "),
+    }
 
 
 @app.command("show")
