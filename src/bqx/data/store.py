@@ -487,9 +487,8 @@ class PostgresStore(BarStore):
         self._lock = threading.Lock()
         self._schema_ok = False
         self.reconnects = 0
-        with contextlib.suppress(StoreError):  # unreachable now: retried on first use
-            with self._conn():
-                pass
+        with contextlib.suppress(StoreError), self._conn():  # unreachable: retried on use
+            pass
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -512,8 +511,7 @@ class PostgresStore(BarStore):
         except psycopg.Error as e:
             self.breaker.failed(e)
             raise StoreError(
-                f"cannot connect to PostgreSQL at {_redact(self.url)}: "
-                f"{_redact(str(e).strip())}",
+                f"cannot connect to PostgreSQL at {_redact(self.url)}: {_redact(str(e).strip())}",
                 hint="check that the server runs and BQX_STORE_URL is right",
             ) from e
         if not self.breaker.healthy:

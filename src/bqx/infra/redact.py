@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 _USERINFO = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s/]*)@")
 _KV = re.compile(
@@ -47,3 +48,14 @@ def public_address(url: str | None) -> str | None:
     scheme = scheme.split("+", 1)[0]
     digest = hashlib.sha256(red.encode()).hexdigest()[:10]
     return f"{scheme}://<redacted>#{digest}"
+
+
+def redact_tree(obj: Any) -> Any:
+    """``obj`` (JSON-like: dicts, lists, strings) with :func:`redact` applied to strings."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: redact_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_tree(v) for v in obj]
+    return obj

@@ -26,6 +26,12 @@ class ErrorBody(BaseModel):
     issues: list[dict[str, Any]] | None = Field(
         None, description="POST /v1/bars: one entry per bad bar (row is 1-based in 'bars')"
     )
+    component: str | None = Field(
+        None, description="503 only: the unavailable component (store, state, registry, ...)"
+    )
+    address: str | None = Field(
+        None, description="503 only: scheme and fingerprint of the server address (redacted)"
+    )
 
 
 # -- prediction ------------------------------------------------------------------------------

@@ -308,7 +308,8 @@ class PredictionService:
         if self._state is None:
             from bqx.state import open_state
 
-            self._state = open_state(self.settings)
+            # a server may start before its database: tables are created on first use
+            self._state = open_state(self.settings, tolerate_unreachable=self.live)
         return self._state
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -323,20 +324,19 @@ class PredictionService:
                 log.warning("bar cache: initial load failed (%s); will retry", e)
             out["bars_seconds"] = time.perf_counter() - t0
         if self.live and self.log_decisions:
-            from bqx.state import DecisionLogWriter
+            from bqx.serving.resilience import make_decision_writer
 
-            m = self.metrics
-
-            def on_error(_e: BaseException, n: int) -> None:
-                if m is not None:
-                    m.decision_log_errors.inc(n)
-
-            self._writer = DecisionLogWriter(self.state, on_error=on_error)
+            # buffers, spills to disk and replays across state-database outages
+            self._writer = make_decision_writer(self)
         if prewarm and self.settings.serve.prewarm:
             pairs = self.settings.serve.prewarm
-            if [p.lower() for p in pairs] == ["all"]:
-                pairs = [p for p in PAIRS if self.registry.production_version(p) is not None]
-            out["prewarm"] = self.models.prewarm(pairs)
+            try:
+                if [p.lower() for p in pairs] == ["all"]:
+                    pairs = [p for p in PAIRS if self.registry.production_version(p) is not None]
+                out["prewarm"] = self.models.prewarm(pairs)
+            except BqxError as e:  # registry down at start: models load on first use
+                log.warning("prewarm skipped: %s", e)
+                out["prewarm"] = f"skipped: {e.message}"
         return out
 
     def close(self) -> None:
@@ -367,6 +367,10 @@ class PredictionService:
         if now - self._alias_checked >= s.alias_ttl_s / 2:
             self._alias_checked = now
             out["models_changed"] = self.models.refresh_aliases()
+        if self._writer is not None:
+            from bqx.serving.resilience import update_metrics
+
+            update_metrics(self)
         snap = self.bars.snapshot if self.bars is not None else None
         if snap is not None and snap.generation != self._generation_seen:
             self._generation_seen = snap.generation
@@ -704,20 +708,33 @@ class PredictionService:
         now = time.monotonic()
         if self._ready_cache is not None and now - self._ready_cache[0] < max_age_s:
             return self._ready_cache[1]
+        from bqx.serving.resilience import readiness_checks, update_metrics
+
         checks: dict[str, Any] = {}
-        checks["store"] = bool(self.store.ping())
+        try:
+            checks["store"] = bool(self.store.ping())
+        except Exception:  # e.g. a DuckDB file locked by another process
+            checks["store"] = False
         checks["registry"] = bool(self.registry.ping())
         n_models = len(self.models.pairs())
         if n_models == 0 and checks["registry"]:
-            for p in PAIRS:
-                if self.registry.production_version(p) is not None:
-                    n_models = 1
-                    break
+            try:
+                for p in PAIRS:
+                    if self.registry.production_version(p) is not None:
+                        n_models = 1
+                        break
+            except BqxError:
+                checks["registry"] = False
         checks["production_model"] = n_models > 0
+        more, more_ok = readiness_checks(self)  # state database, decision log
+        checks.update(more)
+        update_metrics(self, checks)
         snap = self.bars.snapshot if self.bars is not None else None
         checks["bars"] = snap is not None if self.bars is not None else None
         out = {
-            "ready": bool(checks["store"] and checks["registry"] and checks["production_model"]),
+            "ready": bool(
+                checks["store"] and checks["registry"] and checks["production_model"] and more_ok
+            ),
             "checks": checks,
             "newest_bar": snap.last_ts.isoformat() if snap is not None else None,
             "models_cached": self.models.info(),

@@ -105,12 +105,17 @@ class StateDB(KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, StateBase
     """
 
 
-def open_state(settings: Settings | None = None, *, url: str | None = None) -> StateDB:
-    """Open the state database named by ``url`` or ``settings.resolved_state_url``."""
+def open_state(
+    settings: Settings | None = None, *, url: str | None = None, tolerate_unreachable: bool = False
+) -> StateDB:
+    """Open the state database named by ``url`` or ``settings.resolved_state_url``.
+
+    ``tolerate_unreachable``: a server that starts before its database gets a StateDB that
+    creates its tables on first use (the API reports not ready meanwhile)."""
     if url is None:
         if settings is None:
             from bqx.config import load_settings
 
             settings = load_settings()
         url = settings.resolved_state_url
-    return StateDB(url)
+    return StateDB(url, tolerate_unreachable=tolerate_unreachable)
