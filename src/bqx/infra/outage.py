@@ -88,9 +88,16 @@ def is_transient(exc: BaseException) -> bool:
     return classify(exc) is not None
 
 
+#: MLflow error codes that mean "what you asked for does not exist / is not a valid name"
+#: (the client's problem: 404/422), as opposed to the registry failing.
+MLFLOW_MISSING_CODES = frozenset(
+    {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE", "BAD_REQUEST"}
+)
+
+
 def _mlflow_missing(exc: BaseException) -> bool:
     code = str(getattr(exc, "error_code", "") or "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+    return code in MLFLOW_MISSING_CODES
 
 
 def mlflow_not_found(exc: BaseException) -> bool:
