@@ -90,3 +90,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):
         finally:
             s.drop()
             s.close()
+
+
+@pytest.fixture
+def temp_pg():
+    """A throw-away PostgreSQL server on a free port (fault tests stop/kill/freeze it)."""
+    from bqx.infra.pgtemp import TempPostgres
+
+    try:
+        pg = TempPostgres()
+        pg.start()
+        pg.wait_ready()
+    except Exception as e:  # pragma: no cover - depends on the machine
+        require_server("PostgreSQL binaries (initdb/pg_ctl)", str(e))
+        raise
+    try:
+        yield pg
+    finally:
+        pg.destroy()
