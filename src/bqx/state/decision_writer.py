@@ -443,6 +443,9 @@ class DecisionLogWriter:
             for _ in chunk:
                 self._mem.popleft()
             self.replayed += len(chunk)
+        if not self.spill_ok and not self._mem:
+            log.warning("decision log: the rows held in memory are written; none at risk")
+            self.spill_ok = True  # nothing depends on the unwritable spill file any more
         if self._spill is not None and self._spill.rows and self._replay_file(self._spill):
             self._spill.clear()
 
