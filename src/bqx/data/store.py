@@ -198,15 +198,23 @@ def _finish(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 # =========================================================================================
 # DuckDB
 # =========================================================================================
-_WRITER_LOCKS: dict[str, threading.Lock] = {}
-_WRITER_LOCKS_GUARD = threading.Lock()
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
 
 
-def _writer_lock(path: Path) -> threading.Lock:
-    """One lock per DuckDB file per process: its writers take turns."""
+def _file_lock(path: Path) -> threading.RLock:
+    """One lock per DuckDB file per process. Opening and closing connections to one file
+    from several threads at once raced inside DuckDB's per-process instance cache: a
+    connection could see the database before the Python client had registered its scan
+    functions ("Table Function with name pandas_scan / python_arrow_scan does not exist",
+    1.5-3 % of concurrent ``POST /v1/bars``, issue 18.12). Opening and closing take turns
+    (~15 ms each); queries on open connections still run concurrently."""
     key = str(Path(path).resolve())
-    with _WRITER_LOCKS_GUARD:
-        return _WRITER_LOCKS.setdefault(key, threading.Lock())
+    with _FILE_LOCKS_GUARD:
+        lock = _FILE_LOCKS.get(key)
+        if lock is None:
+            lock = _FILE_LOCKS[key] = threading.RLock()
+        return lock
 
 
 class DuckDBStore(BarStore):
@@ -245,8 +253,9 @@ class DuckDBStore(BarStore):
         delay = 0.01
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=False)
-                con.execute("SET TimeZone='UTC'")
+                with _file_lock(self.path):
+                    con = duckdb.connect(str(self.path), read_only=False)
+                    con.execute("SET TimeZone='UTC'")
                 return con
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
@@ -270,7 +279,8 @@ class DuckDBStore(BarStore):
         try:
             yield con
         finally:
-            con.close()
+            with _file_lock(self.path):
+                con.close()
 
     @contextlib.contextmanager
     def hold(self, read_only: bool = False) -> Iterator[BarStore]:
@@ -282,12 +292,14 @@ class DuckDBStore(BarStore):
         try:
             yield self
         finally:
-            self._held.close()
+            with _file_lock(self.path):
+                self._held.close()
             self._held = None
 
     def close(self) -> None:
         if self._held is not None:
-            self._held.close()
+            with _file_lock(self.path):
+                self._held.close()
             self._held = None
 
     def ping(self) -> bool:
@@ -305,12 +317,9 @@ class DuckDBStore(BarStore):
         import pyarrow as pa
 
         differs = " OR ".join(f"i.{c} IS DISTINCT FROM b.{c}" for c in VALUE_COLUMNS)
-        # Writers of one file in this process take turns, and the input is registered as an
-        # Arrow table: two threads registering pandas frames on their own connections to one
-        # file raced in DuckDB ("Table Function with name pandas_scan does not exist",
-        # 1.5-3 % of concurrent POST /v1/bars; issue 18.12).
+        # registered as Arrow (no pandas scan); connections open/close in turn (_file_lock)
         incoming = pa.Table.from_pandas(df, preserve_index=False)
-        with _writer_lock(self.path), self._conn(read_only=False) as con:
+        with self._conn(read_only=False) as con:
             con.register("incoming_df", incoming)
             try:
                 con.execute("BEGIN TRANSACTION")

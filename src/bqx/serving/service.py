@@ -285,6 +285,8 @@ class PredictionService:
         self._alias_checked = time.monotonic()
         self._ready_cache: tuple[float, dict[str, Any]] | None = None
         self._generation_seen = -1
+        #: the last bar-cache load/refresh error (None after a success)
+        self._bars_failure: BaseException | None = None
 
     # -- lazily built dependencies ---------------------------------------------------------
     @property
@@ -322,6 +324,7 @@ class PredictionService:
                 self.bars.load()
             except Exception as e:  # an empty or busy store must not stop the server
                 log.warning("bar cache: initial load failed (%s); will retry", e)
+                self._bars_failure = e
             out["bars_seconds"] = time.perf_counter() - t0
         if self.live and self.log_decisions:
             from bqx.serving.resilience import make_decision_writer
@@ -361,9 +364,11 @@ class PredictionService:
         if self.bars is not None and now - self.bars.refreshed_at >= s.bars_refresh_s:
             try:
                 out["bars_changed"] = self.bars.refresh()
+                self._bars_failure = None
             except Exception as e:
                 log.warning("bar cache: refresh failed: %s", e)
                 out["bars_error"] = str(e)
+                self._bars_failure = e
         if now - self._alias_checked >= s.alias_ttl_s / 2:
             self._alias_checked = now
             out["models_changed"] = self.models.refresh_aliases()
@@ -418,6 +423,10 @@ class PredictionService:
         if self.bars is None:
             return self._store_snapshot(req), False
         live = self.bars.snapshot
+        if live is None and self._bars_failure is not None:
+            from bqx.errors import StoreError  # an outage, not missing data: 503, not 404
+
+            raise StoreError(f"no bars cached and the store failed: {self._bars_failure}")
         if live is None:
             raise NoDataError(
                 "the service has no bars yet",
