@@ -149,7 +149,7 @@ def fmt_pm(value: float, half: float, sig: int = 2) -> str:
 def default_lags(n: int, horizon: int | None = None) -> int:
     """Bartlett window for ``n`` rows whose targets overlap over ``horizon`` bars (see the
     module docstring): ``max(2 h, 4 (n/100)^(2/9))``, capped at ``n // 4``."""
-    nw = int(math.floor(4.0 * (max(n, 1) / 100.0) ** (2.0 / 9.0)))
+    nw = math.floor(4.0 * (max(n, 1) / 100.0) ** (2.0 / 9.0))
     lags = max(nw, 2 * int(horizon or 0))
     return int(max(0, min(lags, n // 4)))
 
@@ -408,7 +408,7 @@ def block_bootstrap(
         return Estimate.nan(n, level, "block_bootstrap")
     value = float(stat(*arrs))
     rng = np.random.default_rng(seed)
-    nb = int(math.ceil(n / block))
+    nb = math.ceil(n / block)
     offs = np.arange(block)
     reps = np.empty(n_boot)
     for i in range(n_boot):
