@@ -67,6 +67,7 @@ def test_kill9_mid_upsert_writes_all_or_nothing(
     s.close()
 
 
+@pytest.mark.slow
 def test_kill9_during_train_approval_leaves_nothing_promotable(
     trained_home: Path, tmp_path: Path
 ) -> None:

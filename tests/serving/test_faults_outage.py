@@ -74,6 +74,7 @@ def test_database_down_at_start_then_ready(pg_home: Path, temp_pg) -> None:
     assert "Traceback" not in (pg_home / "serve.log").read_text()
 
 
+@pytest.mark.slow
 def test_kill9_with_spilled_decisions_replays_at_next_start(pg_home: Path, temp_pg) -> None:
     """Database down, decisions answered 200 and spilled, ``kill -9`` of the server: the
     next start replays the spill file; the log holds exactly the answered decisions."""
