@@ -125,6 +125,10 @@ def readiness_checks(svc: PredictionService) -> tuple[dict[str, Any], bool]:
     except Exception:
         checks["state"] = False
     ok = ok and checks["state"]
+    bars = getattr(svc, "bars", None)
+    if bars is not None and bars.snapshot is None and getattr(svc, "_bars_failure", None):
+        checks["bars_loaded"] = False  # the store failed before any bar was cached
+        ok = False
     w = svc._writer
     if w is not None:
         st = w.status()
