@@ -209,27 +209,11 @@ def backtest_cmd(
 
 
 def backtest_config(bt: Any, horizon: int) -> Any:
-    """:class:`~bqx.backtest.BacktestConfig` from the ``[backtest]`` settings (0 = exit off;
-    time-out None = the forecast ``horizon``). Values are validated by the engine's config,
-    whose errors say which field is wrong."""
-    from bqx.backtest import BacktestConfig
+    """:class:`~bqx.backtest.BacktestConfig` from the ``[backtest]`` settings (see
+    :func:`bqx.backtest.engine.config_from_settings`; paper trading uses the same)."""
+    from bqx.backtest.engine import config_from_settings
 
-    timeout = horizon if bt.timeout_bars is None else (bt.timeout_bars or None)
-    return BacktestConfig(
-        take_profit=bt.take_profit or None,
-        stop_loss=bt.stop_loss or None,
-        horizon=timeout,
-        reverse=bt.reverse,
-        spread_pips=bt.spread_pips,
-        slippage_pips=bt.slippage_pips,
-        commission=bt.commission_per_million / 1e6,
-        capital=bt.capital,
-        sizing=bt.sizing,
-        fraction=bt.fraction,
-        kelly_fraction=bt.kelly_fraction,
-        kelly_min_trades=bt.kelly_min_trades,
-        max_leverage=bt.max_leverage,
-    )
+    return config_from_settings(bt, horizon)
 
 
 def read_signals(path: Path, pairs: str | None = None) -> pd.DataFrame:

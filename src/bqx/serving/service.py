@@ -635,9 +635,19 @@ class PredictionService:
     def _log(
         self, pred: Prediction, *, key_id: str | None, request_time: datetime, source: str
     ) -> None:
+        row = self.decision_row(pred, key_id=key_id, request_time=request_time, source=source)
+        if self._writer is not None:
+            self._writer.submit(row)
+        else:
+            self.state.log_decisions([row])
+
+    def decision_row(
+        self, pred: Prediction, *, key_id: str | None, request_time: datetime, source: str
+    ) -> dict[str, Any]:
+        """The decision-log row of ``pred`` (paper trading logs the same rows itself)."""
         from bqx.registry import model_name
 
-        row = {
+        return {
             "decision_id": pred.decision_id,
             "request_time": request_time,
             "pair": pred.pair,
@@ -663,10 +673,6 @@ class PredictionService:
                 ),
             },
         }
-        if self._writer is not None:
-            self._writer.submit(row)
-        else:
-            self.state.log_decisions([row])
 
     def predict_many(
         self, items: list[dict[str, Any]], *, key_id: str | None = None, source: str = "api"

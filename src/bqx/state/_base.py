@@ -126,6 +126,9 @@ class Tables:
     decisions: sa.Table
     promotions: sa.Table
     alerts: sa.Table
+    paper_sessions: sa.Table
+    paper_trades: sa.Table
+    paper_equity: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
