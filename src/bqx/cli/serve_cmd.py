@@ -61,6 +61,10 @@ def serve_cmd(
 
     s = settings()
     s.ensure_home()
+    from bqx.cluster.checks import check_tracking, warn_local_state
+
+    warn_local_state(s, err_console.print)  # cluster mode: nothing silently on local disk
+    check_tracking(s)  # an MLflow server that is down: a clear error now, not a 503 later
     h = host or s.serve.host
     p = port or s.serve.port
     w = workers or s.serve.workers

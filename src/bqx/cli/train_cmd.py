@@ -67,6 +67,9 @@ def train_cmd(
 
     s = settings()
     s.ensure_home()
+    from bqx.cluster.checks import warn_local_state
+
+    warn_local_state(s, err_console.print)
     plist = normalize_pairs(None if all_pairs else pairs)
     model = model or s.train.model
     per_pair: dict[str, dict[str, Any] | None] = {}

@@ -114,7 +114,10 @@ class Registry:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(EXPERIMENT)
-            if exp is None:
+            if exp is None and self.uri.startswith(("http://", "https://")):
+                # an MLflow server proxies the artifacts (--serve-artifacts): no local path
+                self._experiment_id = self.client.create_experiment(EXPERIMENT)
+            elif exp is None:
                 root = self.settings.artifact_root.resolve()
                 root.mkdir(parents=True, exist_ok=True)
                 self._experiment_id = self.client.create_experiment(
