@@ -158,6 +158,8 @@ def _invoke(call: Call, remote: bool) -> tuple[Any, str | None, float, str, dict
         args = list(call.args)
         if remote:
             t1 = time.perf_counter()
+            # evidence for tests and operators: can this node see the driver's project home?
+            info["saw_driver_home"] = Path(str(args[call.settings_at].get("home"))).exists()
             args[call.settings_at] = localise(call.pair, args[call.settings_at])
             info["home"] = args[call.settings_at]["home"]
             info["localise_s"] = time.perf_counter() - t1

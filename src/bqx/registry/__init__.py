@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -95,6 +96,9 @@ class Registry:
     def client(self) -> Any:
         if self._client is None:
             self.settings.ensure_home()
+            # with an MLflow server, runs print "View run ... at: http://..." on stdout,
+            # which would corrupt every --json output
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             import mlflow
             from mlflow import MlflowClient
 

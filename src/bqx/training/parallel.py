@@ -41,9 +41,15 @@ class TrainOutcome:
                 "ok": False,
                 "error": self.error,
                 "seconds": round(self.seconds, 1),
+                **({"node": self.node} if self.node else {}),
             }
         d = self.result.summary()
         d.update({"ok": True, "version": self.version, "promoted": self.promoted})
+        if self.node:
+            d["node"] = self.node
+        if "home" in self.info:  # a task localised on a cluster node
+            d["worker_home"] = self.info["home"]
+            d["saw_driver_home"] = self.info.get("saw_driver_home")
         return d
 
 
