@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from tests.conftest import IN_CI, _pg_reachable, _redis_reachable, require_server
@@ -100,6 +101,17 @@ def _served_version(url: str, key: str, pair: str) -> str:
     return str(r.json()["model_version"])
 
 
+def _bars_around(env: dict[str, str], ts: pd.Timestamp) -> pd.DataFrame:
+    from bqx.config import load_settings
+    from bqx.data.store import open_store
+
+    st = open_store(settings=load_settings(store_url=env["BQX_STORE_URL"], bar_interval="15min"))
+    try:
+        return st.read("EURUSD", ts - pd.Timedelta("1h"), ts)
+    finally:
+        st.close()
+
+
 def _wait_for(fn: Any, want: Any, bound_s: float) -> float:
     t0 = time.monotonic()
     while True:
@@ -157,6 +169,31 @@ def test_train_serve_promote_and_walk_forward_on_the_cluster(cluster: dict[str, 
 
     for url in (api1, api2):
         _wait_for(lambda u=url: status(u), 401, 15)
+
+    # a bar pushed to replica 1 is what replica 2 predicts from within the refresh bound
+    r = httpx.post(f"{api2}/v1/predict", json={"pair": "EURUSD"}, headers={"X-API-Key": key},
+                   timeout=30)  # fmt: skip
+    ts = pd.Timestamp(r.json()["timestamp"])
+    bars = _bars_around(env, ts)
+    nxt = ts + pd.Timedelta("15min")
+    c = float(bars["close"].iloc[-1])
+    push = {"bars": [{"pair": "EURUSD", "ts": nxt.isoformat(), "open": c, "high": c * 1.0001,
+                      "low": c * 0.9999, "close": c, "volume": 10.0}]}  # fmt: skip
+    r = httpx.post(f"{api1}/v1/bars", json=push, headers={"X-API-Key": key}, timeout=30)
+    assert r.status_code == 200, r.text
+
+    def asof() -> str:
+        r = httpx.post(f"{api2}/v1/predict", json={"pair": "EURUSD"},
+                       headers={"X-API-Key": key}, timeout=30)  # fmt: skip
+        return str(pd.Timestamp(r.json()["timestamp"]))
+
+    lag = _wait_for(asof, str(nxt), 10 * float(env.get("BQX_SERVE__BARS_REFRESH_S", "1")) + 5)
+    print(f"pushed bar seen by replica 2 after {lag:.1f} s")
+
+    # tuning: trials on Ray workers, study in the shared Optuna DB (PostgreSQL)
+    tr = bqx(env, "tune", "--pair", "EURUSD", "--trials", "4", "--model", "ridge",
+             "--backend", "ray", "--jobs", "2", "--json")  # fmt: skip
+    assert tr["trials"] >= 4 and tr["storage"].startswith("postgresql")
 
     # walk-forward windows as Ray tasks
     wf = bqx(env, "backtest", "--pairs", "EURUSD,USDJPY", "--windows", "2", "--train-months",
