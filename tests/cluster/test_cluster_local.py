@@ -195,6 +195,13 @@ def test_train_serve_promote_and_walk_forward_on_the_cluster(cluster: dict[str, 
              "--backend", "ray", "--jobs", "2", "--json")  # fmt: skip
     assert tr["trials"] >= 4 and tr["storage"].startswith("postgresql")
 
+    # batch prediction: groups of pairs on Ray workers, models through the MLflow server
+    out_file = str(Path(env["BQX_CLUSTER_DIR"]) / "driver" / "preds.parquet")
+    bp = bqx(env, "predict-batch", "--pairs", "EURUSD,USDJPY", "--start", "2024-04-01",
+             "--end", "2024-04-09", "--out", out_file, "--backend", "ray", "--jobs", "2",
+             "--json")  # fmt: skip
+    assert bp["rows"] > 0 and bp["pairs"] == ["EURUSD", "USDJPY"]
+
     # walk-forward windows as Ray tasks
     wf = bqx(env, "backtest", "--pairs", "EURUSD,USDJPY", "--windows", "2", "--train-months",
              "1", "--test-months", "1", "--backend", "ray", "--json")  # fmt: skip

@@ -81,6 +81,9 @@ class Call:
     args: tuple[Any, ...]
     pair: str
     settings_at: int = 1
+    #: build the pair's feature store on the node first (tasks that read bars directly,
+    #: like batch prediction, only need the node-local home)
+    features: bool = True
 
 
 @dataclass
@@ -113,7 +116,7 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def localise(pair: str, settings_data: dict[str, Any]) -> dict[str, Any]:
+def localise(pair: str, settings_data: dict[str, Any], features: bool = True) -> dict[str, Any]:
     """Runs on the remote node: a copy of the settings with a node-local home whose feature
     store holds ``pair``, built from the shared bar store under a node-wide lock (the
     manifest is one file per store)."""
@@ -127,6 +130,8 @@ def localise(pair: str, settings_data: dict[str, Any]) -> dict[str, Any]:
     data["home"] = str(home)
     s = Settings.model_validate(data)
     s.features_dir.mkdir(parents=True, exist_ok=True)
+    if not features:
+        return data
     with open(s.features_dir / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         store = open_store(settings=s)
@@ -160,7 +165,7 @@ def _invoke(call: Call, remote: bool) -> tuple[Any, str | None, float, str, dict
             t1 = time.perf_counter()
             # evidence for tests and operators: can this node see the driver's project home?
             info["saw_driver_home"] = Path(str(args[call.settings_at].get("home"))).exists()
-            args[call.settings_at] = localise(call.pair, args[call.settings_at])
+            args[call.settings_at] = localise(call.pair, args[call.settings_at], call.features)
             info["home"] = args[call.settings_at]["home"]
             info["localise_s"] = time.perf_counter() - t1
         value = call.fn(*args)
