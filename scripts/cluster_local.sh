@@ -79,12 +79,14 @@ db="${BQX_CLUSTER_DB:-bqx_cluster}"
 "$bin/python" - "$pg" "$db" <<'PY'
 import sys, psycopg
 server, db = sys.argv[1], sys.argv[2]
+# MLflow and Optuna each keep their own Alembic version table: one database each
 with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=5) as c:
-    c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    c.execute(f'CREATE DATABASE "{db}"')
+    for name in (db, f"{db}_mlflow", f"{db}_optuna"):
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{name}"')
 PY
 pgdb="$pg/$db"
-mlflow_db="${pgdb/postgresql:\/\//postgresql+psycopg://}"
+mlflow_db="${pg/postgresql:\/\//postgresql+psycopg://}/${db}_mlflow"
 
 # ---- MLflow tracking server, artifacts proxied -------------------------------------------
 mport=$(free_port)
@@ -133,7 +135,7 @@ cat >"$dir/env" <<ENV
 export BQX_STORE_URL=$pgdb
 export BQX_STATE_URL=$pgdb
 export BQX_TRACKING_URI=http://127.0.0.1:$mport
-export BQX_OPTUNA_URL=$pgdb
+export BQX_OPTUNA_URL=${pgdb}_optuna
 export BQX_TRAIN__RAY_ADDRESS=127.0.0.1:$rport
 export BQX_SERVE__RATE_LIMIT_URL=$redis
 export BQX_SERVE__ALIAS_TTL_S=2

@@ -80,7 +80,8 @@ def cluster() -> Iterator[dict[str, str]]:
 
         server = env["BQX_STORE_URL"].rsplit("/", 1)[0]
         with psycopg.connect(f"{server}/postgres", autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            for name in (db, f"{db}_mlflow", f"{db}_optuna"):
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(d, ignore_errors=True)
 
 
