@@ -10,6 +10,7 @@ import pytest
 from bqx.cluster.checks import check_tracking, local_state_warnings, state_report
 from bqx.cluster.executor import Call, ClusterError, Executor, ray_address, worker_home
 from bqx.config import load_settings
+from bqx.errors import ConfigError
 from tests.conftest import PG_URL, _pg_reachable, require_server
 
 
@@ -51,7 +52,7 @@ def test_ray_address_setting_then_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_remote_tasks_refuse_a_store_on_the_drivers_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BQX_TRAIN__RAY_ADDRESS", "127.0.0.1:6380")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(ConfigError) as e:
         Executor(load_settings(), "ray").__enter__()
     assert "store_url" in str(e.value) and "duckdb" in str(e.value)
 
