@@ -48,6 +48,9 @@ class TrainSettings(BaseModel):
     approval_rule: Literal["beats_naive", "always", "never"] = "beats_naive"
     jobs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
     seed: int = 42
+    #: An existing Ray cluster (``host:6379``, ``auto`` or ``ray://host:10001``) for
+    #: ``--backend ray``; unset: a private local Ray (``RAY_ADDRESS`` is honoured too).
+    ray_address: str | None = None
 
 
 class ServeSettings(BaseModel):

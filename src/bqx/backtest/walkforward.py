@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -158,7 +157,7 @@ def cache_key(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> str:
         "features": feature_set_version(),
         "horizon": s.horizon,
         "target": s.target,
-        "train": s.train.model_dump(mode="json", exclude={"jobs"}),
+        "train": s.train.model_dump(mode="json", exclude={"jobs", "ray_address"}),
         "parts": parts,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
@@ -174,6 +173,7 @@ def walk_forward_predictions(
     jobs: int | None = None,
     reuse: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    backend: str = "local",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Out-of-sample predictions of every window of every pair; returns (frame, info)."""
     plist = normalize_pairs(pairs)
@@ -193,8 +193,6 @@ def walk_forward_predictions(
             "errors": {},
         }
     specs = plan_windows(plist, s, cfg)
-    jobs = max(1, min(jobs or s.train.jobs, len(specs)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     data = s.model_dump(mode="json")
     data["home"] = str(s.home.resolve())
     frames: list[pd.DataFrame] = []
@@ -209,17 +207,17 @@ def walk_forward_predictions(
         if progress:
             progress(len(frames) + len(errors), len(specs))
 
-    if jobs == 1:
-        for sp in specs:
-            handle(*_task(sp, data, cfg, threads))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    from bqx.cluster.executor import Call, Executor
 
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_task, sp, data, cfg, threads) for sp in specs]
-            for f in as_completed(futs):
-                handle(*f.result())
+    # one task per (pair, window): the natural unit of parallelism (process pool or Ray)
+    with Executor(s, backend, min(jobs or s.train.jobs, len(specs))) as ex:
+        threads = ex.threads_per_task(len(specs))
+        calls = [Call(_task, (sp, data, cfg, threads), sp.pair) for sp in specs]
+        for d in ex.map(calls):
+            if d.value is None:
+                handle(specs[d.index], None, d.error, d.seconds)
+            else:
+                handle(*d.value)
     if not frames:
         raise BqxError(
             "every walk-forward window failed: "

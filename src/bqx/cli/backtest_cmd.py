@@ -20,6 +20,7 @@ import typer
 
 from bqx.cli._common import (
     JsonOpt,
+    backend_option,
     console,
     err_console,
     handle_errors,
@@ -107,6 +108,11 @@ def backtest_cmd(
     ),
     # walk-forward: retrain per window with the production training code
     jobs: int | None = typer.Option(None, help="Walk-forward: windows trained in parallel."),
+    backend: str = typer.Option(
+        "local",
+        help="Walk-forward: local (process pool) or ray (train.ray_address for a cluster).",
+        callback=backend_option,
+    ),
     train_months: int | None = typer.Option(
         None, min=1, help="Walk-forward: training months per window. [default: 6]"
     ),
@@ -185,8 +191,9 @@ def backtest_cmd(
                 ensure_features(plist, s, progress=update)
         with progress_bar(f"walk-forward ({wcfg.model})", enabled=not as_json) as update:
             frame, wf_info = walk_forward_predictions(
-                plist, s, wcfg, jobs=jobs, reuse=reuse_predictions, progress=update
-            )
+                plist, s, wcfg, jobs=jobs, reuse=reuse_predictions, progress=update,
+                backend=backend,
+            )  # fmt: skip
         windows_df = windows_frame(frame)
     summary = run_signals_backtest(
         frame,

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class Registry:
     def client(self) -> Any:
         if self._client is None:
             self.settings.ensure_home()
+            # with an MLflow server, runs print "View run ... at: http://..." on stdout,
+            # which would corrupt every --json output
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             import mlflow
             from mlflow import MlflowClient
 
@@ -115,7 +119,10 @@ class Registry:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(EXPERIMENT)
-            if exp is None:
+            if exp is None and self.uri.startswith(("http://", "https://")):
+                # an MLflow server proxies the artifacts (--serve-artifacts): no local path
+                self._experiment_id = self.client.create_experiment(EXPERIMENT)
+            elif exp is None:
                 root = self.settings.artifact_root.resolve()
                 root.mkdir(parents=True, exist_ok=True)
                 self._experiment_id = self.client.create_experiment(
