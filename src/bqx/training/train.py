@@ -173,8 +173,8 @@ def train_frame(
         "train": regression_metrics(ytr, np.asarray(pipe.predict(Xtr), dtype=np.float64)),
         "val": regression_metrics(yva, pva),
         "test": regression_metrics(yte, pte),
-        "baselines_val": baselines(yva),
-        "baselines_test": baselines(yte),
+        "baselines_val": baselines(yva, lag=s.horizon),
+        "baselines_test": baselines(yte, lag=s.horizon),
         "test_coverage": coverage(yte, lo, hi),
         "interval_level": ts.interval_level,
     }
