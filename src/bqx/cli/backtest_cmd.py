@@ -326,7 +326,13 @@ def run_signals_backtest(
             if col in frame.columns:
                 predictions[col] = frame[col].to_numpy()
         if "y_true" not in predictions.columns:
-            yt = realized_targets(bars, horizon=settings.horizon, target=settings.target)
+            yt = realized_targets(
+                bars,
+                horizon=settings.horizon,
+                target=settings.target,
+                interval=settings.interval,
+                max_ffill=settings.max_ffill_bars,
+            )
             predictions = predictions.merge(yt, on=["pair", "ts"], how="left")
     t2 = time.perf_counter()
     paths = write_report(
