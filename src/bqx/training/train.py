@@ -69,12 +69,15 @@ def load_training_frame(
     return fs.read(pair, start, end)
 
 
-def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Drop rows without a target and warm-up rows that are mostly NaN."""
+def prepare(df: pd.DataFrame, *, require_target: bool = True) -> pd.DataFrame:
+    """Drop rows without a target and warm-up rows that are mostly NaN.
+
+    ``require_target=False`` keeps rows whose (future) target is unknown: rows to *predict or
+    trade* must be chosen on information at t only (features), never on the future target."""
     y = df["target"].to_numpy()
     X = df.drop(columns=["target"])
     nan_share = np.isnan(X.to_numpy(dtype=np.float32)).mean(axis=1)
-    keep = np.isfinite(y) & (nan_share <= MAX_NAN_SHARE)
+    keep = (np.isfinite(y) | (not require_target)) & (nan_share <= MAX_NAN_SHARE)
     if not keep.any():
         raise NoDataError("no usable training rows (all targets NaN or features in warm-up)")
     return df.iloc[np.flatnonzero(keep)]
