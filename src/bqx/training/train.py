@@ -1,5 +1,6 @@
 """Train one pair: read candidates, split with purge gaps, select on train, fit, calibrate
-intervals on validation, evaluate on test against naive baselines."""
+intervals on the later half of validation (rows the tuner never scored), evaluate on test
+against naive baselines."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from bqx.training.intervals import SCALE_FEATURE, calibrate, coverage
 from bqx.training.metrics import baselines, beats_naive, regression_metrics
 from bqx.training.models import default_params, make_estimator, make_pipeline
 from bqx.training.selection import select_features
-from bqx.training.splits import chrono_split
+from bqx.training.splits import chrono_split, tuning_calibration_split
 from bqx.universe import normalize_pair
 
 #: rows whose candidates are mostly NaN (the warm-up before the longest lookback) are dropped
@@ -155,11 +156,13 @@ def train_frame(
     Xtr, Xva, Xte = X.iloc[sp.train], X.iloc[sp.val], X.iloc[sp.test]
     ytr, yva, yte = y[sp.train], y[sp.val], y[sp.test]
 
+    # calibrate on validation rows the tuner never scored (see tuning_calibration_split)
+    _, cal = tuning_calibration_split(sp.val, gap)
     fitted = fit_model(
         Xtr,
         ytr,
-        Xva,
-        yva,
+        X.iloc[cal],
+        y[cal],
         s,
         model=model,
         params=params,
@@ -168,7 +171,7 @@ def train_frame(
     )
     sel, pipe, conf, p = fitted.selection, fitted.pipeline, fitted.conformal, fitted.params
     t_sel, t_fit = fitted.seconds["selection"], fitted.seconds["fit"]
-    pva = fitted.val_pred
+    pva = np.asarray(pipe.predict(Xva), dtype=np.float64)
     pte = np.asarray(pipe.predict(Xte), dtype=np.float64)
     scale_te = Xte[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     lo, hi = conf.bounds(pte, scale_te)
@@ -200,7 +203,7 @@ def train_frame(
         target=s.target,
         conformal=conf,
         metrics=metrics,
-        data_window=sp.bounds(idx),
+        data_window={**sp.bounds(idx), "calibration": [idx[cal[0]].isoformat(), idx[cal[-1]].isoformat()]},
         selection={**sel.summary(), "importances": sel.importances.head(200).round(8).to_dict()},
     )
     total = time.perf_counter() - t0
