@@ -203,7 +203,10 @@ def train_frame(
         target=s.target,
         conformal=conf,
         metrics=metrics,
-        data_window={**sp.bounds(idx), "calibration": [idx[cal[0]].isoformat(), idx[cal[-1]].isoformat()]},
+        data_window={
+            **sp.bounds(idx),
+            "calibration": [idx[cal[0]].isoformat(), idx[cal[-1]].isoformat()],
+        },
         selection={**sel.summary(), "importances": sel.importances.head(200).round(8).to_dict()},
     )
     total = time.perf_counter() - t0

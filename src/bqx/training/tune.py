@@ -193,7 +193,9 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
         load_if_exists=True,
     )
-    study.set_user_attr("scored", [df.index[scored[0]].isoformat(), df.index[scored[-1]].isoformat()])
+    study.set_user_attr(
+        "scored", [df.index[scored[0]].isoformat(), df.index[scored[-1]].isoformat()]
+    )
     callbacks = [lambda st, tr: progress(len(st.trials), trials)] if progress else None
     study.optimize(
         objective, n_trials=trials, timeout=timeout, callbacks=callbacks, catch=(ValueError,)
