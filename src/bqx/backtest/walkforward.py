@@ -60,14 +60,15 @@ def _feature_store(s: Settings) -> Any:
 
 
 def plan_windows(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> list[WindowSpec]:
-    """The windows of every pair, from the rows that have a bar and a known target."""
+    """The windows of every pair, from the rows that have a bar (test periods run to the last
+    bar: whether a bar's future target is known must not decide whether it is traded)."""
     from bqx.training.splits import walk_forward
 
     fs = _feature_store(s)
     out: list[WindowSpec] = []
     for p in pairs:
         raw = fs.read_base(p)
-        ok = raw["bar"].to_numpy(dtype=bool) & np.isfinite(raw["target"].to_numpy(dtype=np.float64))
+        ok = raw["bar"].to_numpy(dtype=bool)
         idx = pd.DatetimeIndex(raw.index[ok])
         ws = walk_forward(idx, cfg.train_months, cfg.test_months, cfg.windows, gap=s.horizon + 1)
         if not ws:
@@ -92,9 +93,11 @@ def predict_window(
 
     s = Settings.model_validate(settings_data)
     gap = s.horizon + 1
-    df = prepare(_feature_store(s).read(spec.pair, spec.train_start, spec.test_end))
-    train = df[df.index <= spec.train_end]
-    test = df[df.index >= spec.test_start]
+    raw = _feature_store(s).read(spec.pair, spec.train_start, spec.test_end)
+    train = prepare(raw[raw.index <= spec.train_end])
+    # test rows are chosen on feature validity only: a bar whose target is not known yet (before
+    # a gap, at the end of data) is still traded; its NaN y_true is left out of the metrics
+    test = prepare(raw[raw.index >= spec.test_start], require_target=False)
     n_cal = int(len(train) * cfg.cal_frac)
     fit_rows = len(train) - n_cal - gap
     if fit_rows < 1000 or n_cal < 100 or test.empty:

@@ -107,7 +107,10 @@ def serve_cmd(
 def predict_cmd(
     pair: str = typer.Argument(..., help="e.g. EURUSD"),
     timestamp: str | None = typer.Option(
-        None, "--timestamp", "-t", help="Predict at the last bar at or before this UTC time."
+        None,
+        "--timestamp",
+        "-t",
+        help="Predict at the last bar closed by this UTC time (bars are stamped with their open).",
     ),
     no_log: bool = typer.Option(False, "--no-log", help="Do not append to the decision log."),
     as_json: bool = JsonOpt,

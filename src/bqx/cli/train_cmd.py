@@ -77,10 +77,10 @@ def train_cmd(
         from bqx.training.tune import best_params
 
         for p in plist:
-            bp = best_params(p, model, s)
+            bp = best_params(p, model, s, start=start, end=end)
             if bp is None:
                 err_console.print(
-                    f"[yellow]{p}: no Optuna study for {model}; using defaults (run `bqx tune --pair {p} --model {model}`)[/yellow]"
+                    f"[yellow]{p}: no Optuna study for {model} on this data window and feature set; using defaults (run `bqx tune --pair {p} --model {model}`)[/yellow]"
                 )
             per_pair[p] = bp
     elif params:

@@ -3,8 +3,10 @@
 
 A prediction for ``(pair, timestamp)``:
 
-1. **Bars**: the as-of bar is the pair's last bar at or before ``timestamp`` (default: the
-   newest bar in the store). The service reads them from its in-memory :class:`BarCache`
+1. **Bars**: the as-of bar is the pair's last bar whose *close* (open time + one bar
+   interval) is at or before ``timestamp``, so a historical request sees no information
+   after it (default, live: the newest bar in the store). The answer's ``available_at`` is
+   that close. The service reads them from its in-memory :class:`BarCache`
    when it has one (the API) and from the store otherwise (the CLI, or a timestamp older
    than the cache window); both give the same Panel rows, hence the same features.
 2. **Staleness**: if the pair's last *real* (not forward-filled) bar is more than
@@ -158,6 +160,7 @@ class Prediction:
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    available_at: pd.Timestamp | None = None  # the as-of bar's close: when it was known
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (non-finite numbers become None): the API response body."""
@@ -168,6 +171,7 @@ class Prediction:
             "requested_timestamp": (
                 self.requested_timestamp.isoformat() if self.requested_timestamp else None
             ),
+            "available_at": self.available_at.isoformat() if self.available_at else None,
             "horizon_minutes": self.horizon_minutes,
             "prediction": _finite(self.prediction),
             "confidence_interval": [_finite(self.interval[0]), _finite(self.interval[1])],
@@ -442,13 +446,18 @@ class PredictionService:
             )
         return self._store_snapshot(req), False
 
+    def _closed_by(self, t: pd.Timestamp | None) -> pd.Timestamp | None:
+        """The latest bar *open* time whose bar has closed by ``t`` (bars are stamped with
+        their open): ``t`` minus one interval. None (live: the newest bar) stays None."""
+        return None if t is None else t - pd.Timedelta(self.settings.interval)
+
     def needs_io(self, pair: str, timestamp: Any = None) -> bool:
         """True when :meth:`predict` would block on the registry or the store (model not
         cached, or a timestamp older than the in-memory window): the API then runs it in a
         worker thread instead of on the event loop."""
         try:
             p = normalize_pair(pair)
-            req = parse_timestamp(timestamp)
+            req = self._closed_by(parse_timestamp(timestamp))
         except BqxError:
             return False
         if not self.models.cached(p):
@@ -464,7 +473,8 @@ class PredictionService:
         :class:`~bqx.errors.NoDataError` or :class:`~bqx.errors.StaleDataError`.
         """
         pair = normalize_pair(pair)
-        req = parse_timestamp(timestamp)
+        asked = parse_timestamp(timestamp)
+        req = self._closed_by(asked)
         snap, from_cache = self._snapshot_for(req)
         panel = snap.panel
         if pair not in panel.pairs:
@@ -478,13 +488,13 @@ class PredictionService:
             p = panel.row_at_or_before(t, pair)
         except NoDataError:
             raise NoDataError(
-                f"no {pair} bar at or before {t.isoformat()}",
+                f"no {pair} bar closed by {asked.isoformat() if asked else t.isoformat()}",
                 hint="ask for a later timestamp (or omit it for the newest bar)",
             ) from None
         last_obs = snap.last_observed(p, j)
         if last_obs is None:  # pragma: no cover - a finite close implies an observed bar
             raise NoDataError(f"no {pair} bar at or before {t.isoformat()}")
-        self._check_stale(pair, req, t, last_obs)
+        self._check_stale(pair, asked, t, last_obs)
         key = (snap.generation, pair, p) if from_cache else None
         if key is not None:
             hit = self._features.get(key)
@@ -599,6 +609,7 @@ class PredictionService:
             feature_hash=fv.hash,
             feature_cache_hit=fv.cache_hit,
             latency_ms=(time.perf_counter() - t0) * 1000.0,
+            available_at=fv.asof + pd.Timedelta(self.settings.interval),
         )
         if log and self.log_decisions:
             self._log(pred, key_id=key_id, request_time=request_time, source=source)
