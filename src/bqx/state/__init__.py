@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, keys, promotions
+from bqx.state import alerts, decisions, keys, leases, promotions, rollouts
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -60,19 +60,21 @@ from bqx.state.decisions import (
     new_decision_id,
 )
 from bqx.state.keys import ROLES, KeysMixin
+from bqx.state.leases import LeasesMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
     PromotionAction,
     PromotionsMixin,
     current_actor,
 )
+from bqx.state.rollouts import RolloutExistsError, RolloutsMixin
 
 if TYPE_CHECKING:
     from bqx.config import Settings
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts)
+FAMILIES = (keys, decisions, promotions, alerts, leases, rollouts)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -83,6 +85,7 @@ __all__ = [
     "AlertResult",
     "DecisionLogWriter",
     "PromotionAction",
+    "RolloutExistsError",
     "StateDB",
     "StateError",
     "Tables",
@@ -97,7 +100,15 @@ __all__ = [
 ]
 
 
-class StateDB(KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, StateBase):
+class StateDB(
+    KeysMixin,
+    DecisionsMixin,
+    PromotionsMixin,
+    AlertsMixin,
+    LeasesMixin,
+    RolloutsMixin,
+    StateBase,
+):
     """The state database. Thread-safe; one engine per process (fork-safe).
 
     ``prefix`` prefixes every table and index name (tests sharing one PostgreSQL database
