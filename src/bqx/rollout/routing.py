@@ -21,6 +21,7 @@ a one-thread executor after the response is computed; when it falls behind (more
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -349,9 +350,7 @@ class Router:
         }
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.report()
-        except Exception:
-            pass
         if self._pool is not None:
             self._pool.shutdown(wait=True)

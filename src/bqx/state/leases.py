@@ -234,6 +234,12 @@ class LeasesMixin(StateBase):
         stmt = tr.update().where(tr.c.id == trigger_id, tr.c.status == "running").values(**values)
         return bool(self._write(lambda conn: conn.execute(stmt).rowcount))
 
+    def update_trigger_detail(self, trigger_id: int, detail: dict[str, Any]) -> None:
+        """Replace a trigger's detail (follow-up results: gate report, rollout)."""
+        tr = self.t.ops_triggers
+        stmt = tr.update().where(tr.c.id == trigger_id).values(detail=detail)
+        self._write(lambda conn: conn.execute(stmt))
+
     def interrupt_stale_triggers(self, holder: str) -> list[int]:
         """Triggers left ``running`` by another (dead) holder -> ``interrupted`` (never rerun:
         a half-done retrain may have registered a version; an operator looks at it)."""

@@ -17,6 +17,7 @@ Invariants the database enforces or the methods guarantee:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -250,11 +251,14 @@ class RolloutsMixin(StateBase):
         weight: float | None = None,
         shadow: bool | None = None,
         paused: bool | None = None,
+        steps: list[float] | None = None,
+        experiment: dict[str, Any] | None = None,
         reset_clock: bool = True,
     ) -> dict[str, Any] | None:
         """Apply one change if the row is still at ``expected_gen``; appends its event in
         the same transaction. Returns the new row, or None when someone else changed it
-        first (the caller re-reads and decides again: a step is never applied twice)."""
+        first (the caller re-reads and decides again: a step is never applied twice).
+        ``experiment``: values for the linked experiment row, in the same transaction."""
         ro, ev = self.t.rollouts, self.t.rollout_events
 
         def _do(conn: Connection) -> bool:
@@ -278,6 +282,8 @@ class RolloutsMixin(StateBase):
                 values["shadow"] = int(shadow)
             if paused is not None:
                 values["paused"] = int(paused)
+            if steps is not None:
+                values["steps"] = list(steps)
             if reset_clock:
                 values["entered_at"] = now
             n = conn.execute(
@@ -301,12 +307,18 @@ class RolloutsMixin(StateBase):
                     "at": now,
                 },
             )
-            if new_state not in ACTIVE_STATES:
-                ex = self.t.experiments
+            ex = self.t.experiments
+            if experiment is not None:
+                conn.execute(ex.update().where(ex.c.rollout_id == rollout_id).values(**experiment))
+            elif new_state not in ACTIVE_STATES:
                 conn.execute(
                     ex.update()
-                    .where(ex.c.rollout_id == rollout_id, ex.c.state == "running")
-                    .values(state="stopped", stopped_at=now, reason=reason)
+                    .where(ex.c.rollout_id == rollout_id, ex.c.state.in_(("running", "promoting")))
+                    .values(
+                        state="promoted" if new_state == "production" else new_state,
+                        stopped_at=now,
+                        reason=reason,
+                    )
                 )
             return True
 
@@ -374,10 +386,8 @@ class RolloutsMixin(StateBase):
                         h.insert(), {"rollout_id": rid, "worker": worker, "arm": arm, **vals}
                     )
 
-        try:
+        with contextlib.suppress(IntegrityError):  # a concurrent first insert: next tick
             self._write(_do)
-        except IntegrityError:  # a concurrent first insert by the same worker: next tick
-            pass
 
     def rollout_health(self, rollout_id: int) -> dict[str, dict[str, Any]]:
         """Per arm: requests, errors (summed over workers) and the worst worker's p99."""
