@@ -19,6 +19,7 @@ nor repeats a rollout step; a trigger another holder left ``running`` is marked
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -273,7 +274,11 @@ class Operator:
         return {
             "lease": st.lease_info(LEASE),
             "tasks": st.task_clocks(),
-            "triggers": tr.tail(20).to_dict(orient="records") if len(tr) else [],
+            "triggers": (
+                json.loads(tr.tail(20).to_json(orient="records", date_format="iso"))
+                if len(tr)
+                else []
+            ),
             "rollouts": [
                 {
                     k: r[k]

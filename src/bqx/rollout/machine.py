@@ -356,13 +356,13 @@ class RolloutManager:
                 f"{rs.max_error_rate:.1%}",
                 checks,
             )
-        if c_req >= rs.min_requests and c_p99 is not None and c_p99 > rs.max_p99_ms:
-            if b_p99 is None or c_p99 > rs.p99_factor * b_p99:
-                return (
-                    f"candidate p99 latency {c_p99:.1f} ms exceeds {rs.max_p99_ms:g} ms "
-                    f"(baseline {b_p99 if b_p99 is None else round(b_p99, 1)} ms)",
-                    checks,
-                )
+        slow = c_req >= rs.min_requests and c_p99 is not None and c_p99 > rs.max_p99_ms
+        if slow and (b_p99 is None or c_p99 > rs.p99_factor * b_p99):
+            return (
+                f"candidate p99 latency {c_p99:.1f} ms exceeds {rs.max_p99_ms:g} ms "
+                f"(baseline {b_p99 if b_p99 is None else round(b_p99, 1)} ms)",
+                checks,
+            )
         return None, checks
 
     def evaluate(self, cur: dict[str, Any], actor: str = "operator") -> Verdict:
