@@ -40,6 +40,10 @@ from bqx.universe import normalize_pair
 #: expected loss (accuracy points, 0..1) tolerated when declaring a winner
 LOSS_TOLERANCE = 0.002
 DECIDE_PROB = 0.95
+#: effective samples per arm needed before deciding: below ~100 the HAC estimate of the
+#: ESS is biased upwards (finite-sample bias of the autocovariances) and P(B > A) is no
+#: longer calibrated (docs/performance.md has the table)
+MIN_ESS = 150
 DRAWS = 20_000
 
 
@@ -111,7 +115,7 @@ def analyze(
     }
     if len(ha) and len(hb):
         out.update(beta_binomial(ha.sum(), len(ha), hb.sum(), len(hb), k_a=ka, k_b=kb, seed=seed))
-    j = a.join(b, how="inner", lsuffix="_a", rsuffix="_b")
+    j = a.add_suffix("_a").join(b.add_suffix("_b"), how="inner")
     j = j[np.isfinite(j["target_a"]) & np.isfinite(j["prediction_a"])]
     j = j[np.isfinite(j["prediction_b"])]
     if len(j) >= 3:
@@ -137,6 +141,9 @@ def decide(analysis: dict[str, Any], min_samples: int) -> tuple[str | None, str]
     p = analysis.get("p_b_better")
     if p is None:
         return None, "no outcomes"
+    ess = min(analysis.get("ess_a", 0), analysis.get("ess_b", 0))
+    if ess < MIN_ESS:
+        return None, f"too few effective samples: {ess:.0f} < {MIN_ESS} per arm"
     if p >= DECIDE_PROB and analysis["loss_choose_b"] <= LOSS_TOLERANCE:
         return (
             "b",
@@ -169,11 +176,11 @@ def simulate_arms(
     idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
 
     def arm(skill: float) -> pd.DataFrame:
+        from scipy.signal import lfilter
+
         z = rng.standard_normal(n)
-        noise = np.empty(n)
-        noise[0] = z[0]
-        for t in range(1, n):
-            noise[t] = phi * noise[t - 1] + math.sqrt(1 - phi**2) * z[t]
+        z[1:] *= math.sqrt(1 - phi**2)
+        noise = lfilter([1.0], [1.0, -phi], z)
         p = skill * y / math.sqrt(horizon) + noise
         return pd.DataFrame({"prediction": p, "target": y}, index=idx)
 

@@ -101,7 +101,7 @@ def paired_quality(
     from bqx.stats import diebold_mariano
 
     b, c = outcomes["baseline"], outcomes["candidate"]
-    j = b.join(c, how="inner", lsuffix="_b", rsuffix="_c")
+    j = b.add_suffix("_b").join(c.add_suffix("_c"), how="inner")
     j = j[np.isfinite(j["target_b"]) & np.isfinite(j["prediction_b"])]
     j = j[np.isfinite(j["prediction_c"])]
     n = len(j)

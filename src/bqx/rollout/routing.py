@@ -314,7 +314,7 @@ class Router:
             return art
         try:
             art = self._registry().load(pair, version=version)
-            art.predict_vector(np.zeros(len(art.all_columns)))  # compile the fast path now
+            _ = art.fast  # compile the fast path now, not on the first request
         except Exception as e:
             # a candidate that cannot even load is as broken as one that raises: count it
             log.warning("rollout: cannot load %s v%s: %s", pair, version, e)
