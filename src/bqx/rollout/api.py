@@ -57,6 +57,15 @@ class Retrain(BaseModel):
     reason: str | None = Field(None, max_length=500)
 
 
+def _out(status: int, obj: Any) -> Response:
+    """JSON with timestamps as ISO text and NaN/inf as null (statistics can be undefined)."""
+    import json
+
+    from bqx.jsonutil import dumps
+
+    return _json(status, json.loads(dumps(obj, indent=None)))
+
+
 def _actor(request: Request) -> str:
     return f"api-key:{request.scope.get('bqx.key_id')}"
 
@@ -78,7 +87,7 @@ async def _call(fn: Any, *args: Any, **kw: Any) -> Any:
 @router.get("/v1/rollouts", dependencies=_reader)
 async def rollouts(request: Request) -> Response:
     """Active rollouts with health, paired quality and their transition history."""
-    return _json(200, {"rollouts": await _call(_mgr(request).status)})
+    return _out(200, {"rollouts": await _call(_mgr(request).status)})
 
 
 @router.get("/v1/rollouts/{pair}", dependencies=_reader)
@@ -89,7 +98,7 @@ async def rollout(pair: str, request: Request) -> Response:
     rows = await _call(_mgr(request).status, normalize_pair(pair))
     if not rows:
         raise ApiError(404, "not_found", f"no rollout for {normalize_pair(pair)}")
-    return _json(200, rows[0])
+    return _out(200, rows[0])
 
 
 @router.post("/v1/rollouts/{pair}", dependencies=_admin)
@@ -100,7 +109,7 @@ async def start(pair: str, body: StartRollout, request: Request) -> Response:
         actor=_actor(request), reason=body.reason,
     )  # fmt: skip
     await _refresh(request)
-    return _json(201, r)
+    return _out(201, r)
 
 
 @router.post("/v1/rollouts/{pair}/{action}", dependencies=_admin)
@@ -116,7 +125,7 @@ async def act(
         getattr(m, action), pair, actor=_actor(request), reason=body.reason if body else None
     )
     await _refresh(request)
-    return _json(200, r)
+    return _out(200, r)
 
 
 async def _refresh(request: Request) -> None:
@@ -136,7 +145,7 @@ async def create_experiment(body: CreateExperiment, request: Request) -> Respons
         min_samples=body.min_samples, min_days=body.min_days, actor=_actor(request),
     )  # fmt: skip
     await _refresh(request)
-    return _json(201, e)
+    return _out(201, e)
 
 
 @router.get("/v1/experiments/{experiment_id}", dependencies=_reader)
@@ -144,7 +153,7 @@ async def experiment(request: Request, experiment_id: int = Path(ge=1, le=2**31)
     """The experiment and its analysis so far."""
     from bqx.rollout.experiments import ExperimentManager
 
-    return _json(200, await _call(ExperimentManager(_mgr(request)).status, experiment_id))
+    return _out(200, await _call(ExperimentManager(_mgr(request)).status, experiment_id))
 
 
 @router.post("/v1/experiments/{experiment_id}/stop", dependencies=_admin)
@@ -159,7 +168,7 @@ async def stop_experiment(
         reason=body.reason if body else None,
     )  # fmt: skip
     await _refresh(request)
-    return _json(200, e)
+    return _out(200, e)
 
 
 @router.post("/v1/ops/retrain", dependencies=_admin)
@@ -170,7 +179,7 @@ async def retrain(body: Retrain, request: Request) -> Response:
     svc = _ctx(request).service
     out = await _call(request_retrain, svc.state, body.pairs, reason=body.reason,
                       registry=svc.registry)  # fmt: skip
-    return _json(202, {"triggers": out})
+    return _out(202, {"triggers": out})
 
 
 @router.get("/v1/ops/status", dependencies=_reader)
@@ -183,4 +192,4 @@ async def ops_status(request: Request) -> Response:
     def st() -> dict[str, Any]:
         return Operator(svc.settings, state=svc.state, registry=svc.registry).status()
 
-    return _json(200, await _call(st))
+    return _out(200, await _call(st))
