@@ -14,9 +14,17 @@ from bqx.training.artifact import ModelArtifact
 
 
 class BrokenArtifact(ModelArtifact):
+    """Breaks after ``after`` one-row calls (a bug that shows under load: it passes the
+    shadow phase's first calls, so the canary is really exposed to it)."""
+
     mode: str = "ok"
+    after: int = 0
+    calls: int = 0
 
     def predict_vector(self, x: np.ndarray) -> float:
+        self.calls += 1
+        if self.calls <= self.after:
+            return super().predict_vector(x)
         if self.mode == "raises":
             raise RuntimeError("candidate bug: index out of range")
         if self.mode == "garbage":
@@ -26,13 +34,16 @@ class BrokenArtifact(ModelArtifact):
         return super().predict_vector(x)
 
 
-def register_broken(registry: Any, pair: str, from_version: str, mode: str) -> str:
+def register_broken(
+    registry: Any, pair: str, from_version: str, mode: str, after: int = 0
+) -> str:
     """Register a copy of ``from_version`` whose serving path is broken in ``mode``."""
     from bqx.training.train import TrainResult
 
     art = registry.load(pair, version=from_version)
     b = BrokenArtifact(**{f.name: getattr(art, f.name) for f in fields(art) if f.init})
     b.mode = mode
+    b.after = after
     b.version = None
     res = TrainResult(
         pair=pair,

@@ -26,8 +26,9 @@ The guard (:meth:`RolloutManager.evaluate`, run by the operator every tick):
    ``p99_factor`` x the baseline's -> rollback;
 3. paired matured quality significantly worse (Diebold-Mariano, HAC, one-sided p below
    ``rollout.quality_alpha``) -> rollback;
-4. otherwise, after the dwell time with at least ``min_samples`` matured paired bars ->
-   advance; with fewer -> hold ("too few" is never a pass).
+4. otherwise, after the dwell time with at least ``min_requests`` candidate calls (served
+   or shadow) and ``min_samples`` matured paired bars -> advance; with fewer -> hold
+   ("too few" is never a pass).
 """
 
 from __future__ import annotations
@@ -411,6 +412,13 @@ class RolloutManager:
         waited = (self.clock() - cur["entered_at"]).total_seconds()
         if waited < dwell:
             v.reason = f"dwelling: {waited:.0f} of {dwell:.0f} s"
+            return v
+        c_req = int(v.checks.get("candidate_requests") or 0)
+        if c_req < rs.min_requests:
+            v.reason = (
+                f"too few candidate calls to judge its health: {c_req} < {rs.min_requests} "
+                "(holding)"
+            )
             return v
         n = int(q.get("n_paired") or 0)
         if n < rs.min_samples:
