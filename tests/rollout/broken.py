@@ -34,9 +34,7 @@ class BrokenArtifact(ModelArtifact):
         return super().predict_vector(x)
 
 
-def register_broken(
-    registry: Any, pair: str, from_version: str, mode: str, after: int = 0
-) -> str:
+def register_broken(registry: Any, pair: str, from_version: str, mode: str, after: int = 0) -> str:
     """Register a copy of ``from_version`` whose serving path is broken in ``mode``."""
     from bqx.training.train import TrainResult
 

@@ -1,7 +1,8 @@
 """A small trained project home for rollout / operator tests.
 
-Bars: 4 simulated days (Mon-Thu) with a planted signal (regime 1) followed by a day of a random
-walk (regime 2, prices continued from regime 1). Horizon 10 bars so outcomes mature fast.
+Bars: a simulated week (Mon-Fri) with a planted signal (regime 1) followed by ~1300 bars
+of a random walk from Sunday's open (regime 2, prices continued from regime 1). Horizon 10
+bars so outcomes mature fast.
 EURUSD: v1 (ridge, trained on regime 1) is production; v2 (ridge, strong shrinkage, also
 regime 1) is approved, not promoted. Tests work on a private copy (``loop_home``).
 """
@@ -48,10 +49,10 @@ def regime_bars() -> tuple[pd.DataFrame, pd.Timestamp]:
     """(all bars, first bar of regime 2)."""
     from bqx.data.simulator import generate
 
-    r1 = generate(days=4, pairs=None, seed=5, signal_strength=0.3).bars
-    end1 = pd.Timestamp(r1["ts"].max())
-    r2 = generate(days=1, pairs=None, seed=11, signal_strength=0.0, start=end1).bars
-    r2 = r2[r2["ts"] > end1].copy()
+    r1 = generate(days=6, pairs=None, seed=5, signal_strength=0.3, start="2024-01-01").bars
+    r2 = generate(days=2, pairs=None, seed=11, signal_strength=0.0, start="2024-01-07").bars
+    first = pd.Timestamp(r2["ts"].min())
+    r2 = r2[r2["ts"] < first + pd.Timedelta(minutes=1300)].copy()  # fits the bar cache
     last1 = r1.sort_values("ts").groupby("pair")["close"].last()
     first2 = r2.sort_values("ts").groupby("pair")["close"].first()
     k = (last1 / first2).reindex(r2["pair"]).to_numpy()

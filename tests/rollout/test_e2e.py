@@ -163,4 +163,4 @@ def test_broken_candidate_is_rolled_back(
     if mode != "slow":  # raising / garbage answers never reach a client
         assert {ver for (_arm, ver) in client["versions"]} == {"1"}
     assert after["production"] > 0
-    assert HORIZON == lsettings.horizon
+    assert lsettings.horizon == HORIZON
