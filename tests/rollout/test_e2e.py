@@ -138,17 +138,19 @@ def test_broken_candidate_is_rolled_back(
 
     svc = api.app.state.ctx.service  # type: ignore[attr-defined]
     st, reg = svc.state, svc.registry
-    lsettings.rollout.min_samples = 0  # no quality wait: the canary starts quickly
-    v = register_broken(reg, PAIR, "2", mode, after=lsettings.rollout.min_requests + 5)
+    v = register_broken(reg, PAIR, "2", mode)
     op = _operator(api, lsettings)
     m = RolloutManager(lsettings, state=st, registry=reg, store=svc.store)
-    ro = m.start(PAIR, v, reason=f"deploy ({mode})")
+    # straight to the 10 % canary: clients are really exposed to the broken version
+    ro = m.start(PAIR, v, reason=f"deploy ({mode})", skip_shadow=True)
     keys = _keys(lsettings, 40)
-    start = regime_change - pd.Timedelta(minutes=600)
+    start = regime_change + pd.Timedelta(minutes=30)
     with steady_client(api, keys, start, bars=500) as client:
         _tick_until(op, lambda: st.get_rollout(ro["id"])["state"] == "rolled_back", 40)
-        time.sleep(0.6)  # traffic after the rollback: production only
-        after = Counter(client["arms"])
+        time.sleep(0.5)  # every worker has followed (serve.rollout_refresh_s = 0.2)
+        before = Counter(client["arms"])
+        time.sleep(0.5)  # traffic after the rollback: production only
+        after = Counter(client["arms"]) - before
     end = st.get_rollout(ro["id"])
     ev = st.rollout_events(ro["id"])
     assert "canary" in set(ev["to_state"]), list(ev["action"])  # it did serve clients

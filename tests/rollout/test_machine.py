@@ -76,7 +76,7 @@ def test_shadow_then_sticky_canary_with_arms_in_responses(
     admin = _key(lsettings, "admin")
     readers = [_key(lsettings, "reader") for _ in range(30)]
     svc = api.app.state.ctx.service  # type: ignore[attr-defined]
-    ts = (regime_change - pd.Timedelta(minutes=30)).isoformat()
+    ts = (regime_change + pd.Timedelta(minutes=60)).isoformat()
     r = api.post(f"/v1/rollouts/{PAIR}", json={"version": "2", "reason": "t"}, headers=_h(admin))
     assert r.status_code == 201 and r.json()["state"] == "shadow"
     # shadow: production answers everyone; the candidate's answers are logged off-path
@@ -94,6 +94,8 @@ def test_shadow_then_sticky_canary_with_arms_in_responses(
     # advance to canary 10 % (no dwell, no sample requirement in this test)
     m = RolloutManager(lsettings, state=svc.state, registry=svc.registry, store=svc.store)
     lsettings.rollout.min_samples = 0
+    lsettings.rollout.min_requests = 5
+    svc.router.refresh()  # reports this worker's health counters (5 clean shadow calls)
     v = m.evaluate(m.active(PAIR))
     assert v.action == "advance", v.reason
     svc.router.refresh()

@@ -55,13 +55,14 @@ def start(
     version: str = typer.Argument(..., help="The approved candidate version."),
     bluegreen: bool = typer.Option(False, "--bluegreen", help="One 100 % step (blue/green)."),
     steps: str | None = typer.Option(None, "--steps", help="e.g. 0.1,0.5 (rollout.steps)."),
+    skip_shadow: bool = typer.Option(False, "--skip-shadow", help="Start at the first step."),
     reason: str | None = typer.Option(None, "--reason"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Start a rollout (shadow first); the operator advances it."""
     st = [float(x) for x in steps.split(",")] if steps else None
     r = _mgr().start(pair, version, kind="bluegreen" if bluegreen else "canary", steps=st,
-                     reason=reason)  # fmt: skip
+                     reason=reason, skip_shadow=skip_shadow)  # fmt: skip
     print_json(r) if as_json else _show(r)
 
 

@@ -36,6 +36,7 @@ class StartRollout(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     kind: Literal["canary", "bluegreen"] = "canary"
     steps: list[float] | None = Field(None, max_length=20)
+    skip_shadow: bool = False
     reason: str | None = Field(None, max_length=500)
 
 
@@ -106,7 +107,7 @@ async def start(pair: str, body: StartRollout, request: Request) -> Response:
     """Start a rollout of an approved version (shadow first)."""
     r = await _call(
         _mgr(request).start, pair, body.version, kind=body.kind, steps=body.steps,
-        actor=_actor(request), reason=body.reason,
+        actor=_actor(request), reason=body.reason, skip_shadow=body.skip_shadow,
     )  # fmt: skip
     await _refresh(request)
     return _out(201, r)

@@ -195,10 +195,11 @@ class RolloutManager:
         gate: dict[str, Any] | None = None,
         shadow_s: float | None = None,
         dwell_s: float | None = None,
+        skip_shadow: bool = False,
     ) -> dict[str, Any]:
-        """Start a rollout of ``version`` (shadow first). 409 for an unapproved version, a
-        version of another feature set, the production version itself, or a pair with a
-        rollout already running."""
+        """Start a rollout of ``version`` (shadow first; ``skip_shadow`` starts at the first
+        canary step). 409 for an unapproved version, a version of another feature set, the
+        production version itself, or a pair with a rollout already running."""
         pair = normalize_pair(pair)
         v = str(version)
         rs = self.settings.rollout
@@ -228,10 +229,10 @@ class RolloutManager:
                 kind=kind,
                 baseline_version=prod,
                 candidate_version=v,
-                state="shadow",
+                state="canary" if skip_shadow else "shadow",
                 steps=steps,
-                step=-1,
-                weight=0.0,
+                step=0 if skip_shadow else -1,
+                weight=steps[0] if skip_shadow else 0.0,
                 shadow=True,
                 dwell_s=rs.dwell_s if dwell_s is None else dwell_s,
                 shadow_s=rs.shadow_s if shadow_s is None else shadow_s,
