@@ -165,28 +165,7 @@ def failover(home: Path, reps: int = 3, ttl: float = 2.0, tick: float = 0.25) ->
                        BQX_OPS__LEASE_TTL_S=str(ttl), BQX_OPS__TICK_S=str(tick),
                        BQX_OPS__PAIRS="[]", BQX_OPS__MONITOR_EVERY_S="3600",
                        BQX_OPS__RETRAIN_EVERY_DAYS="0")  # fmt: skip
-            st = StateDB(url)
-
-            def holder() -> int | None:
-                i = st.lease_info("operator")
-                return int(i["holder"].split(":")[1]) if i and i["live"] else None
-
-            times = []
-            procs = [_op(env)]
-            _until(lambda: holder() == procs[0].pid, 60)
-            for _ in range(reps):
-                procs.append(_op(env))
-                time.sleep(ttl + 1)
-                leader = next(p for p in procs if p.pid == holder())
-                os.kill(leader.pid, signal.SIGKILL)
-                t0 = time.monotonic()
-                leader.wait()
-                procs.remove(leader)
-                assert _until(lambda: holder() == procs[0].pid, ttl + 10)
-                times.append(round(time.monotonic() - t0, 2))
-            for p in procs:
-                p.terminate()
-                p.wait(15)
+            times = _failover_runs(StateDB(url), env, reps, ttl)
             out[backend] = {"failover_s": times, "max_s": max(times)}
     finally:
         if dbname is not None and pg is not None:
@@ -195,6 +174,30 @@ def failover(home: Path, reps: int = 3, ttl: float = 2.0, tick: float = 0.25) ->
             with psycopg.connect(pg, autocommit=True) as con:
                 con.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
     return out
+
+
+def _failover_runs(st: Any, env: dict[str, str], reps: int, ttl: float) -> list[float]:
+    def holder() -> int | None:
+        i = st.lease_info("operator")
+        return int(i["holder"].split(":")[1]) if i and i["live"] else None
+
+    times = []
+    procs = [_op(env)]
+    _until(lambda: holder() == procs[0].pid, 60)
+    for _ in range(reps):
+        procs.append(_op(env))
+        time.sleep(ttl + 1)
+        leader = next(p for p in procs if p.pid == holder())
+        os.kill(leader.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        leader.wait()
+        procs.remove(leader)
+        assert _until(lambda: holder() == procs[0].pid, ttl + 10)
+        times.append(round(time.monotonic() - t0, 2))
+    for p in procs:
+        p.terminate()
+        p.wait(15)
+    return times
 
 
 def _op(env: dict[str, str]) -> subprocess.Popen[bytes]:
