@@ -4,8 +4,9 @@
 
 * ``routing``: cost of the router on ``POST /v1/predict`` (in-process ASGI client, the
   newest bar, so features and model outputs come from the per-bar caches and the router's
-  work is what differs): p50/p99 with no rollout, a 50 % canary and shadow, the three modes
-  alternated in rounds so machine load hits them alike. Also ``service.predict`` alone.
+  work is what differs): p50/p99 with no rollout, a 50 % canary, the canary with shadow
+  calls for the production-answered half, and shadow; the modes alternate in rounds so
+  machine load hits them alike. Also ``service.predict`` alone (no HTTP).
 * ``failover``: two real ``bqx ops run`` processes on one state DB (SQLite, and PostgreSQL
   when reachable); SIGKILL the leader; seconds until the standby holds the lease (TTL 2 s,
   tick 0.25 s), 3 repetitions.
@@ -87,8 +88,9 @@ def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
     s = Settings(home=home)
     s.serve.rate_limit = 1e6
     keys = [ApiKeys(open_state(s)).create_key("reader", rate=1e6)[1] for _ in range(20)]
-    lat: dict[str, list[float]] = {"none": [], "canary": [], "shadow": []}
-    svc_lat: dict[str, list[float]] = {"none": [], "canary": [], "shadow": []}
+    modes = ("none", "canary", "canary+shadow", "shadow")
+    lat: dict[str, list[float]] = {m: [] for m in modes}
+    svc_lat: dict[str, list[float]] = {m: [] for m in modes}
     with TestClient(create_app(s)) as api:
         svc = api.app.state.ctx.service  # type: ignore[attr-defined]
         m = RolloutManager(s, state=svc.state, registry=svc.registry, store=svc.store)
@@ -98,7 +100,8 @@ def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
         def mode(name: str) -> None:
             if m.active(PAIR):
                 m.abort(PAIR, reason="bench")
-            if name == "canary":
+            if name.startswith("canary"):
+                s.rollout.shadow_during_canary = name == "canary+shadow"
                 m.start(PAIR, "2", steps=[0.5], skip_shadow=True, reason="bench")
             elif name == "shadow":
                 m.start(PAIR, "2", reason="bench")
@@ -127,7 +130,7 @@ def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
                            "service_predict": {k: _q(v) for k, v in svc_lat.items()}}  # fmt: skip
     for part in ("api", "service_predict"):
         base = out[part]["none"]
-        for k in ("canary", "shadow"):
+        for k in modes[1:]:
             out[part][k]["added_p50_ms"] = round(out[part][k]["p50_ms"] - base["p50_ms"], 3)
             out[part][k]["p99_ratio"] = round(out[part][k]["p99_ms"] / base["p99_ms"], 2)
     return out

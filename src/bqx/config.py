@@ -172,6 +172,11 @@ class RolloutSettings(BaseModel):
 
     #: Candidate traffic shares of the canary steps, ascending, ending below or at 1.
     steps: list[float] = Field(default_factory=lambda: [0.10, 0.50])
+    #: Keep the candidate's shadow calls on for the production-answered requests during the
+    #: canary steps (more paired bars when each bar gets few requests; costs a second model
+    #: call and decision-log row per request). Off: canary pairs come from bars both arms
+    #: answered (many clients polling the newest bar).
+    shadow_during_canary: bool = False
     #: Seconds in shadow before the first canary step.
     shadow_s: float = Field(3600.0, ge=0)
     #: Seconds at each canary step before advancing.

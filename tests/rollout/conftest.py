@@ -40,6 +40,7 @@ def loop_settings(home: Path) -> Settings:
     s.rollout.shadow_s = 0.0
     s.rollout.dwell_s = 0.0
     s.rollout.min_samples = 30
+    s.rollout.shadow_during_canary = True  # the replaying client sends one request per bar
     s.rollout.min_requests = 10
     s.rollout.max_p99_ms = 40.0
     return s

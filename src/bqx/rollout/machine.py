@@ -9,7 +9,8 @@
 * **shadow**: production answers every request; the candidate predicts the same requests
   off the response path (arm ``shadow``), so quality is compared on the same bars.
 * **canary[i]**: ``steps[i]`` of clients (hash-sticky, :mod:`bqx.rollout.routing`) are
-  answered by the candidate; shadow calls continue for the others (paired comparison).
+  answered by the candidate; paired bars are those both arms answered (and, with
+  ``rollout.shadow_during_canary``, shadow calls continue for the others).
 * **production**: the registry's ``production`` alias moved to the candidate (recorded in
   the promotion history with the reason); workers reload within ``serve.rollout_refresh_s``.
 * Blue/green is ``steps = [1.0]``: one jump to 100 %, and rollback is instant (weight 0).
@@ -233,7 +234,7 @@ class RolloutManager:
                 steps=steps,
                 step=0 if skip_shadow else -1,
                 weight=steps[0] if skip_shadow else 0.0,
-                shadow=True,
+                shadow=rs.shadow_during_canary if skip_shadow else True,
                 dwell_s=rs.dwell_s if dwell_s is None else dwell_s,
                 shadow_s=rs.shadow_s if shadow_s is None else shadow_s,
                 actor=actor or current_actor(),
@@ -440,7 +441,8 @@ class RolloutManager:
             f"{cur['state']} {cur['weight']:.0%} -> canary {w:.0%}"
         )
         v.rollout = self._apply(
-            cur, action="advance", state="canary", step=nxt, weight=w, shadow=True,
+            cur, action="advance", state="canary", step=nxt, weight=w,
+            shadow=rs.shadow_during_canary if cur["kind"] != "experiment" else False,
             reason=reason, actor=actor,
         )  # fmt: skip
         v.action, v.reason = "advance", reason
