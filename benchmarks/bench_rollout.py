@@ -76,7 +76,7 @@ def _q(x: list[float]) -> dict[str, float]:
             "p99_ms": round(float(np.quantile(a, 0.99)), 3), "n": len(a)}  # fmt: skip
 
 
-def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
+def routing(home: Path, rounds: int = 20, per: int = 100) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from bqx.config import Settings
@@ -91,6 +91,8 @@ def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
     modes = ("none", "canary", "canary+shadow", "shadow")
     lat: dict[str, list[float]] = {m: [] for m in modes}
     svc_lat: dict[str, list[float]] = {m: [] for m in modes}
+    #: per round, p50 of the mode minus p50 of "none" in the same round (paired in time)
+    dif: dict[str, list[float]] = {m: [] for m in modes[1:]}
     with TestClient(create_app(s)) as api:
         svc = api.app.state.ctx.service  # type: ignore[attr-defined]
         m = RolloutManager(s, state=svc.state, registry=svc.registry, store=svc.store)
@@ -113,8 +115,10 @@ def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
                 for k in keys:
                     api.post("/v1/predict", json={"pair": PAIR}, headers={"X-API-Key": k})
         for _r in range(rounds):
+            p50: dict[str, float] = {}
             for name in lat:
                 mode(name)
+                n0 = len(lat[name])
                 for i in range(per):
                     k = keys[i % len(keys)]
                     t0 = time.perf_counter()
@@ -125,6 +129,9 @@ def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
                     svc.predict(PAIR, key_id=f"k{i % 20}")
                     svc_lat[name].append((time.perf_counter() - t0) * 1000)
                 svc.flush()
+                p50[name] = float(np.median(lat[name][n0:]))
+            for k in dif:
+                dif[k].append(p50[k] - p50["none"])
         mode("none")
     out: dict[str, Any] = {"api": {k: _q(v) for k, v in lat.items()},
                            "service_predict": {k: _q(v) for k, v in svc_lat.items()}}  # fmt: skip
@@ -133,6 +140,8 @@ def routing(home: Path, rounds: int = 6, per: int = 300) -> dict[str, Any]:
         for k in modes[1:]:
             out[part][k]["added_p50_ms"] = round(out[part][k]["p50_ms"] - base["p50_ms"], 3)
             out[part][k]["p99_ratio"] = round(out[part][k]["p99_ms"] / base["p99_ms"], 2)
+    for k, d in dif.items():
+        out["api"][k]["added_p50_ms_median_of_rounds"] = round(float(np.median(d)), 3)
     return out
 
 
