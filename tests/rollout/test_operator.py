@@ -81,3 +81,41 @@ def test_a_rollout_step_is_never_applied_twice(tmp_path: Path) -> None:
     # a second operator (or a restarted one) acting on the state it read before
     assert st.transition_rollout(ro["id"], ro["gen"], **kw) is None
     assert list(st.rollout_events(ro["id"])["action"]) == ["start", "advance"]
+
+
+def test_experiment_winner_is_promoted_in_10_percent_steps(lsettings: Settings) -> None:
+    """The decision rule on a planted effect (real analysis of simulated arms), then the
+    gradual promotion under the rollout guard, to production."""
+    import numpy as np
+
+    from bqx.rollout.experiments import ExperimentManager, analyze, simulate_arms
+    from bqx.rollout.machine import RolloutManager, Verdict
+
+    class Planted(ExperimentManager):
+        def analysis(self, ro):  # type: ignore[no-untyped-def]
+            a, b = simulate_arms(3000, 30, 0.5, np.random.default_rng(3))
+            return analyze(a, b, 30)
+
+    lsettings.rollout.min_samples = 0
+    m = RolloutManager(lsettings)
+    em = Planted(m)
+    ex = em.create(PAIR, "1", "2", split=0.5, min_samples=100, min_days=0)
+    ro = m.active(PAIR)
+    assert ro is not None and ro["kind"] == "experiment" and ro["weight"] == 0.5
+    v = em.evaluate(ro, Verdict(PAIR, ro["id"], "hold", ""), "test")
+    assert v.action == "decide" and v.reason.startswith("B wins: P(B > A)")
+    ro = m.active(PAIR)
+    assert ro["steps"] == [0.6, 0.7, 0.8, 0.9, 1.0] and ro["weight"] == 0.6
+    e = em.get(ex["id"])
+    assert e["state"] == "promoting" and e["winner"] == "b"
+    # the guard needs candidate calls before each advance: one worker's real counters
+    m.state.report_rollout_health("w1", [(ro["id"], "b", 50, 0, 3.0), (ro["id"], "a", 50, 0, 3.0)])
+    weights = []
+    for _ in range(6):
+        cur = m.active(PAIR)
+        if cur is None:
+            break
+        weights.append(m.evaluate(cur, actor="test").rollout["weight"])
+    assert weights == [0.7, 0.8, 0.9, 1.0, 1.0]
+    assert m.registry.production_version(PAIR) == "2"
+    assert em.get(ex["id"])["state"] == "promoted"
