@@ -154,6 +154,9 @@ class OpsSettings(BaseModel):
     #: Open alerts (critical) of these rules trigger a retrain.
     drift_rules: list[str] = Field(default_factory=lambda: ["drift"])
     quality_rules: list[str] = Field(default_factory=lambda: ["quality", "quality_drop"])
+    #: No alert-triggered retrain of a pair within this many hours of its last trigger
+    #: (a persisting alert whose candidates fail the gate must not retrain in a loop).
+    retrain_cooldown_h: float = Field(6.0, ge=0)
     #: Quality check: matured R² of production this much below its test R² (and the
     #: drop significant at 95 %, HAC) raises a critical ``quality_drop`` alert.
     quality_drop: float = Field(0.05, ge=0)

@@ -35,6 +35,7 @@ def loop_settings(home: Path) -> Settings:
     s.ops.tick_s = 0.2
     s.ops.monitor_every_s = 0.5
     s.ops.retrain_every_days = 0
+    s.ops.retrain_cooldown_h = 1.0
     s.ops.quality_min_samples = 60
     s.ops.gate_min_rows = 100
     s.rollout.shadow_s = 0.0

@@ -109,6 +109,7 @@ def test_regime_change_closes_the_loop(
         assert len(q) == 1 and q.iloc[0]["severity"] == "critical"
         tr = st.triggers().iloc[0]
         assert tr["kind"] == "quality" and tr["parent_version"] == "1"
+        assert pd.notna(q.iloc[0]["resolved_at"])  # the retrain resolved its cause
         assert pd.notna(tr["data_start"]) and pd.notna(tr["data_end"])
         v = str(tr["version"])
         info = reg.client.get_model_version(f"bqx-{PAIR}", v)
@@ -116,6 +117,7 @@ def test_regime_change_closes_the_loop(
         # 2. gate -> shadow -> canary 10 % -> 50 % -> production, driven by the operator
         _tick_until(op, lambda: reg.production_version(PAIR) == v, 90)
         time.sleep(0.5)  # a little traffic on the new production version
+    assert len(st.triggers()) == 1  # one retrain: no new trigger while it rolls out
     trd = st.get_trigger(int(tr["id"]))
     assert trd["detail"]["gate"]["passed"], trd["detail"]["gate"]
     ro = st.rollouts(PAIR)[0]

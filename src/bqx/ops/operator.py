@@ -201,8 +201,16 @@ class Operator:
         alerts = st.read_alerts(open_only=True)
         rules = {r: "drift" for r in o.drift_rules} | {r: "quality" for r in o.quality_rules}
         managed = set(self.pairs())
+        busy = {r["pair"] for r in st.active_rollouts()}
+        cool = timedelta(hours=o.retrain_cooldown_h)
+        now = pd.Timestamp.now(tz="UTC")
         for a in alerts.itertuples():
             if a.severity != "critical" or a.rule not in rules or a.pair not in managed:
+                continue
+            if a.pair in busy:  # a candidate is already being rolled out for this pair
+                continue
+            last = self._last_trigger(a.pair)
+            if last is not None and now - last < cool:
                 continue
             tid, created = st.add_trigger(
                 f"alert:{a.id}", a.pair, rules[a.rule], reason=f"{a.rule}: {a.message}",
@@ -223,6 +231,10 @@ class Operator:
                     new.append({"id": tid, "pair": p, "kind": "schedule"})
         return new
 
+    def _last_trigger(self, pair: str) -> pd.Timestamp | None:
+        tr = self.state.triggers(pair=pair)
+        return pd.Timestamp(tr["created_at"].max()) if len(tr) else None
+
     def _last_trained(self, pair: str) -> pd.Timestamp | None:
         tr = self.state.triggers(pair=pair)
         if len(tr):
@@ -240,6 +252,7 @@ class Operator:
                 break
             if st.claim_trigger(int(tr.id), self.holder):
                 out.append(retrain(self, int(tr.id), self.holder))
+                self._resolve_cause(int(tr.id))
         done = st.triggers(status="done")
         for tr in done.itertuples():
             if not self.leader:
@@ -254,6 +267,19 @@ class Operator:
                 log.exception("follow-up of trigger %s failed", tr.id)
                 out.append({"trigger_id": int(tr.id), "error": str(e)})
         return out
+
+    def _resolve_cause(self, trigger_id: int) -> None:
+        """The alert that caused a retrain is resolved once the retrain ran (done or
+        failed): if the problem persists, monitoring raises a new one, which may trigger
+        again after ``ops.retrain_cooldown_h``."""
+        tr = self.state.get_trigger(trigger_id)
+        aid = (tr or {}).get("detail", {}) or {}
+        aid = aid.get("alert_id") if isinstance(aid, dict) else None
+        if aid is None:
+            return
+        al = self.state.read_alerts(open_only=True)
+        for fp in al.loc[al["id"] == aid, "fingerprint"]:
+            self.state.resolve_alert(str(fp))
 
     def step_rollouts(self) -> list[dict[str, Any]]:
         out = []

@@ -50,6 +50,7 @@ def retrain(ctx: Any, trigger_id: int, holder: str) -> dict[str, Any]:
     tr = st.get_trigger(trigger_id)
     assert tr is not None
     pair = tr["pair"]
+    cause = dict(tr.get("detail") or {})  # e.g. the alert id: kept with the results
     parent = reg.production_version(pair)
     try:
         latest = ctx.store.latest([pair]).get(pair)
@@ -72,7 +73,9 @@ def retrain(ctx: Any, trigger_id: int, holder: str) -> dict[str, Any]:
             c.set_model_version_tag(model_name(pair), v, k, val)
     except Exception as e:
         log.exception("retrain of %s failed", pair)
-        st.finish_trigger(trigger_id, "failed", parent_version=parent, detail={"error": str(e)})
+        st.finish_trigger(
+            trigger_id, "failed", parent_version=parent, detail={**cause, "error": str(e)}
+        )
         st.raise_alert(
             RETRAIN_FAILED_RULE,
             f"{pair}: retraining for trigger {tr['trigger_key']} failed: {e}; production "
@@ -89,7 +92,7 @@ def retrain(ctx: Any, trigger_id: int, holder: str) -> dict[str, Any]:
         parent_version=parent,
         data_start=df.index[0],
         data_end=df.index[-1],
-        detail={"data_window": window, "approved": result.approved,
+        detail={**cause, "data_window": window, "approved": result.approved,
                 "approval_reason": result.approval_reason},
     )  # fmt: skip
     return {"trigger_id": trigger_id, "pair": pair, "status": "done", "version": v,
