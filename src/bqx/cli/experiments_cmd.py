@@ -22,20 +22,23 @@ def _show(e: dict[str, Any]) -> None:
     console.print(
         f"experiment {e['id']} {e['pair']}: A v{e['a_version']} vs B v{e['b_version']} "
         f"(B share {e['split']:.0%}), {e['state']}"
-        + (f", winner {e['winner'].upper()}" if e.get("winner") else "")
+        + (f", winner {e['winner'].upper()}" if e.get("winner") else ""),
+        markup=False,
     )
     an = e.get("analysis") or {}
     if an.get("p_b_better") is not None:
         console.print(
             f"  bars A {an['n_a']} (ESS {an['ess_a']:.0f}), B {an['n_b']} (ESS {an['ess_b']:.0f});"
-            f" accuracy A {an['accuracy_a']:.3f} B {an['accuracy_b']:.3f}"
+            f" accuracy A {an['accuracy_a']:.3f} B {an['accuracy_b']:.3f}",
+            markup=False,
         )
         console.print(
             f"  P(B>A) {an['p_b_better']:.3f}; B-A 95% CrI [{an['diff_lo']:+.3f}, "
-            f"{an['diff_hi']:+.3f}]; loss(B) {an['loss_choose_b']:.4f}"
+            f"{an['diff_hi']:+.3f}]; loss(B) {an['loss_choose_b']:.4f}",
+            markup=False,
         )
     if e.get("reason"):
-        console.print(f"  {e['reason']}")
+        console.print(f"  {e['reason']}", markup=False)
 
 
 @app.command("create")

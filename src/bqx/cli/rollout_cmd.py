@@ -19,14 +19,16 @@ def _mgr() -> Any:
 
 def _show(r: dict[str, Any]) -> None:
     console.print(
-        f"rollout {r['id']} {r['pair']} [{r['kind']}] {r['state']}"
+        f"rollout {r['id']} {r['pair']} ({r['kind']}) {r['state']}"
         f"{' (paused)' if r.get('paused') else ''}: candidate v{r['candidate_version']} "
         f"at {r['weight']:.0%} vs v{r['baseline_version']}; steps "
-        + ",".join(f"{s:.0%}" for s in r["steps"])
+        + ",".join(f"{s:.0%}" for s in r["steps"]),
+        markup=False,
     )
     for e in r.get("events", []):
         w = "" if e["weight"] is None else f" {e['weight']:.0%}"
-        console.print(f"  {e['at'][:19]} {e['action']:<8} -> {e['to']}{w}: {e['reason']}")
+        console.print(f"  {e['at'][:19]} {e['action']:<8} -> {e['to']}{w}: {e['reason']}",
+                      markup=False)  # fmt: skip
 
 
 @app.command("status")
