@@ -10,10 +10,11 @@
 * ``failover``: two real ``bqx ops run`` processes on one state DB (SQLite, and PostgreSQL
   when reachable); SIGKILL the leader; seconds until the standby holds the lease (TTL 2 s,
   tick 0.25 s), 3 repetitions.
-* ``follow``: a real ``bqx serve --workers 2``; a blue/green (100 %) rollout is started
-  and later aborted by writing the state DB (as the CLI/operator do); a client polls
-  without pause; seconds from the change until the last response from the old arm (i.e.
-  until *every* worker follows), ``serve.rollout_refresh_s`` = 1 s (the default).
+* ``follow``: two real servers on one home (``bqx serve --workers 2`` and a second
+  ``bqx serve``); a blue/green (100 %) rollout is started and later aborted by writing the
+  state DB (as the CLI/operator do); clients poll both without pause; seconds from the
+  change until the last response from the old arm (i.e. until *every* worker of every
+  server follows), ``serve.rollout_refresh_s`` = 1 s (the default).
 * ``ab``: calibration of P(B > A) > q under the null and power with a planted effect.
 
 Setup (cached in ``--home``): 6 simulated days of the 28 pairs; EURUSD ridge v1
@@ -239,26 +240,31 @@ def follow(home: Path, reps: int = 3) -> dict[str, Any]:
     m = RolloutManager(s)
     if m.active(PAIR):
         m.abort(PAIR, reason="bench reset")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
     env.update(BQX_HOME=str(home), BQX_SERVE__RATE_LIMIT="1000000")
-    proc = subprocess.Popen([BQX, "serve", "--port", str(port), "--workers", "2"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    bases, procs = [], []
+    for workers in (2, 1):  # two servers on one state DB: one with 2 workers, one with 1
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        procs.append(subprocess.Popen(
+            [BQX, "serve", "--port", str(port), "--workers", str(workers)], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+        bases.append(f"http://127.0.0.1:{port}")
     seen: list[tuple[float, str]] = []
     stop = threading.Event()
     try:
-        assert _until(lambda: _ok(base), 120), "server did not start"
+        for base in bases:
+            assert _until(lambda b=base: _ok(b), 180), "server did not start"
 
-        def poll() -> None:
+        def poll(base: str) -> None:
             with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:
                 while not stop.is_set():
                     r = c.post("/v1/predict", json={"pair": PAIR})
                     seen.append((time.monotonic(), r.json().get("arm", "?")))
 
-        ths = [threading.Thread(target=poll, daemon=True) for _ in range(2)]
+        ths = [threading.Thread(target=poll, args=(b,), daemon=True) for b in bases * 2]
         for t in ths:
             t.start()
         time.sleep(3)
@@ -280,10 +286,11 @@ def follow(home: Path, reps: int = 3) -> dict[str, Any]:
             t.join(10)
     finally:
         stop.set()
-        proc.terminate()
-        proc.wait(30)
+        for p in procs:
+            p.terminate()
+            p.wait(30)
     worst = max(r["all_workers_followed_s"] for r in res)
-    return {"workers": 2, "rollout_refresh_s": s.serve.rollout_refresh_s, "changes": res,
+    return {"servers": "2 (one with --workers 2, one with 1)", "rollout_refresh_s": s.serve.rollout_refresh_s, "changes": res,
             "max_s": worst}  # fmt: skip
 
 

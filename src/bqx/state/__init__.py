@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, keys, leases, promotions, rollouts
+from bqx.state import alerts, decisions, experiments, keys, leases, promotions, rollouts
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -59,6 +59,7 @@ from bqx.state.decisions import (
     DecisionsMixin,
     new_decision_id,
 )
+from bqx.state.experiments import ExperimentsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
 from bqx.state.promotions import (
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, leases, rollouts)
+FAMILIES = (keys, decisions, promotions, alerts, leases, rollouts, experiments)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -107,6 +108,7 @@ class StateDB(
     AlertsMixin,
     LeasesMixin,
     RolloutsMixin,
+    ExperimentsMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

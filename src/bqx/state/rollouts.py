@@ -108,30 +108,10 @@ def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
         sa.Column("p99_ms", sa.Float),
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
-    experiments = sa.Table(
-        f"{p}experiments",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("pair", sa.String(16), nullable=False),
-        sa.Column("a_version", sa.String(64), nullable=False),
-        sa.Column("b_version", sa.String(64), nullable=False),
-        sa.Column("split", sa.Float, nullable=False),
-        sa.Column("min_samples", sa.Integer, nullable=False),
-        sa.Column("min_days", sa.Float, nullable=False),
-        sa.Column("rollout_id", sa.Integer, nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),  # running / stopped / decided
-        sa.Column("created_at", UTCDateTime, nullable=False),
-        sa.Column("stopped_at", UTCDateTime),
-        sa.Column("winner", sa.String(8)),
-        sa.Column("analysis", sa.JSON),
-        sa.Column("reason", sa.Text),
-        sqlite_autoincrement=True,
-    )
     return {
         "rollouts": rollouts,
         "rollout_events": events,
         "rollout_health": health,
-        "experiments": experiments,
     }
 
 
@@ -402,22 +382,3 @@ class RolloutsMixin(StateBase):
             if r["p99_ms"] is not None:
                 a["p99_ms"] = max(a["p99_ms"] or 0.0, float(r["p99_ms"]))
         return out
-
-    # -- experiments --------------------------------------------------------------------
-    def experiments(
-        self, pair: str | None = None, experiment_id: int | None = None
-    ) -> list[dict[str, Any]]:
-        ex = self.t.experiments
-        q = sa.select(ex).order_by(ex.c.id.desc())
-        if pair is not None:
-            q = q.where(ex.c.pair == pair)
-        if experiment_id is not None:
-            q = q.where(ex.c.id == experiment_id)
-        with self._read() as conn:
-            return [dict(m) for m in conn.execute(q).mappings()]
-
-    def update_experiment(self, experiment_id: int, **values: Any) -> None:
-        ex = self.t.experiments
-        self._write(
-            lambda conn: conn.execute(ex.update().where(ex.c.id == experiment_id).values(**values))
-        )
