@@ -31,6 +31,7 @@ def _register_optional() -> None:
         ("bqx.cli.ops_cmd", None),
         ("bqx.cli.rollout_cmd", "rollout"),
         ("bqx.cli.experiments_cmd", "experiments"),
+        ("bqx.cli.paper_cmd", "paper"),
     ):
         try:
             m = importlib.import_module(mod)

@@ -41,7 +41,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, experiments, keys, leases, promotions, rollouts
+from bqx.state import (
+    alerts,
+    decisions,
+    experiments,
+    keys,
+    leases,
+    paper,
+    promotions,
+    rollouts,
+)
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -62,6 +71,7 @@ from bqx.state.decisions import (
 from bqx.state.experiments import ExperimentsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
+from bqx.state.paper import PaperMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
     PromotionAction,
@@ -75,7 +85,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, leases, rollouts, experiments)
+FAMILIES = (keys, decisions, promotions, alerts, paper, leases, rollouts, experiments)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -109,6 +119,7 @@ class StateDB(
     LeasesMixin,
     RolloutsMixin,
     ExperimentsMixin,
+    PaperMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).
@@ -118,12 +129,17 @@ class StateDB(
     """
 
 
-def open_state(settings: Settings | None = None, *, url: str | None = None) -> StateDB:
-    """Open the state database named by ``url`` or ``settings.resolved_state_url``."""
+def open_state(
+    settings: Settings | None = None, *, url: str | None = None, tolerate_unreachable: bool = False
+) -> StateDB:
+    """Open the state database named by ``url`` or ``settings.resolved_state_url``.
+
+    ``tolerate_unreachable``: a server that starts before its database gets a StateDB that
+    creates its tables on first use (the API reports not ready meanwhile)."""
     if url is None:
         if settings is None:
             from bqx.config import load_settings
 
             settings = load_settings()
         url = settings.resolved_state_url
-    return StateDB(url)
+    return StateDB(url, tolerate_unreachable=tolerate_unreachable)
