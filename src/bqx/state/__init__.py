@@ -41,7 +41,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, keys, paper, promotions
+from bqx.state import (
+    alerts,
+    decisions,
+    experiments,
+    keys,
+    leases,
+    paper,
+    promotions,
+    rollouts,
+)
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -59,7 +68,9 @@ from bqx.state.decisions import (
     DecisionsMixin,
     new_decision_id,
 )
+from bqx.state.experiments import ExperimentsMixin
 from bqx.state.keys import ROLES, KeysMixin
+from bqx.state.leases import LeasesMixin
 from bqx.state.paper import PaperMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
@@ -67,13 +78,14 @@ from bqx.state.promotions import (
     PromotionsMixin,
     current_actor,
 )
+from bqx.state.rollouts import RolloutExistsError, RolloutsMixin
 
 if TYPE_CHECKING:
     from bqx.config import Settings
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, paper)
+FAMILIES = (keys, decisions, promotions, alerts, paper, leases, rollouts, experiments)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -84,6 +96,7 @@ __all__ = [
     "AlertResult",
     "DecisionLogWriter",
     "PromotionAction",
+    "RolloutExistsError",
     "StateDB",
     "StateError",
     "Tables",
@@ -99,7 +112,15 @@ __all__ = [
 
 
 class StateDB(
-    KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, PaperMixin, StateBase
+    KeysMixin,
+    DecisionsMixin,
+    PromotionsMixin,
+    AlertsMixin,
+    LeasesMixin,
+    RolloutsMixin,
+    ExperimentsMixin,
+    PaperMixin,
+    StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).
 
