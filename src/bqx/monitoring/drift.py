@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sst
 
+from bqx.stats import effective_sample_size
+
 #: Default number of frozen quantile bins (deciles) and KL thresholds (SPEC section 7).
 DEFAULT_BINS = 10
 KL_WARNING = 0.1
@@ -26,6 +28,10 @@ KL_CRITICAL = 0.3
 SMOOTHING = 0.5
 #: Reference sample kept in the baseline for KS / Wasserstein (evenly spaced quantiles).
 REFERENCE_POINTS = 200
+#: Significance level of the KL gate (see :func:`column_drift`) and the assumed
+#: correlation length of served features in bars (the 60-bar rolling windows).
+ALPHA = 0.01
+CORR_BARS = 60
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,8 @@ class ColumnDrift:
     missing_delta: float
     out_of_range: float  # share of window values outside the training [min, max]
     severity: str  # ok | warning | critical | insufficient
+    n_eff: float = float("nan")  # independent-sample worth of the window (autocorrelation)
+    kl_p: float = float("nan")  # p-value of KL against sampling noise (G-test on n_eff)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +160,8 @@ class ColumnDrift:
             "missing_delta": self.missing_delta,
             "out_of_range": self.out_of_range,
             "severity": self.severity,
+            "n_eff": _f(self.n_eff),
+            "kl_p": _f(self.kl_p),
         }
 
 
@@ -176,12 +186,21 @@ def column_drift(
     warning: float = KL_WARNING,
     critical: float = KL_CRITICAL,
     missing_critical: float = 0.5,
+    alpha: float = ALPHA,
+    corr_bars: int = CORR_BARS,
 ) -> ColumnDrift:
     """Compare a window of served values with the frozen baseline.
 
     KL(window || training) over the frozen bins with ``SMOOTHING`` added to every bin
     count; PSI = sum (q - p) ln(q / p) on the same smoothed shares. A missing rate that
     rises by more than ``missing_critical`` is critical whatever the KL.
+
+    Significance gate: served features are strongly autocorrelated (rolling windows), so
+    a day of 1,440 bars may be worth only ~30 independent draws, and the sampling noise of
+    KL on k bins is about (k-1) / (2 n_eff) - above the 0.1 warning threshold. A KL
+    severity is therefore raised only when ``G = 2 n_eff KL`` is also significant against
+    chi2(k-1) at ``alpha`` (n_eff from :func:`bqx.stats.effective_sample_size` with a
+    Bartlett window of ``2 * corr_bars`` lags).
     """
     v = np.asarray(values, float)
     n = len(v)
@@ -209,10 +228,14 @@ def column_drift(
     else:
         ks_stat = ks_p = w = nan
     oor = float(np.mean((fin < base.min) | (fin > base.max)))
+    n_eff = effective_sample_size(fin, horizon=corr_bars)
+    kl_p = float(sst.chi2.sf(2.0 * n_eff * kl, max(k - 1, 1)))
     sev = severity_of(kl, warning, critical)
+    if sev in ("warning", "critical") and kl_p >= alpha:
+        sev = "ok"
     if mdelta > missing_critical:
         sev = "critical"
-    return ColumnDrift(base.name, n, kl, psi, ks_stat, ks_p, w, miss, mdelta, oor, sev)
+    return ColumnDrift(base.name, n, kl, psi, ks_stat, ks_p, w, miss, mdelta, oor, sev, n_eff, kl_p)
 
 
 _RANK = {"insufficient": -1, "ok": 0, "warning": 1, "critical": 2}
