@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,9 @@ def test_stationary_is_quiet_and_injected_drift_is_critical() -> None:
     assert far <= 0.01, far  # warning rate per feature-day on stationary data
     # KS rejects on many autocorrelated stationary windows: reported, never the severity
     b98 = build_baseline({"f": _ar1(20 * 1440, rng, 0.98)})
-    ks_p = [drift_report(b98, {"f": _ar1(1440, rng, 0.98)})["columns"][0]["ks_p"] for _ in range(20)]
+    ks_p = [
+        drift_report(b98, {"f": _ar1(1440, rng, 0.98)})["columns"][0]["ks_p"] for _ in range(20)
+    ]
     assert np.mean(np.array(ks_p) < 0.05) > 0.2
     # a volatility-regime change (x1.9, the simulator's turbulent state) and a level shift
     # reach critical in one daily window
@@ -115,10 +118,10 @@ def test_r2_drop_detected_when_signal_switches_off() -> None:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    got: list[dict] = []
-    fail = False
+    got: ClassVar[list[dict]] = []
+    fail: ClassVar[bool] = False
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if type(self).fail:
             self.send_response(503)
@@ -178,16 +181,20 @@ def test_smtp_notifier_reaches_a_real_server(tmp_path: Path) -> None:
         def __init__(self) -> None:
             self.msgs: list[bytes] = []
 
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        async def handle_DATA(self, server, session, envelope):
             self.msgs.append(envelope.content)
             return "250 OK"
 
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
     h = Handler()
-    ctl = aiosmtpd.Controller(h, hostname="127.0.0.1", port=0)
+    ctl = aiosmtpd.Controller(h, hostname="127.0.0.1", port=port)
     ctl.start()
     try:
         state = StateDB(f"sqlite:///{tmp_path / 's.db'}")
-        port = ctl.server.sockets[0].getsockname()[1]
         smtp = SmtpNotifier("127.0.0.1", port, "bqx@localhost", ["desk@localhost"])
         AlertManager(state, [smtp]).evaluate([Condition("errors_5xx", True, "7 %", "critical")])
         assert len(h.msgs) == 1 and b"CRITICAL" in h.msgs[0]

@@ -53,10 +53,13 @@ def mature_frame(
         pb = bars[bars["pair"] == pair]
         if pb.empty:
             continue
-        y = target_series(pb, str(pair), horizon=int(horizon), target=target, max_ffill=max_ffill)
+        y = target_series(
+            pb, str(pair), horizon=int(str(horizon)), target=target, max_ffill=max_ffill
+        )
         asof = pd.DatetimeIndex(pd.to_datetime(grp["asof_ts"], utc=True))
         vals = y.reindex(asof).to_numpy()
-        out.loc[grp["decision_id"].astype(str).to_numpy()] = vals
+        ids = grp["decision_id"].astype(str).tolist()
+        out.loc[ids] = vals
     return out
 
 
