@@ -30,7 +30,7 @@ SMOOTHING = 0.5
 REFERENCE_POINTS = 200
 #: Significance level of the KL gate (see :func:`column_drift`) and the assumed
 #: correlation length of served features in bars (the 60-bar rolling windows).
-ALPHA = 0.01
+ALPHA = 0.001
 CORR_BARS = 60
 
 
