@@ -183,6 +183,10 @@ class Registry:
                 (Path(tmp) / "model" / "selected_features.txt").write_text(
                     "\n".join(art.features) + "\n"
                 )
+                if result.extra.get("baseline"):  # monitoring drift reference (issue 12)
+                    from bqx.monitoring.baseline import write_baseline
+
+                    write_baseline(Path(tmp) / "model", result.extra["baseline"])
                 mlflow.log_artifacts(str(d), artifact_path="model")
             source = f"{run.info.artifact_uri}/model"
             run_id = run.info.run_id

@@ -15,6 +15,7 @@ import pandas as pd
 from bqx.config import Settings, load_settings
 from bqx.errors import NoDataError
 from bqx.features import columns, feature_set_version
+from bqx.monitoring.baseline import training_baseline
 from bqx.training.artifact import ModelArtifact
 from bqx.training.intervals import SCALE_FEATURE, calibrate, coverage
 from bqx.training.metrics import baselines, beats_naive, regression_metrics
@@ -175,8 +176,9 @@ def train_frame(
     pte = np.asarray(pipe.predict(Xte), dtype=np.float64)
     scale_te = Xte[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     lo, hi = conf.bounds(pte, scale_te)
+    ptr = np.asarray(pipe.predict(Xtr), dtype=np.float64)
     metrics: dict[str, Any] = {
-        "train": regression_metrics(ytr, np.asarray(pipe.predict(Xtr), dtype=np.float64)),
+        "train": regression_metrics(ytr, ptr),
         "val": regression_metrics(yva, pva),
         "test": regression_metrics(yte, pte),
         "baselines_val": baselines(yva, lag=s.horizon),
@@ -218,6 +220,8 @@ def train_frame(
         approval_reason=why,
         seconds={"selection": t_sel, "fit": t_fit, "total": total},
         rows={"train": len(sp.train), "val": len(sp.val), "test": len(sp.test), "gap": gap},
+        # monitoring: drift reference frozen from the training segment (issue 12)
+        extra={"baseline": training_baseline(Xtr, list(sel.features), ptr, ytr)},
     )
 
 
