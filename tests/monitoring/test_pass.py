@@ -63,3 +63,17 @@ def test_empty_log_gives_an_empty_report(tmp_path: Path, monkeypatch) -> None:
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     assert rep["quality"]["rows"] == [] and rep["errors"] == []
+
+
+def test_operator_runs_the_monitoring_pass(tmp_path):
+    """The operator's monitoring task is bqx.monitoring.run_once, and a pass over an empty
+    project is an empty, valid report (not an error)."""
+    from bqx.config import Settings
+    from bqx.monitoring import run_once
+    from bqx.ops.operator import _monitoring_hook
+
+    assert _monitoring_hook() is run_once
+    s = Settings(home=tmp_path / "home")
+    s.ensure_home()
+    rep = run_once(s)
+    assert rep["quality"]["rows"] == [] and not rep.get("errors")

@@ -14,13 +14,9 @@ alerts_app = typer.Typer(help="Alerts raised by monitoring (de-duplicated by fin
 @handle_errors
 def run(as_json: bool = JsonOpt) -> None:
     """One pass: mature decisions, live quality per pair and version, alert rules."""
-    from bqx.data.store import open_store
-    from bqx.monitoring.run import run_pass
-    from bqx.registry import Registry
-    from bqx.state import open_state
+    from bqx.monitoring import run_once
 
-    s = settings()
-    rep = run_pass(open_state(s), open_store(settings=s), Registry(s))
+    rep = run_once(settings())
     if as_json:
         print_json(rep)
         return
