@@ -133,6 +133,36 @@ class BacktestSettings(BaseModel):
     windows: int = Field(12, ge=1)
 
 
+class RegimeSettings(BaseModel):
+    """Regime detector (bqx.decision.regime): fitted with each model, served with each forecast."""
+
+    enabled: bool = True
+    #: scale signal strength by (1 - normalised regime entropy), floored at ``scale_floor``
+    scale_signal: bool = True
+    scale_floor: float = Field(0.0, ge=0, le=1)
+    #: alert when the entropy stays above this many bits (max log2(3) = 1.585) ...
+    entropy_alert_bits: float = Field(1.3, gt=0)
+    #: ... for this many minutes of bars
+    entropy_alert_minutes: float = Field(60.0, gt=0)
+    restarts: int = Field(3, ge=1)
+    n_iter: int = Field(100, ge=100)
+
+
+class RiskSettings(BaseModel):
+    """Portfolio limits of the risk manager (bqx.decision.risk; seed 003 defaults)."""
+
+    account_currency: str = "USD"
+    initial_cash: float = Field(1_000_000.0, gt=0)
+    max_position_frac: float = Field(0.25, gt=0)
+    max_currency_net_frac: float = Field(0.5, gt=0)
+    max_leverage: float = Field(1.5, gt=0)
+    max_daily_loss_frac: float = Field(0.02, gt=0)
+    max_var_frac: float = Field(0.02, gt=0)
+    var_level: float = Field(0.95, gt=0.5, lt=1)
+    #: bars of history for the covariance (1-day VaR scales 1-bar moments by bars per day)
+    var_window_bars: int = Field(5 * 1440, ge=100)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -163,6 +193,8 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    regime: RegimeSettings = Field(default_factory=RegimeSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -49,6 +49,7 @@ import pandas as pd
 from bqx.calendar import TimestampRangeError, to_utc
 from bqx.config import Settings, load_settings
 from bqx.data.bars import normalize_bars
+from bqx.decision.regime import RegimeTracker
 from bqx.errors import (
     BqxError,
     DataValidationError,
@@ -158,6 +159,7 @@ class Prediction:
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    regime: dict[str, Any] | None = None  # bqx.decision.regime: filtered HMM posterior
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (non-finite numbers become None): the API response body."""
@@ -182,6 +184,7 @@ class Prediction:
             "feature_hash": self.feature_hash,
             "feature_cache_hit": self.feature_cache_hit,
             "latency_ms": round(self.latency_ms, 3),
+            "regime": self.regime,
         }
 
 
@@ -285,6 +288,7 @@ class PredictionService:
         self._alias_checked = time.monotonic()
         self._ready_cache: tuple[float, dict[str, Any]] | None = None
         self._generation_seen = -1
+        self.regime = RegimeTracker(s.regime, lambda: self.state)
 
     # -- lazily built dependencies ---------------------------------------------------------
     @property
@@ -567,6 +571,7 @@ class PredictionService:
         fv = self.features(pair, req)
         art = self.model(pair)
         core = self._core(fv, art)
+        regime = self.regime.for_prediction(self, fv, art)
         pred = Prediction(
             decision_id=new_decision_id(),
             pair=pair,
@@ -577,7 +582,7 @@ class PredictionService:
             interval=(core.lo, core.hi),
             confidence_level=float(art.conformal.level),
             signal=core.signal.signal,
-            signal_strength=core.signal.strength,
+            signal_strength=self.regime.scale(core.signal.strength, regime),
             signal_reason=core.signal.reason,
             threshold=core.signal.threshold,
             features_used=len(art.features),
@@ -586,6 +591,7 @@ class PredictionService:
             feature_hash=fv.hash,
             feature_cache_hit=fv.cache_hit,
             latency_ms=(time.perf_counter() - t0) * 1000.0,
+            regime=regime,
         )
         if log and self.log_decisions:
             self._log(pred, key_id=key_id, request_time=request_time, source=source)
@@ -648,6 +654,7 @@ class PredictionService:
                 "requested_ts": (
                     pred.requested_timestamp.isoformat() if pred.requested_timestamp else None
                 ),
+                "regime": pred.regime,
             },
         }
         if self._writer is not None:
