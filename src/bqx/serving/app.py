@@ -416,7 +416,7 @@ def create_app(
 #: Resource routers that live in modules of their own (monitoring, rollout, risk, ...):
 #: each module exposes ``router = fastapi.APIRouter()`` and may import the helpers of this
 #: module (``require``, ``_ctx``, ``_json``, ``ApiError``). Add a module here to mount it.
-ROUTER_MODULES: tuple[str, ...] = ()
+ROUTER_MODULES: tuple[str, ...] = ("bqx.serving.decision_api",)
 
 
 def _include_routers(app: FastAPI) -> None:
@@ -560,6 +560,13 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
             return svc.predict(body.pair, body.timestamp, key_id=key_id, started=t0)
 
         pred = await run_in_threadpool(call) if svc.needs_io(body.pair, body.timestamp) else call()
+        if body.risk_check:  # bqx.decision.risk: the trade the signal implies, sized
+            from bqx.serving.decision_api import predict_risk
+
+            return _json(
+                200,
+                {**pred.as_dict(), "risk": await run_in_threadpool(predict_risk, request, pred)},
+            )
         return _json(200, pred.as_dict())
 
     @app.post(

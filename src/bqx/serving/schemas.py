@@ -38,6 +38,9 @@ class PredictRequest(_Strict):
         examples=["2024-01-05T13:40:00Z"],
         description="Predict at the pair's last bar at or before this time (default: newest bar)",
     )
+    risk_check: bool = Field(
+        False, description="Add a pre-trade risk check with a recommended quantity"
+    )
 
 
 class PredictResponse(BaseModel):

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, keys, promotions
+from bqx.state import alerts, decisions, keys, positions, promotions
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -60,6 +60,7 @@ from bqx.state.decisions import (
     new_decision_id,
 )
 from bqx.state.keys import ROLES, KeysMixin
+from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
     PromotionAction,
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts)
+FAMILIES = (keys, decisions, promotions, alerts, positions)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -82,6 +83,8 @@ __all__ = [
     "SEVERITIES",
     "AlertResult",
     "DecisionLogWriter",
+    "Portfolio",
+    "PortfolioInputError",
     "PromotionAction",
     "StateDB",
     "StateError",
@@ -97,7 +100,7 @@ __all__ = [
 ]
 
 
-class StateDB(KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, StateBase):
+class StateDB(KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, PositionsMixin, StateBase):
     """The state database. Thread-safe; one engine per process (fork-safe).
 
     ``prefix`` prefixes every table and index name (tests sharing one PostgreSQL database

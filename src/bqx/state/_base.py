@@ -126,6 +126,8 @@ class Tables:
     decisions: sa.Table
     promotions: sa.Table
     alerts: sa.Table
+    positions: sa.Table
+    account: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
