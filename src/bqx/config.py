@@ -163,6 +163,15 @@ class RiskSettings(BaseModel):
     var_window_bars: int = Field(5 * 1440, ge=100)
 
 
+class ForensicsSettings(BaseModel):
+    """Per-decision explanations (bqx.decision.forensics)."""
+
+    #: explanations older than this are deleted by ``bqx forensics purge``
+    retention_days: float = Field(90.0, gt=0)
+    #: seconds the worker waits when nothing is pending
+    poll_s: float = Field(1.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -195,6 +204,7 @@ class Settings(BaseSettings):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     regime: RegimeSettings = Field(default_factory=RegimeSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    forensics: ForensicsSettings = Field(default_factory=ForensicsSettings)
 
     @classmethod
     def settings_customise_sources(

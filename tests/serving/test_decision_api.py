@@ -118,3 +118,38 @@ def test_predict_with_risk_check(client, keys):
     assert risk["recommended_quantity"] >= 0
     if r.json()["signal"] != "HOLD":
         assert risk["recommended_quantity"] == risk["allowed_quantity"]
+
+
+def test_forensics_worker_follows_the_decision_log(client, keys, settings):
+    from bqx.decision.forensics import ForensicsWorker
+
+    rd = hdr(keys["reader"])
+    ids = []
+    for pair in ("EURUSD", "USDJPY", "EURUSD"):
+        r = client.post("/v1/predict", json={"pair": pair}, headers=rd)
+        assert r.status_code == 200
+        ids.append(r.json()["decision_id"])
+    svc = client.app.state.ctx.service
+    svc.flush()
+    assert client.get(f"/v1/forensics/{ids[0]}", headers=rd).status_code == 202
+    assert client.get("/v1/forensics/no-such-id", headers=rd).status_code == 404
+    # the worker was "down" while the decisions were made: it catches up, once
+    res = ForensicsWorker(settings, state=svc.state).run_once()
+    assert res["explained"] >= 3 and res["failed"] == 0
+    assert ForensicsWorker(settings, state=svc.state).run_once()["explained"] == 0
+    for i in ids:
+        r = client.get(f"/v1/forensics/{i}", headers=rd)
+        assert r.status_code == 200
+        ex = r.json()["explanation"]
+        assert ex["additive"] and ex["feature_hash_match"] is True
+        assert ex["additivity_error"] < 1e-6
+
+
+def test_predict_explain_is_synchronous_and_stored(client, keys):
+    rd = hdr(keys["reader"])
+    r = client.post("/v1/predict", json={"pair": "GBPUSD", "explain": True}, headers=rd)
+    assert r.status_code == 200, r.text
+    ex = r.json()["explanation"]
+    assert ex["additive"] and ex["model_output"] == pytest.approx(r.json()["prediction"])
+    got = client.get(f"/v1/forensics/{r.json()['decision_id']}", headers=rd)
+    assert got.status_code == 200

@@ -28,6 +28,7 @@ def _register_optional() -> None:
         ("bqx.cli.serve_cmd", None),
         ("bqx.cli.keys_cmd", "keys"),
         ("bqx.cli.backtest_cmd", None),
+        ("bqx.cli.forensics_cmd", "forensics"),
     ):
         try:
             m = importlib.import_module(mod)

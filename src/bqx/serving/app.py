@@ -560,13 +560,11 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
             return svc.predict(body.pair, body.timestamp, key_id=key_id, started=t0)
 
         pred = await run_in_threadpool(call) if svc.needs_io(body.pair, body.timestamp) else call()
-        if body.risk_check:  # bqx.decision.risk: the trade the signal implies, sized
-            from bqx.serving.decision_api import predict_risk
+        if body.risk_check or body.explain:  # bqx.decision: risk check, SHAP explanation
+            from bqx.serving.decision_api import predict_extras
 
-            return _json(
-                200,
-                {**pred.as_dict(), "risk": await run_in_threadpool(predict_risk, request, pred)},
-            )
+            extras = await run_in_threadpool(predict_extras, request, pred, body)
+            return _json(200, {**pred.as_dict(), **extras})
         return _json(200, pred.as_dict())
 
     @app.post(

@@ -133,3 +133,61 @@ def predict_risk(request: Request, pred: Any) -> dict[str, Any] | None:
     except RiskInputError as e:
         return {"error": str(e), "field": e.field}
     return {"recommended_quantity": out["allowed_quantity"], "requested_quantity": q, **out}
+
+
+def predict_explain(request: Request, pred: Any) -> dict[str, Any]:
+    """``explain: true`` on predict: the explanation now (also stored, so the worker skips
+    this decision)."""
+    from bqx.decision.forensics import explain
+
+    svc = _ctx(request).service
+    fv = svc.features(pred.pair, pred.timestamp)
+    art = svc.model(pred.pair)
+    d = {
+        "decision_id": pred.decision_id,
+        "prediction": pred.prediction,
+        "feature_hash": pred.feature_hash,
+        "signal": pred.signal,
+        "request_time": None,
+        "asof_ts": pred.timestamp.isoformat(),
+        "key_id": request.scope.get("bqx.key_id"),
+        "extra": {"regime": pred.regime, "route": "/v1/predict"},
+    }
+    rec = explain(art, fv.values, decision=d, feature_hash=fv.hash)
+    if svc.log_decisions:
+        svc.state.save_forensics(pred.decision_id, rec)
+    return rec
+
+
+def predict_extras(request: Request, pred: Any, body: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if body.risk_check:
+        out["risk"] = predict_risk(request, pred)
+    if body.explain:
+        out["explanation"] = predict_explain(request, pred)
+    return out
+
+
+@router.get(
+    "/v1/forensics/{decision_id}", tags=["forensics"], dependencies=[Depends(require(Role.reader))]
+)
+async def get_forensics(decision_id: str, request: Request) -> Response:
+    """The explanation of a decision: 200; 202 with ``Retry-After`` while the worker has not
+    reached it; 404 for an unknown id."""
+    st = _ctx(request).service.state
+
+    def run() -> tuple[dict[str, Any] | None, bool]:
+        row = st.read_forensics(decision_id)
+        return row, (row is not None or st.decision_exists(decision_id))
+
+    row, known = await run_in_threadpool(run)
+    if row is not None:
+        return _json(200, row)
+    if known:
+        return _json(
+            202,
+            {"decision_id": decision_id, "status": "pending",
+             "detail": "the forensics worker has not explained this decision yet"},
+            headers={"Retry-After": "2"},
+        )  # fmt: skip
+    return _json(404, {"error": "not_found", "detail": f"unknown decision id {decision_id!r}"})

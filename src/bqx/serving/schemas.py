@@ -41,6 +41,7 @@ class PredictRequest(_Strict):
     risk_check: bool = Field(
         False, description="Add a pre-trade risk check with a recommended quantity"
     )
+    explain: bool = Field(False, description="Add the SHAP explanation (computed synchronously)")
 
 
 class PredictResponse(BaseModel):

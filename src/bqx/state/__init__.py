@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, keys, positions, promotions
+from bqx.state import alerts, decisions, forensics, keys, positions, promotions
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -59,6 +59,7 @@ from bqx.state.decisions import (
     DecisionsMixin,
     new_decision_id,
 )
+from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
 from bqx.state.promotions import (
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, positions)
+FAMILIES = (keys, decisions, promotions, alerts, positions, forensics)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -100,7 +101,15 @@ __all__ = [
 ]
 
 
-class StateDB(KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, PositionsMixin, StateBase):
+class StateDB(
+    KeysMixin,
+    DecisionsMixin,
+    PromotionsMixin,
+    AlertsMixin,
+    PositionsMixin,
+    ForensicsMixin,
+    StateBase,
+):
     """The state database. Thread-safe; one engine per process (fork-safe).
 
     ``prefix`` prefixes every table and index name (tests sharing one PostgreSQL database

@@ -128,6 +128,7 @@ class Tables:
     alerts: sa.Table
     positions: sa.Table
     account: sa.Table
+    forensics: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
