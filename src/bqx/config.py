@@ -172,6 +172,14 @@ class ForensicsSettings(BaseModel):
     poll_s: float = Field(1.0, gt=0)
 
 
+class EventsSettings(BaseModel):
+    """Event stream (bqx.events): decisions and lifecycle events to a broker when set."""
+
+    #: ``redis://host:port/db`` (Redis Streams); unset: no events are published
+    url: str | None = None
+    poll_s: float = Field(1.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -205,6 +213,7 @@ class Settings(BaseSettings):
     regime: RegimeSettings = Field(default_factory=RegimeSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     forensics: ForensicsSettings = Field(default_factory=ForensicsSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -29,6 +29,7 @@ def _register_optional() -> None:
         ("bqx.cli.keys_cmd", "keys"),
         ("bqx.cli.backtest_cmd", None),
         ("bqx.cli.forensics_cmd", "forensics"),
+        ("bqx.cli.events_cmd", "events"),
     ):
         try:
             m = importlib.import_module(mod)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, forensics, keys, positions, promotions
+from bqx.state import alerts, decisions, forensics, keys, outbox, positions, promotions
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -61,6 +61,7 @@ from bqx.state.decisions import (
 )
 from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
+from bqx.state.outbox import OutboxMixin
 from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, positions, forensics)
+FAMILIES = (keys, decisions, promotions, alerts, positions, forensics, outbox)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -108,6 +109,7 @@ class StateDB(
     AlertsMixin,
     PositionsMixin,
     ForensicsMixin,
+    OutboxMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

@@ -129,6 +129,7 @@ class Tables:
     positions: sa.Table
     account: sa.Table
     forensics: sa.Table
+    outbox: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
