@@ -48,6 +48,9 @@ class TrainSettings(BaseModel):
     approval_rule: Literal["beats_naive", "always", "never"] = "beats_naive"
     jobs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
     seed: int = 42
+    #: An existing Ray cluster (``host:6379``, ``auto`` or ``ray://host:10001``) for
+    #: ``--backend ray``; unset: a private local Ray (``RAY_ADDRESS`` is honoured too).
+    ray_address: str | None = None
 
 
 class ServeSettings(BaseModel):
@@ -180,6 +183,23 @@ class EventsSettings(BaseModel):
     poll_s: float = Field(1.0, gt=0)
 
 
+class ResilienceSettings(BaseModel):
+    """Behaviour during infrastructure outages (see docs/operations.md)."""
+
+    #: Decisions held in memory while the state database is down, before spilling to disk.
+    #: 0 = every failed batch goes straight to the fsync'd spill file (survives ``kill -9``).
+    decision_memory_rows: int = Field(1_000, ge=0)
+    #: Directory of the per-worker decision spill files (default ``<home>/spill``).
+    spill_dir: Path | None = None
+    #: Cap of the reconnect backoff (seconds): readiness recovers within about this much
+    #: after a database returns.
+    reconnect_max_s: float = Field(2.0, gt=0)
+    #: Seconds a request may wait for an API-key lookup in the state database.
+    auth_timeout_s: float = Field(2.0, gt=0)
+    #: Seconds ``/readyz`` waits for its checks before answering not ready.
+    ready_timeout_s: float = Field(3.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -214,6 +234,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     forensics: ForensicsSettings = Field(default_factory=ForensicsSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -304,7 +325,9 @@ class Settings(BaseSettings):
             "features_dir": str(self.features_dir),
             "interval_seconds": self.interval.total_seconds(),
         }
-        return d
+        from bqx.infra.redact import redact_tree
+
+        return redact_tree(d)  # passwords never reach a terminal (issue 18.16)
 
 
 def load_settings(**overrides: Any) -> Settings:

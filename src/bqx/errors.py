@@ -54,3 +54,7 @@ class ModelNotFoundError(BqxError):
 
 class RegistryError(BqxError):
     """A registry operation is not allowed (e.g. promoting a rejected version)."""
+
+
+class RegistryUnavailableError(BqxError):
+    """The model registry (MLflow) could not be reached or failed: not "model missing"."""

@@ -30,6 +30,7 @@ def _register_optional() -> None:
         ("bqx.cli.backtest_cmd", None),
         ("bqx.cli.forensics_cmd", "forensics"),
         ("bqx.cli.events_cmd", "events"),
+        ("bqx.cli.paper_cmd", "paper"),
     ):
         try:
             m = importlib.import_module(mod)

@@ -146,7 +146,11 @@ class ForensicsWorker:
 
     def explain_decision(self, d: dict[str, Any]) -> dict[str, Any]:
         art = self.model(d["pair"], str(d["model_version"]))
-        fv = self.service.features(d["pair"], d["asof_ts"])
+        # a request for time T sees the bars that CLOSED by T: ask for the as-of bar's close
+        asof = pd.Timestamp(d["asof_ts"])
+        fv = self.service.features(d["pair"], asof + pd.Timedelta(self.settings.interval))
+        if fv.asof != asof:
+            raise ForensicsError(f"the {d['pair']} bar at {asof.isoformat()} is not in the store")
         return explain(art, fv.values, decision=d, feature_hash=fv.hash)
 
     def run_once(self, batch: int = 200) -> dict[str, Any]:

@@ -57,6 +57,13 @@ from bqx.errors import (
 from bqx.serving.auth import ApiKeyError, ApiKeys, Principal, Role, extract_key
 from bqx.serving.metrics import ServiceMetrics, create_metrics, render_latest
 from bqx.serving.ratelimit import RateLimiter, make_limiter, retry_after_header
+from bqx.serving.resilience import (
+    bound_mlflow_retries,
+    outage_body,
+    outage_response,
+    ready_within,
+    verify_key,
+)
 from bqx.serving.schemas import (
     BarsRequest,
     BarsResponse,
@@ -128,6 +135,9 @@ def error_of(exc: BaseException) -> tuple[int, dict[str, Any]]:
         if exc.hint:
             body["hint"] = exc.hint
         return exc.status, body
+    outage = outage_body(exc)  # infrastructure: 503, generic text (details stay in logs)
+    if outage is not None:
+        return 503, outage
     status, code = 400, "bad_request"
     for typ, st, c in ERROR_STATUS:
         if isinstance(exc, typ):
@@ -198,7 +208,8 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
                 "create a key with `bqx keys create --role reader`",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = ctx.keys.verify(key)
+        # off the event loop on a cache miss, with a timeout (a hung database -> 503)
+        principal = await verify_key(ctx.keys, key, ctx.settings.resilience.auth_timeout_s)
         if principal is None:
             ctx.metrics.auth_failures.labels("invalid").inc()
             raise ApiError(
@@ -364,11 +375,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from bqx.state import open_state
 
+        bound_mlflow_retries()
         svc = service or PredictionService(s, metrics=metrics)
         if svc.metrics is None:
             svc.metrics = metrics
             svc.models.metrics = metrics
-        state = open_state(s)
+        state = open_state(s, tolerate_unreachable=True)  # start before the database
         keys = ApiKeys(state)
         limiter = make_limiter(s, on_error=lambda e: metrics.rate_limit_backend_errors.inc())
         app.state.ctx = AppContext(s, svc, keys, limiter, metrics)
@@ -449,8 +461,10 @@ def _install_errors(app: FastAPI) -> None:
         return _json(st, body, exc.headers)
 
     @app.exception_handler(BqxError)
-    async def _bqx_error(_r: Request, exc: BqxError) -> Response:
+    async def _bqx_error(r: Request, exc: BqxError) -> Response:
         st, body = error_of(exc)
+        if st == 503 and "component" in body:
+            return outage_response(r, exc, body)
         if st >= 500:
             log.error("server fault: %s", exc)
         return _json(st, body)
@@ -484,7 +498,10 @@ def _install_errors(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _fault(_r: Request, exc: Exception) -> Response:
+    async def _fault(r: Request, exc: Exception) -> Response:
+        outage = outage_body(exc)  # a connection error that escaped un-wrapped: 503
+        if outage is not None:
+            return outage_response(r, exc, outage)
         log.exception("unhandled error")
         return _json(
             500, {"error": "internal_error", "detail": "the server failed; the error was logged"}
@@ -520,7 +537,7 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
     async def readyz(request: Request) -> Response:
         """Store reachable, registry reachable and at least one production model."""
         ctx = _ctx(request)
-        out = await run_in_threadpool(ctx.service.ready)
+        out = await ready_within(ctx.service, ctx.settings.resilience.ready_timeout_s)
         # informational, never fails readiness: without Redis limits are per worker
         lim = ctx.limiter
         shared = getattr(lim, "shared", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -141,7 +142,7 @@ def predict_explain(request: Request, pred: Any) -> dict[str, Any]:
     from bqx.decision.forensics import explain
 
     svc = _ctx(request).service
-    fv = svc.features(pred.pair, pred.timestamp)
+    fv = svc.features(pred.pair, pred.timestamp + pd.Timedelta(svc.settings.interval))
     art = svc.model(pred.pair)
     d = {
         "decision_id": pred.decision_id,

@@ -41,7 +41,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, forensics, keys, outbox, positions, promotions
+from bqx.state import (
+    alerts,
+    decisions,
+    forensics,
+    keys,
+    outbox,
+    paper,
+    positions,
+    promotions,
+)
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -62,6 +71,7 @@ from bqx.state.decisions import (
 from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.outbox import OutboxMixin
+from bqx.state.paper import PaperMixin
 from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
@@ -75,7 +85,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, positions, forensics, outbox)
+FAMILIES = (keys, decisions, promotions, alerts, paper, positions, forensics, outbox)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -107,6 +117,7 @@ class StateDB(
     DecisionsMixin,
     PromotionsMixin,
     AlertsMixin,
+    PaperMixin,
     PositionsMixin,
     ForensicsMixin,
     OutboxMixin,
@@ -119,12 +130,17 @@ class StateDB(
     """
 
 
-def open_state(settings: Settings | None = None, *, url: str | None = None) -> StateDB:
-    """Open the state database named by ``url`` or ``settings.resolved_state_url``."""
+def open_state(
+    settings: Settings | None = None, *, url: str | None = None, tolerate_unreachable: bool = False
+) -> StateDB:
+    """Open the state database named by ``url`` or ``settings.resolved_state_url``.
+
+    ``tolerate_unreachable``: a server that starts before its database gets a StateDB that
+    creates its tables on first use (the API reports not ready meanwhile)."""
     if url is None:
         if settings is None:
             from bqx.config import load_settings
 
             settings = load_settings()
         url = settings.resolved_state_url
-    return StateDB(url)
+    return StateDB(url, tolerate_unreachable=tolerate_unreachable)
