@@ -30,12 +30,22 @@ def run(as_json: bool = JsonOpt) -> None:
 @handle_errors
 def worker(
     poll: float | None = typer.Option(None, "--poll", help="Seconds between empty polls."),
+    nice: int = typer.Option(
+        10,
+        "--nice",
+        help="Lower this process's CPU priority (0 = unchanged): on a host "
+        "shared with the API the explanations yield the CPU to requests.",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Follow the decision log continuously (Ctrl-C to stop); nothing is lost while down."""
+    import os
+
     from bqx.decision.forensics import ForensicsWorker
 
     s = settings()
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)
     if not as_json:
         console.print("forensics worker: following the decision log (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
