@@ -419,7 +419,13 @@ def fit_for_artifact(art: Any, settings: Any, store: Any = None) -> RegimeModel 
         panel = Panel.from_bars(bars, interval=settings.interval, max_ffill=settings.max_ffill_bars)
         j = panel.pairs.index(art.pair)
         rs = settings.regime
-        art.regime = fit_regime(panel.close[:, j], panel.ts, n_iter=rs.n_iter, restarts=rs.restarts)
+        art.regime = fit_regime(
+            panel.close[:, j],
+            panel.ts,
+            n_iter=rs.n_iter,
+            restarts=rs.restarts,
+            max_rows=rs.fit_rows,
+        )
     except Exception:
         log.warning("regime model not fitted for %s", art.pair, exc_info=True)
         art.regime = None
