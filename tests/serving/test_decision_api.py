@@ -44,6 +44,10 @@ def test_predict_carries_the_filtered_regime_and_logs_it(regime_client, keys, se
     log = svc.state.read_decisions(pair="EURUSD")
     extra = log.loc[log["decision_id"] == body["decision_id"], "extra"].iloc[0]
     assert extra["regime"]["state"] == reg["state"]
+    # the history endpoint ends with the same bar's probabilities
+    h = regime_client.get("/v1/regime/EURUSD?bars=30", headers=hdr(keys["reader"])).json()
+    assert len(h["history"]) == 30
+    assert h["history"][-1]["probabilities"] == pytest.approx(reg["probabilities"], abs=1e-9)
 
 
 def test_predict_without_regime_model_says_null(client, keys):

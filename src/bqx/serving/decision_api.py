@@ -93,8 +93,14 @@ async def post_positions(request: Request) -> Response:
     rm = risk_manager(request)
     pos = body.get("positions")
     if pos is not None and not (isinstance(pos, list) and all(isinstance(p, dict) for p in pos)):
-        return _json(422, {"error": "invalid_input", "detail": "positions must be a list of "
-                           "{pair, quantity, avg_price}", "field": "positions"})  # fmt: skip
+        return _json(
+            422,
+            {
+                "error": "invalid_input",
+                "detail": "positions must be a list of {pair, quantity, avg_price}",
+                "field": "positions",
+            },
+        )
 
     def run() -> dict[str, Any]:
         pf = rm.state.update_portfolio(
@@ -187,8 +193,42 @@ async def get_forensics(decision_id: str, request: Request) -> Response:
     if known:
         return _json(
             202,
-            {"decision_id": decision_id, "status": "pending",
-             "detail": "the forensics worker has not explained this decision yet"},
+            {
+                "decision_id": decision_id,
+                "status": "pending",
+                "detail": "the forensics worker has not explained this decision yet",
+            },
             headers={"Retry-After": "2"},
-        )  # fmt: skip
+        )
     return _json(404, {"error": "not_found", "detail": f"unknown decision id {decision_id!r}"})
+
+
+@router.get("/v1/regime/{pair}", tags=["regime"], dependencies=[Depends(require(Role.reader))])
+async def regime_history(pair: str, request: Request, bars: int = 240) -> Response:
+    """The pair's regime history: filtered probabilities at each of the last ``bars`` bars
+    (each computed from bars <= its own time), from the production model's regime model."""
+    from bqx.universe import normalize_pair
+
+    if not 1 <= bars <= 5000:
+        return _json(
+            422, {"error": "invalid_input", "detail": "bars must be in [1, 5000]", "field": "bars"}
+        )
+    svc = _ctx(request).service
+
+    def run() -> dict[str, Any]:
+        p = normalize_pair(pair)
+        model = getattr(svc.model(p), "regime", None)
+        if model is None:
+            return {"pair": p, "history": [], "detail": "the production model has no regime model"}
+        snap, _ = svc._snapshot_for(None)
+        panel = snap.panel
+        j = panel.pairs.index(p)
+        P = model.filter(panel.close[:, j], panel.ts)[-bars:]
+        ts = panel.ts[-bars:]
+        hist = []
+        for t, row in zip(ts, P, strict=True):
+            d = model.describe(row)
+            hist.append({"timestamp": pd.Timestamp(int(t), tz="UTC").isoformat(), **d})
+        return {"pair": p, "history": hist}
+
+    return _json(200, await run_in_threadpool(run))
