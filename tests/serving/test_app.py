@@ -36,6 +36,7 @@ PREDICT_FIELDS = {
     "feature_hash",
     "feature_cache_hit",
     "latency_ms",
+    "arm",  # which model answered (production unless a rollout or experiment runs)
 }
 
 

@@ -3,7 +3,8 @@
 Optuna distributes trials over every process that optimises the same study in the same RDB
 storage; here each task runs a share of the trials on the shared study (``optuna_url``:
 PostgreSQL on a cluster) with its own sampler seed, so parallel workers do not propose the
-same parameters. The driver creates the study first, and alone logs the best trial to MLflow.
+same parameters. The workers create the study (named by the data window they resolve: see
+:func:`bqx.training.tune.study_name`); the driver alone logs the best trial to MLflow.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ from typing import Any
 from bqx.cluster.executor import RAY_SETTING, Call, Executor
 from bqx.config import Settings
 from bqx.errors import BqxError, ConfigError
-from bqx.training.tune import TuneResult, study_name
+from bqx.training.tune import TuneResult
 from bqx.universe import normalize_pair
 
 
 def _tune_part(pair: str, data: dict[str, Any], model: str, trials: int, timeout: float | None,
-               start: Any, end: Any, seed: int) -> int:  # fmt: skip
-    """Runs in a worker: ``trials`` trials on the shared study; returns how many ran."""
+               start: Any, end: Any, seed: int) -> str:  # fmt: skip
+    """Runs in a worker: ``trials`` trials on the shared study; returns the study's name
+    (keyed by the data window the worker resolved, see :func:`study_name`)."""
     from bqx.training.tune import tune
 
     s = Settings.model_validate(data)
-    tune(pair, s, model=model, trials=trials, timeout=timeout, start=start, end=end,
-         n_jobs=1, seed=seed, log_to_mlflow=False)  # fmt: skip
-    return trials
+    res = tune(pair, s, model=model, trials=trials, timeout=timeout, start=start, end=end,
+               n_jobs=1, seed=seed, log_to_mlflow=False)  # fmt: skip
+    return res.study
 
 
 def tune_distributed(
@@ -60,14 +62,12 @@ def tune_distributed(
         )
     s.ensure_home()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = study_name(pair, model)
-    optuna.create_study(study_name=name, storage=storage, direction="maximize",
-                        load_if_exists=True)  # fmt: skip
     n = max(1, min(workers, trials))
     per = [trials // n + (1 if i < trials % n else 0) for i in range(n)]
     data = s.model_dump(mode="json")
     data["home"] = str(s.home.resolve())
     errors = []
+    names: set[str] = set()
     with ex:
         calls = [
             Call(_tune_part, (pair, data, model, k, timeout, start, end, seed + i), pair)
@@ -76,6 +76,23 @@ def tune_distributed(
         for d in ex.map(calls):
             if d.error:
                 errors.append(d.error)
+            elif d.value:
+                names.add(str(d.value))
+    if len(names) > 1:  # the workers resolved different data windows (bars arrived meanwhile)
+        raise BqxError(
+            f"tuning {pair}: workers tuned different data windows ({', '.join(sorted(names))})",
+            hint="pass --start/--end so every worker scores the same rows",
+        )
+    if not names:
+        raise BqxError(
+            f"tuning {pair}: no worker completed"
+            + (
+                f"; worker errors: {'; '.join(e.splitlines()[0] for e in errors[:3])}"
+                if errors
+                else ""
+            )
+        )
+    name = names.pop()
     study = optuna.load_study(study_name=name, storage=storage)
     states = [t.state for t in study.trials]
     if not any(st == optuna.trial.TrialState.COMPLETE for st in states):

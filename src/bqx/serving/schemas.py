@@ -76,6 +76,11 @@ class PredictResponse(BaseModel):
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    arm: str = Field(
+        "production",
+        description="Which model answered: production, or during a rollout candidate / "
+        "production, during an A/B experiment a / b",
+    )
 
 
 class BatchRequest(_Strict):

@@ -161,6 +161,9 @@ class Prediction:
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    #: which arm answered: "production" (no rollout), "candidate", or "a"/"b" (experiment)
+    arm: str | None = None
+    rollout_id: int | None = None
     available_at: pd.Timestamp | None = None  # the as-of bar's close: when it was known
     regime: dict[str, Any] | None = None  # bqx.decision.regime: filtered HMM posterior
 
@@ -188,6 +191,7 @@ class Prediction:
             "feature_hash": self.feature_hash,
             "feature_cache_hit": self.feature_cache_hit,
             "latency_ms": round(self.latency_ms, 3),
+            "arm": self.arm or "production",
             "regime": self.regime,
         }
 
@@ -292,6 +296,12 @@ class PredictionService:
         self._alias_checked = time.monotonic()
         self._ready_cache: tuple[float, dict[str, Any]] | None = None
         self._generation_seen = -1
+        self.router: Any = None
+        if live:
+            from bqx.rollout.routing import Router
+
+            self.router = Router(s, lambda: self.state, lambda: self.registry,
+                                 on_ended=self._reload_pairs)  # fmt: skip
         self.regime = RegimeTracker(s.regime, lambda: self.state)
         #: the last bar-cache load/refresh error (None after a success)
         self._bars_failure: BaseException | None = None
@@ -352,10 +362,17 @@ class PredictionService:
 
     def close(self) -> None:
         """Flush the decision log and release the store."""
+        if self.router is not None:
+            self.router.close()
         if self._writer is not None:
             self._writer.close()
         if self._store is not None:
             self._store.close()
+
+    def _reload_pairs(self, pairs: list[str]) -> None:
+        """A rollout ended: load the (possibly moved) production alias now."""
+        for p in pairs:
+            self.models.reload(p)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every decision submitted so far is written."""
@@ -380,6 +397,8 @@ class PredictionService:
         if now - self._alias_checked >= s.alias_ttl_s / 2:
             self._alias_checked = now
             out["models_changed"] = self.models.refresh_aliases()
+        if self.router is not None:
+            out["rollouts_changed"] = self.router.maybe_refresh()
         if self._writer is not None:
             from bqx.serving.resilience import update_metrics
 
@@ -593,7 +612,12 @@ class PredictionService:
         req = parse_timestamp(timestamp)
         fv = self.features(pair, req)
         art = self.model(pair)
-        core = self._core(fv, art)
+        sel = self.router.select(pair, key_id) if self.router is not None else None
+        arm = None
+        if sel is None:
+            core = self._core(fv, art)
+        else:  # a rollout or experiment: the router picks the arm (bqx.rollout.routing)
+            core, art, arm = self.router.run(sel, fv, art, self._core)
         regime = self.regime.for_prediction(self, fv, art)
         pred = Prediction(
             decision_id=new_decision_id(),
@@ -614,11 +638,16 @@ class PredictionService:
             feature_hash=fv.hash,
             feature_cache_hit=fv.cache_hit,
             latency_ms=(time.perf_counter() - t0) * 1000.0,
+            arm=arm,
+            rollout_id=sel.route.rollout_id if sel is not None else None,
             regime=regime,
             available_at=fv.asof + pd.Timedelta(self.settings.interval),
         )
         if log and self.log_decisions:
             self._log(pred, key_id=key_id, request_time=request_time, source=source)
+            if sel is not None:
+                self.router.shadow(sel, pred, fv, self._core, lambda p: self._log(
+                    p, key_id=key_id, request_time=request_time, source="shadow"))  # fmt: skip
         if self.metrics is not None:
             self.metrics.observe_prediction(pair, pred.signal)
         return pred
@@ -688,6 +717,8 @@ class PredictionService:
                 "requested_ts": (
                     pred.requested_timestamp.isoformat() if pred.requested_timestamp else None
                 ),
+                "arm": pred.arm or "production",
+                "rollout_id": pred.rollout_id,
                 "regime": pred.regime,
             },
         }

@@ -44,12 +44,15 @@ from typing import TYPE_CHECKING
 from bqx.state import (
     alerts,
     decisions,
+    experiments,
     forensics,
     keys,
+    leases,
     outbox,
     paper,
     positions,
     promotions,
+    rollouts,
 )
 from bqx.state._base import (
     StateBase,
@@ -68,8 +71,10 @@ from bqx.state.decisions import (
     DecisionsMixin,
     new_decision_id,
 )
+from bqx.state.experiments import ExperimentsMixin
 from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
+from bqx.state.leases import LeasesMixin
 from bqx.state.outbox import OutboxMixin
 from bqx.state.paper import PaperMixin
 from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
@@ -79,13 +84,26 @@ from bqx.state.promotions import (
     PromotionsMixin,
     current_actor,
 )
+from bqx.state.rollouts import RolloutExistsError, RolloutsMixin
 
 if TYPE_CHECKING:
     from bqx.config import Settings
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, paper, positions, forensics, outbox)
+FAMILIES = (
+    keys,
+    decisions,
+    promotions,
+    alerts,
+    paper,
+    leases,
+    rollouts,
+    experiments,
+    positions,
+    forensics,
+    outbox,
+)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -98,6 +116,7 @@ __all__ = [
     "Portfolio",
     "PortfolioInputError",
     "PromotionAction",
+    "RolloutExistsError",
     "StateDB",
     "StateError",
     "Tables",
@@ -117,6 +136,9 @@ class StateDB(
     DecisionsMixin,
     PromotionsMixin,
     AlertsMixin,
+    LeasesMixin,
+    RolloutsMixin,
+    ExperimentsMixin,
     PaperMixin,
     PositionsMixin,
     ForensicsMixin,

@@ -126,6 +126,13 @@ class Tables:
     decisions: sa.Table
     promotions: sa.Table
     alerts: sa.Table
+    leases: sa.Table
+    ops_triggers: sa.Table
+    ops_tasks: sa.Table
+    rollouts: sa.Table
+    rollout_events: sa.Table
+    rollout_health: sa.Table
+    experiments: sa.Table
     paper_sessions: sa.Table
     paper_trades: sa.Table
     paper_equity: sa.Table
