@@ -148,7 +148,15 @@ class ForensicsWorker:
         art = self.model(d["pair"], str(d["model_version"]))
         # a request for time T sees the bars that CLOSED by T: ask for the as-of bar's close
         asof = pd.Timestamp(d["asof_ts"])
-        fv = self.service.features(d["pair"], asof + pd.Timedelta(self.settings.interval))
+        t = asof + pd.Timedelta(self.settings.interval)
+        # serving computes only the columns the version reads (hash of that vector); a
+        # decision answered with every column (e.g. during a rollout) hashes the full one
+        fv = self.service.features(d["pair"], t, only=getattr(art, "needed_columns", None))
+        logged = d.get("feature_hash")
+        if logged and fv.hash != logged:
+            full = self.service.features(d["pair"], t)
+            if full.hash == logged:
+                fv = full
         if fv.asof != asof:
             raise ForensicsError(f"the {d['pair']} bar at {asof.isoformat()} is not in the store")
         return explain(art, fv.values, decision=d, feature_hash=fv.hash)

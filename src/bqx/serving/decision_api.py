@@ -148,8 +148,9 @@ def predict_explain(request: Request, pred: Any) -> dict[str, Any]:
     from bqx.decision.forensics import explain
 
     svc = _ctx(request).service
-    fv = svc.features(pred.pair, pred.timestamp + pd.Timedelta(svc.settings.interval))
     art = svc.model(pred.pair)
+    t = pred.timestamp + pd.Timedelta(svc.settings.interval)
+    fv = svc.features(pred.pair, t, only=getattr(art, "needed_columns", None))
     d = {
         "decision_id": pred.decision_id,
         "prediction": pred.prediction,
