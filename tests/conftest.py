@@ -12,6 +12,10 @@ import pytest
 
 PG_URL = os.environ.get("BQX_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# the regime HMM fitted with every `train_pair` (bqx.decision.regime): one small EM restart
+# in the suite (also in `bqx` subprocesses); its own tests fit it explicitly
+os.environ.setdefault("BQX_REGIME__RESTARTS", "1")
+os.environ.setdefault("BQX_REGIME__FIT_ROWS", "1000")
 
 
 def _pg_reachable() -> str | None:

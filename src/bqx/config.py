@@ -203,6 +203,57 @@ class RolloutSettings(BaseModel):
     max_abs_prediction: float = Field(1.0, gt=0)
 
 
+class RegimeSettings(BaseModel):
+    """Regime detector (bqx.decision.regime): fitted with each model, served with each forecast."""
+
+    enabled: bool = True
+    #: scale signal strength by (1 - normalised regime entropy), floored at ``scale_floor``
+    scale_signal: bool = True
+    scale_floor: float = Field(0.0, ge=0, le=1)
+    #: alert when the entropy stays above this many bits (max log2(3) = 1.585) ...
+    entropy_alert_bits: float = Field(1.3, gt=0)
+    #: ... for this many minutes of bars
+    entropy_alert_minutes: float = Field(60.0, gt=0)
+    #: EM restarts (best likelihood wins), iterations per restart, and the most recent
+    #: training bars the HMM is fitted on (fit time grows linearly: ~1 s per 1,000 bars
+    #: per restart on a loaded 2-core machine)
+    restarts: int = Field(3, ge=1)
+    n_iter: int = Field(100, ge=100)
+    fit_rows: int = Field(5_000, ge=500)
+
+
+class RiskSettings(BaseModel):
+    """Portfolio limits of the risk manager (bqx.decision.risk; seed 003 defaults)."""
+
+    account_currency: str = "USD"
+    initial_cash: float = Field(1_000_000.0, gt=0)
+    max_position_frac: float = Field(0.25, gt=0)
+    max_currency_net_frac: float = Field(0.5, gt=0)
+    max_leverage: float = Field(1.5, gt=0)
+    max_daily_loss_frac: float = Field(0.02, gt=0)
+    max_var_frac: float = Field(0.02, gt=0)
+    var_level: float = Field(0.95, gt=0.5, lt=1)
+    #: bars of history for the covariance (1-day VaR scales 1-bar moments by bars per day)
+    var_window_bars: int = Field(5 * 1440, ge=100)
+
+
+class ForensicsSettings(BaseModel):
+    """Per-decision explanations (bqx.decision.forensics)."""
+
+    #: explanations older than this are deleted by ``bqx forensics purge``
+    retention_days: float = Field(90.0, gt=0)
+    #: seconds the worker waits when nothing is pending
+    poll_s: float = Field(1.0, gt=0)
+
+
+class EventsSettings(BaseModel):
+    """Event stream (bqx.events): decisions and lifecycle events to a broker when set."""
+
+    #: ``redis://host:port/db`` (Redis Streams); unset: no events are published
+    url: str | None = None
+    poll_s: float = Field(1.0, gt=0)
+
+
 class ResilienceSettings(BaseModel):
     """Behaviour during infrastructure outages (see docs/operations.md)."""
 
@@ -252,6 +303,10 @@ class Settings(BaseSettings):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    regime: RegimeSettings = Field(default_factory=RegimeSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    forensics: ForensicsSettings = Field(default_factory=ForensicsSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +96,59 @@ def test_target_definition_matches_spec(bars_small):
     r = F.target_series(bars_small, PAIR, target="return", horizon=15)
     assert abs(r.iloc[i] - (lc[i + 15] - lc[i])) < 1e-15
     assert y.iloc[-60:].isna().all() and y.iloc[:-60].notna().all()
+
+
+# --- filtered regime probabilities (bqx.decision.regime) -----------------------------------
+@pytest.fixture(scope="module")
+def regime_fit(bars_small):
+    from bqx.decision.regime import fit_regime
+
+    g = bars_small[bars_small["pair"] == PAIR]
+    close = g["close"].to_numpy()
+    ts = pd.DatetimeIndex(g["ts"]).asi8
+    model = fit_regime(close, ts, restarts=1, max_rows=2000)
+    return model, close, ts
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(i=st.integers(min_value=0, max_value=10_000), seed=st.integers(0, 2**31 - 1))
+def test_regime_probabilities_at_t_use_bars_up_to_t_only(regime_fit, i, seed):
+    """Filtered posteriors at t on data cut at t == those on the full data, and == those on
+    data whose bars after t were replaced (smoothed posteriors would fail both)."""
+    model, close, ts = regime_fit
+    t = i % len(close)
+    full = model.filter(close, ts)
+    cut = model.filter(close[: t + 1], ts[: t + 1])
+    assert np.array_equal(full[: t + 1], cut), "regime probability at or before t changed"
+    rng = np.random.default_rng(seed)
+    changed = close.copy()
+    changed[t + 1 :] *= np.exp(rng.normal(0, 0.01, len(close) - t - 1))
+    again = model.filter(changed, ts)
+    assert np.array_equal(full[: t + 1], again[: t + 1])
+    if t < len(close) - 2:  # the test can fail: later probabilities do move
+        assert not np.array_equal(full[t + 1 :], again[t + 1 :])
+    # the serving path (last bar only, fixed burn-in) gives the same number
+    assert np.allclose(model.at(close[: t + 1], ts[: t + 1]), full[t], atol=1e-9)
+
+
+def test_hmmlearn_smoothed_posteriors_would_look_ahead(regime_fit):
+    """Why we run our own forward pass: hmmlearn's predict_proba (smoothed) at t changes when
+    only bars after t change, the filtered value does not."""
+    from hmmlearn.hmm import GaussianHMM
+
+    from bqx.decision.regime import observations
+
+    model, close, ts = regime_fit
+    h = GaussianHMM(3, "full")
+    h.startprob_, h.transmat_ = model.start, model.transmat
+    h.means_, h.covars_ = model.means, model.covars
+    obs = observations(close, ts, model.window, model.season)
+    obs = obs[np.isfinite(obs).all(axis=1)]
+    t = len(obs) // 2
+    a = h.predict_proba(obs)[t]
+    b = h.predict_proba(obs[: t + 1])[t]
+    assert not np.allclose(a, b, atol=1e-6)

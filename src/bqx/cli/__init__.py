@@ -32,6 +32,8 @@ def _register_optional() -> None:
         ("bqx.cli.ops_cmd", None),
         ("bqx.cli.rollout_cmd", "rollout"),
         ("bqx.cli.experiments_cmd", "experiments"),
+        ("bqx.cli.forensics_cmd", "forensics"),
+        ("bqx.cli.events_cmd", "events"),
         ("bqx.cli.paper_cmd", "paper"),
     ):
         try:

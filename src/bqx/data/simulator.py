@@ -80,6 +80,7 @@ _SEASON_UTC = np.array(
      1.25, 1.50, 1.55, 1.40, 1.10, 0.85, 0.70, 0.60, 0.50, 0.40, 0.55, 0.65]
 )  # fmt: skip
 _REGIME_MULT = np.array([0.7, 1.0, 1.9])
+REGIME_NAMES = ("calm", "normal", "turbulent")
 _REGIME_HOURS = np.array([48.0, 72.0, 7.0])  # expected duration of calm / normal / turbulent
 _TRADING_MIN_PER_YEAR = 260 * 1440
 SIGNAL_SPAN = 240
@@ -96,6 +97,9 @@ class SimResult:
     kappa: float
     seed: int
     oracle_r2: dict[str, float] = field(default_factory=dict)
+    #: the true volatility regime of every bar (index ``ts``; 0 calm, 1 normal, 2 turbulent,
+    #: see :data:`REGIME_NAMES`), shared by all pairs: the truth a regime detector is scored on
+    regimes: pd.Series | None = None
 
     @property
     def oracle_r2_mean(self) -> float:
@@ -271,11 +275,14 @@ def generate(
     pair_rngs = [np.random.default_rng([seed, PAIRS.index(p)]) for p in plist]
 
     out_parts: list[pd.DataFrame] = []
+    reg_parts: list[np.ndarray] = []
     for c0 in range(0, n_total, CHUNK_BARS):
         idx = index[c0 : c0 + CHUNK_BARS]
         n = len(idx)
         season = _season(idx) if minutes < 60 * 24 else np.ones(n)
-        reg = _REGIME_MULT[regime.path(n)]
+        reg_ix = regime.path(n)
+        reg_parts.append(reg_ix)
+        reg = _REGIME_MULT[reg_ix]
         # log-OU stochastic volatility per currency
         eps_h = rng.normal(0, h_sd * np.sqrt(1 - phi_h**2), (n, ncur))
         if zi_h is None:
@@ -348,6 +355,7 @@ def generate(
     bars["high"] = np.maximum.reduce([bars["high"], bars["open"], bars["close"]])
     bars["low"] = np.minimum.reduce([bars["low"], bars["open"], bars["close"]])
     res = SimResult(bars=bars, signal_strength=float(signal_strength), kappa=kappa, seed=seed)
+    res.regimes = pd.Series(np.concatenate(reg_parts), index=index, name="regime")
     if signal_strength > 0:
         for p, g in bars.groupby("pair", sort=False):
             close = g["close"].to_numpy()

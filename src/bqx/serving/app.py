@@ -428,7 +428,11 @@ def create_app(
 #: Resource routers that live in modules of their own (monitoring, rollout, risk, ...):
 #: each module exposes ``router = fastapi.APIRouter()`` and may import the helpers of this
 #: module (``require``, ``_ctx``, ``_json``, ``ApiError``). Add a module here to mount it.
-ROUTER_MODULES: tuple[str, ...] = ("bqx.rollout.api", "bqx.monitoring.api")
+ROUTER_MODULES: tuple[str, ...] = (
+    "bqx.rollout.api",
+    "bqx.monitoring.api",
+    "bqx.serving.decision_api",
+)
 
 
 def _include_routers(app: FastAPI) -> None:
@@ -577,6 +581,11 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
             return svc.predict(body.pair, body.timestamp, key_id=key_id, started=t0)
 
         pred = await run_in_threadpool(call) if svc.needs_io(body.pair, body.timestamp) else call()
+        if body.risk_check or body.explain:  # bqx.decision: risk check, SHAP explanation
+            from bqx.serving.decision_api import predict_extras
+
+            extras = await run_in_threadpool(predict_extras, request, pred, body)
+            return _json(200, {**pred.as_dict(), **extras})
         return _json(200, pred.as_dict())
 
     @app.post(

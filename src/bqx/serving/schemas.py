@@ -44,6 +44,10 @@ class PredictRequest(_Strict):
         examples=["2024-01-05T13:40:00Z"],
         description="Predict at the pair's last bar closed by this time (default: newest bar)",
     )
+    risk_check: bool = Field(
+        False, description="Add a pre-trade risk check with a recommended quantity"
+    )
+    explain: bool = Field(False, description="Add the SHAP explanation (computed synchronously)")
 
 
 class PredictResponse(BaseModel):

@@ -51,6 +51,7 @@ import pandas as pd
 from bqx.calendar import TimestampRangeError, to_utc
 from bqx.config import Settings, load_settings
 from bqx.data.bars import normalize_bars
+from bqx.decision.regime import RegimeTracker
 from bqx.errors import (
     BqxError,
     DataValidationError,
@@ -177,6 +178,7 @@ class Prediction:
     arm: str | None = None
     rollout_id: int | None = None
     available_at: pd.Timestamp | None = None  # the as-of bar's close: when it was known
+    regime: dict[str, Any] | None = None  # bqx.decision.regime: filtered HMM posterior
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (non-finite numbers become None): the API response body."""
@@ -203,6 +205,7 @@ class Prediction:
             "feature_cache_hit": self.feature_cache_hit,
             "latency_ms": round(self.latency_ms, 3),
             "arm": self.arm or "production",
+            "regime": self.regime,
         }
 
 
@@ -312,6 +315,7 @@ class PredictionService:
 
             self.router = Router(s, lambda: self.state, lambda: self.registry,
                                  on_ended=self._reload_pairs)  # fmt: skip
+        self.regime = RegimeTracker(s.regime, lambda: self.state)
         #: the last bar-cache load/refresh error (None after a success)
         self._bars_failure: BaseException | None = None
 
@@ -631,6 +635,7 @@ class PredictionService:
             core = self._core(fv, art)
         else:  # a rollout or experiment: the router picks the arm (bqx.rollout.routing)
             core, art, arm = self.router.run(sel, fv, art, self._core)
+        regime = self.regime.for_prediction(self, fv, art)
         pred = Prediction(
             decision_id=new_decision_id(),
             pair=pair,
@@ -641,7 +646,7 @@ class PredictionService:
             interval=(core.lo, core.hi),
             confidence_level=float(art.conformal.level),
             signal=core.signal.signal,
-            signal_strength=core.signal.strength,
+            signal_strength=self.regime.scale(core.signal.strength, regime),
             signal_reason=core.signal.reason,
             threshold=core.signal.threshold,
             features_used=len(art.features),
@@ -652,6 +657,7 @@ class PredictionService:
             latency_ms=(time.perf_counter() - t0) * 1000.0,
             arm=arm,
             rollout_id=sel.route.rollout_id if sel is not None else None,
+            regime=regime,
             available_at=fv.asof + pd.Timedelta(self.settings.interval),
         )
         if log and self.log_decisions:
@@ -730,6 +736,7 @@ class PredictionService:
                 ),
                 "arm": pred.arm or "production",
                 "rollout_id": pred.rollout_id,
+                "regime": pred.regime,
             },
         }
 

@@ -45,10 +45,13 @@ from bqx.state import (
     alerts,
     decisions,
     experiments,
+    forensics,
     keys,
     leases,
     notices,
+    outbox,
     paper,
+    positions,
     promotions,
     rollouts,
 )
@@ -70,10 +73,13 @@ from bqx.state.decisions import (
     new_decision_id,
 )
 from bqx.state.experiments import ExperimentsMixin
+from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
 from bqx.state.notices import NoticesMixin
+from bqx.state.outbox import OutboxMixin
 from bqx.state.paper import PaperMixin
+from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
     PromotionAction,
@@ -87,7 +93,20 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, paper, leases, rollouts, experiments, notices)
+FAMILIES = (
+    keys,
+    decisions,
+    promotions,
+    alerts,
+    paper,
+    leases,
+    rollouts,
+    experiments,
+    positions,
+    forensics,
+    outbox,
+    notices,
+)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -97,6 +116,8 @@ __all__ = [
     "SEVERITIES",
     "AlertResult",
     "DecisionLogWriter",
+    "Portfolio",
+    "PortfolioInputError",
     "PromotionAction",
     "RolloutExistsError",
     "StateDB",
@@ -123,6 +144,9 @@ class StateDB(
     ExperimentsMixin,
     PaperMixin,
     NoticesMixin,
+    PositionsMixin,
+    ForensicsMixin,
+    OutboxMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

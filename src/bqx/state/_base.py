@@ -137,6 +137,10 @@ class Tables:
     paper_trades: sa.Table
     paper_equity: sa.Table
     alert_notices: sa.Table
+    positions: sa.Table
+    account: sa.Table
+    forensics: sa.Table
+    outbox: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata

@@ -35,6 +35,8 @@ class ModelArtifact:
     selection: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").isoformat())
     version: str | None = None  # registry version, set when loaded from the registry
+    #: bqx.decision.regime.RegimeModel fitted on the training segment (None: not fitted)
+    regime: Any = None
     _fast: Any = field(default=None, repr=False, compare=False)
 
     # ---- prediction --------------------------------------------------------------------

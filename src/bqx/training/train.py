@@ -238,4 +238,9 @@ def train_pair(
     """Read the pair's candidates from the feature store and train (see :func:`train_frame`)."""
     s = settings or load_settings()
     df = load_training_frame(normalize_pair(pair), s, start, end)
-    return train_frame(pair, df, s, model=model, params=params, n_jobs=n_jobs)
+    res = train_frame(pair, df, s, model=model, params=params, n_jobs=n_jobs)
+    if s.regime.enabled:
+        from bqx.decision.regime import fit_for_artifact
+
+        fit_for_artifact(res.artifact, s)
+    return res

@@ -1,0 +1,196 @@
+"""Forensics: why the model said what it said, for every decision, computed off the request path.
+
+For a logged decision the worker recomputes the candidate vector at the decision's as-of bar
+from the bar store, checks its hash against the logged ``feature_hash`` (the audit proof
+that the explanation is of the same input), loads the exact model version, and explains the
+forecast with ``shap``: TreeExplainer for forests and boosted trees (rf, lightgbm, xgboost),
+the linear explainer for ridge. The SHAP values are of the SELECTED features after the
+pipeline's scaling (the model's own inputs) and add up, with the base value, to the model
+output; the additivity error is stored (must be < 1e-6, in target units).
+
+The decision log is the outbox (:mod:`bqx.state.forensics`): ``bqx forensics run`` explains
+what is pending once, ``bqx forensics worker`` follows continuously.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bqx.errors import BqxError
+
+log = logging.getLogger(__name__)
+
+ADDITIVITY_TOL = 1e-6
+
+
+class ForensicsError(BqxError):
+    """A decision cannot be explained."""
+
+
+def _final(art: Any) -> tuple[list[Any], Any]:
+    """(transformers, final estimator) of the artifact's pipeline, flattening a nested
+    Pipeline (ridge is wrapped with its own imputer)."""
+    from sklearn.pipeline import Pipeline
+
+    steps = [s for _, s in art.pipeline.steps]
+    while isinstance(steps[-1], Pipeline):
+        steps = steps[:-1] + [s for _, s in steps[-1].steps]
+    return steps[:-1], steps[-1]
+
+
+def _explainer(art: Any) -> Any:
+    """A cached shap explainer for the artifact's final estimator."""
+    ex = getattr(art, "_shap_explainer", None)
+    if ex is not None:
+        return ex
+    import shap
+
+    est = _final(art)[1]
+    if art.model == "ridge":
+        n = len(art.features)
+        ex = shap.LinearExplainer(est, shap.maskers.Independent(np.zeros((1, n))))
+    else:
+        ex = shap.TreeExplainer(est)
+    art._shap_explainer = ex
+    return ex
+
+
+def shap_values(art: Any, x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(SHAP values of the selected features, base value, model output) for one candidate
+    vector ``x`` (``art.all_columns`` order)."""
+    X: Any = pd.DataFrame(np.asarray(x, dtype=np.float64)[None, :], columns=art.all_columns)
+    transformers, est = _final(art)
+    for tr in transformers:
+        X = tr.transform(X)
+    Xt = np.asarray(X, dtype=np.float64)
+    ex = _explainer(art)
+    if art.model == "ridge":
+        sv = np.asarray(ex.shap_values(Xt), dtype=np.float64).reshape(-1)
+    else:
+        sv = np.asarray(ex.shap_values(Xt, check_additivity=False), dtype=np.float64).reshape(-1)
+    base = float(np.asarray(ex.expected_value).reshape(-1)[0])
+    out = float(np.asarray(est.predict(Xt)).reshape(-1)[0])
+    return sv, base, out
+
+
+def explain(
+    art: Any,
+    x: np.ndarray,
+    *,
+    decision: dict[str, Any] | None = None,
+    feature_hash: str | None = None,
+    top: int | None = None,
+) -> dict[str, Any]:
+    """The explanation record of one decision (JSON-ready)."""
+    t0 = time.perf_counter()
+    sv, base, out = shap_values(art, x)
+    err = abs(base + float(sv.sum()) - out)
+    order = np.argsort(-np.abs(sv))
+    if top is not None:
+        order = order[:top]
+    d = decision or {}
+    extra = d.get("extra") or {}
+    logged_hash = d.get("feature_hash")
+    rec: dict[str, Any] = {
+        "decision_id": d.get("decision_id"),
+        "pair": art.pair,
+        "model": art.model,
+        "model_version": str(art.version),
+        "explainer": "linear" if art.model == "ridge" else "tree",
+        "base_value": base,
+        "model_output": out,
+        "prediction_logged": d.get("prediction"),
+        "additivity_error": err,
+        "additive": bool(err < ADDITIVITY_TOL),
+        "shap": [{"feature": art.features[i], "value": float(sv[i])} for i in order],
+        "feature_hash": feature_hash,
+        "feature_hash_logged": logged_hash,
+        "feature_hash_match": (feature_hash == logged_hash) if logged_hash else None,
+        "regime": extra.get("regime"),
+        "risk": extra.get("risk"),
+        "audit": {
+            "request_time": str(d.get("request_time")) if d.get("request_time") else None,
+            "asof_ts": str(d.get("asof_ts")) if d.get("asof_ts") else None,
+            "key_id": d.get("key_id"),
+            "route": extra.get("route") or extra.get("source"),
+            "arm": extra.get("arm"),
+            "signal": d.get("signal"),
+        },
+        "seconds": time.perf_counter() - t0,
+    }
+    return rec
+
+
+class ForensicsWorker:
+    """Explains pending decisions (the decision log is the outbox). Models are cached by
+    (pair, version); features are recomputed from the store with the serving code."""
+
+    def __init__(self, settings: Any, state: Any = None, service: Any = None) -> None:
+        from bqx.serving.service import PredictionService
+
+        self.settings = settings
+        self.service = service or PredictionService(settings, live=False, log_decisions=False)
+        self.state = state or self.service.state
+        self._models: dict[tuple[str, str], Any] = {}
+
+    def model(self, pair: str, version: str) -> Any:
+        key = (pair, version)
+        if key not in self._models:
+            self._models[key] = self.service.registry.load(pair, version=version)
+        return self._models[key]
+
+    def explain_decision(self, d: dict[str, Any]) -> dict[str, Any]:
+        art = self.model(d["pair"], str(d["model_version"]))
+        # a request for time T sees the bars that CLOSED by T: ask for the as-of bar's close
+        asof = pd.Timestamp(d["asof_ts"])
+        t = asof + pd.Timedelta(self.settings.interval)
+        # serving computes only the columns the version reads (hash of that vector); a
+        # decision answered with every column (e.g. during a rollout) hashes the full one
+        fv = self.service.features(d["pair"], t, only=getattr(art, "needed_columns", None))
+        logged = d.get("feature_hash")
+        if logged and fv.hash != logged:
+            full = self.service.features(d["pair"], t)
+            if full.hash == logged:
+                fv = full
+        if fv.asof != asof:
+            raise ForensicsError(f"the {d['pair']} bar at {asof.isoformat()} is not in the store")
+        return explain(art, fv.values, decision=d, feature_hash=fv.hash)
+
+    def run_once(self, batch: int = 200) -> dict[str, Any]:
+        """Explain everything pending now (in batches); returns counts and the rate."""
+        t0 = time.perf_counter()
+        done = failed = 0
+        while True:
+            rows = self.state.pending_forensics(batch)
+            if not rows:
+                break
+            for d in rows:
+                try:
+                    rec = self.explain_decision(d)
+                    self.state.save_forensics(d["decision_id"], rec)
+                    done += 1
+                except BqxError as e:  # e.g. bars or model version gone: record, move on
+                    self.state.save_forensics(d["decision_id"], None, error=str(e))
+                    failed += 1
+        sec = time.perf_counter() - t0
+        return {
+            "explained": done,
+            "failed": failed,
+            "seconds": sec,
+            "per_second": done / sec if sec > 0 and done else None,
+        }
+
+    def follow(self, poll_s: float = 1.0, stop: Any = None) -> None:
+        """Run until ``stop`` (a threading.Event) is set, polling the outbox."""
+        while stop is None or not stop.is_set():
+            res = self.run_once()
+            if not res["explained"] and not res["failed"]:
+                if stop is not None:
+                    stop.wait(poll_s)
+                else:
+                    time.sleep(poll_s)
