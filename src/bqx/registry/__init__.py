@@ -177,6 +177,8 @@ class Registry:
                     "\n".join(art.features) + "\n"
                 )
                 mlflow.log_artifacts(str(d), artifact_path="model")
+            if result.extra.get("baseline"):  # monitoring reference distribution
+                mlflow.log_dict(result.extra["baseline"], "baseline/baseline.json")
             source = f"{run.info.artifact_uri}/model"
             run_id = run.info.run_id
         name = model_name(pair)

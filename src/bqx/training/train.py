@@ -200,6 +200,9 @@ def train_frame(
         data_window=sp.bounds(idx),
         selection={**sel.summary(), "importances": sel.importances.head(200).round(8).to_dict()},
     )
+    from bqx.monitoring.baseline import baseline_from_training
+
+    base = baseline_from_training(X, list(sel.features), sp.train, sp.val, y, pva)
     total = time.perf_counter() - t0
     return TrainResult(
         pair=pair,
@@ -209,6 +212,7 @@ def train_frame(
         approval_reason=why,
         seconds={"selection": t_sel, "fit": t_fit, "total": total},
         rows={"train": len(sp.train), "val": len(sp.val), "test": len(sp.test), "gap": gap},
+        extra={"baseline": base},  # monitoring reference (bqx.monitoring.baseline)
     )
 
 
