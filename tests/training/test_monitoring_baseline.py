@@ -12,6 +12,7 @@ from bqx.monitoring.baseline import (
     PREDICTION,
     TARGET,
     BaselineMissingError,
+    baseline_status,
     column_baseline,
     load_baseline,
 )
@@ -46,3 +47,5 @@ def test_baseline_stored_with_version(signal_frame, tmp_path):
     v2 = reg.log_and_register(old)
     with pytest.raises(BaselineMissingError, match=f"bqx monitor baseline EURUSD {v2}"):
         load_baseline(reg, "EURUSD", v2)
+    assert baseline_status(reg, "EURUSD", v)["present"]
+    assert "bqx monitor baseline" in baseline_status(reg, "EURUSD", v2)["text"]

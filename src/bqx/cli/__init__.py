@@ -29,6 +29,7 @@ def _register_optional() -> None:
         ("bqx.cli.keys_cmd", "keys"),
         ("bqx.cli.backtest_cmd", None),
         ("bqx.cli.paper_cmd", "paper"),
+        ("bqx.cli.monitor_cmd", "monitor"),
     ):
         try:
             m = importlib.import_module(mod)

@@ -61,6 +61,9 @@ def show_cmd(
     info = reg.get(pair, version)
     art = reg.load(pair, version=info.version)
     d = {"version": info.as_dict(), "meta": art.meta()}
+    from bqx.monitoring.baseline import baseline_status
+
+    d["monitoring_baseline"] = baseline_status(reg, info.pair, info.version)
     if as_json:
         print_json(d)
         return
@@ -73,6 +76,7 @@ def show_cmd(
     rows = [{"segment": k, **m[k]} for k in ("train", "val", "test")]
     rows += [{"segment": f"naive {b} (test)", **v} for b, v in m["baselines_test"].items()]
     table(rows, title="metrics", columns=["segment", "n", "r2", "mae", "rmse", "da"])
+    console.print(f"monitoring baseline: {d['monitoring_baseline']['text']}")
     console.print(
         f"{len(art.features)} selected features: {', '.join(art.features[:20])}{' ...' if len(art.features) > 20 else ''}"
     )

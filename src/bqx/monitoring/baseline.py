@@ -194,3 +194,17 @@ def summary_rows(doc: Mapping[str, Any], limit: int | None = None) -> list[dict[
             }
         )
     return rows
+
+
+def baseline_status(registry: Registry, pair: str, version: str | int) -> dict[str, Any]:
+    """For ``bqx models show``: whether the version has a baseline, and a one-line summary."""
+    try:
+        doc = load_baseline(registry, pair, version)
+    except BaselineMissingError as e:
+        return {"present": False, "text": str(e)}
+    cols = doc.get("columns", {})
+    pred = cols.get(PREDICTION) or {}
+    text = f"{len(cols)} columns, {doc.get('bins')} bins"
+    if pred.get("std") is not None:
+        text += f"; prediction mean {pred['mean']:.3g} std {pred['std']:.3g}"
+    return {"present": True, "text": text, "columns": len(cols), "bins": doc.get("bins")}
