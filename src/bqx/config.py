@@ -150,6 +150,15 @@ class ResilienceSettings(BaseModel):
     ready_timeout_s: float = Field(3.0, gt=0)
 
 
+class MonitorSettings(BaseModel):
+    """Monitoring (``[monitor]``): input capture for drift (see bqx.monitoring)."""
+
+    #: Share of served decisions whose model inputs are captured (0 = off).
+    capture_rate: float = Field(1.0, ge=0, le=1)
+    #: Captured inputs older than this many days are purged by the monitoring pass.
+    capture_retention_days: float = Field(30, gt=0)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -181,6 +190,7 @@ class Settings(BaseSettings):
     signals: SignalSettings = Field(default_factory=SignalSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, keys, paper, promotions
+from bqx.state import alerts, captures, decisions, keys, paper, promotions
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -53,6 +53,7 @@ from bqx.state._base import (
     utcnow,
 )
 from bqx.state.alerts import SEVERITIES, AlertResult, AlertsMixin
+from bqx.state.captures import CapturesMixin, CaptureWriter
 from bqx.state.decisions import (
     DECISION_COLUMNS,
     DecisionLogWriter,
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, paper)
+FAMILIES = (keys, decisions, promotions, alerts, paper, captures)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -82,6 +83,8 @@ __all__ = [
     "ROLES",
     "SEVERITIES",
     "AlertResult",
+    "CaptureWriter",
+    "CapturesMixin",
     "DecisionLogWriter",
     "PromotionAction",
     "StateDB",
@@ -99,7 +102,7 @@ __all__ = [
 
 
 class StateDB(
-    KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, PaperMixin, StateBase
+    KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, PaperMixin, CapturesMixin, StateBase
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).
 

@@ -129,6 +129,7 @@ class Tables:
     paper_sessions: sa.Table
     paper_trades: sa.Table
     paper_equity: sa.Table
+    captures: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
