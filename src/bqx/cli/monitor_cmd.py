@@ -63,3 +63,64 @@ def mature_cmd(as_json: bool = JsonOpt) -> None:
         print_json(d)
         return
     table([{k: v for k, v in d.items() if k != "per_pair"}], title="maturation")
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(as_json: bool = JsonOpt) -> None:
+    """One pass: mature decisions, drift, quality, alerts, purge old captures."""
+    from bqx.monitoring import run_pass
+
+    rep = run_pass(settings())
+    if as_json:
+        print_json(rep)
+        return
+    table([{k: v for k, v in rep["mature"].items() if k != "per_pair"}], title="maturation")
+    _pairs_table(rep["pairs"])
+    console.print(
+        f"alerts raised: {len(rep['alerts']['raised'])}, resolved: "
+        f"{len(rep['alerts']['resolved'])}; captures purged: {rep['purged_captures']}"
+    )
+
+
+@app.command("status")
+@handle_errors
+def status_cmd(
+    pair: str | None = typer.Option(None, "--pair", help="Only this pair."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Drift and live quality per pair and model version (read-only)."""
+    from bqx.monitoring import monitor_reports
+    from bqx.registry import Registry
+    from bqx.state import open_state
+
+    s = settings()
+    rep = monitor_reports(open_state(s), Registry(s), pairs=[pair.upper()] if pair else None)
+    if as_json:
+        print_json(rep)
+        return
+    _pairs_table(rep)
+
+
+def _pairs_table(reports: dict) -> None:
+    rows = []
+    for pair, r in reports.items():
+        vers = set(r["drift"].get("versions", {})) | set(r["quality"].get("versions", {}))
+        for v in sorted(vers):
+            d = r["drift"].get("versions", {}).get(v) or {}
+            q = (r["quality"].get("versions", {}).get(v) or {}).get("1D") or {}
+            r2 = (q.get("metrics") or {}).get("r2") or {}
+            w = d.get("worst") or {}
+            rows.append(
+                {
+                    "pair": pair,
+                    "ver": v,
+                    "n_1d": q.get("n"),
+                    "r2_1d": r2.get("value"),
+                    "r2_se": r2.get("se"),
+                    "worst_kl": w.get("kl"),
+                    "drift_crit": d.get("critical"),
+                    "alert": "yes" if q.get("alert") else "",
+                }
+            )
+    table(rows, title="monitoring")
