@@ -57,26 +57,3 @@ def test_capture_off_and_sampling_and_purge(settings, tmp_path):
     n = len(st.read_captures())
     assert 450 < n < 750 and w.written == n and w.sampled_out == 2000 - n
     assert st.purge_captures(pd.Timestamp.now(tz="UTC") + pd.Timedelta("1s")) == n
-
-
-def test_monitor_pass_over_served_decisions(settings):
-    from bqx.monitoring import run_pass
-
-    svc = PredictionService(settings)
-    svc.start(prewarm=False)
-    times = pd.date_range("2024-01-03 08:00", periods=150, freq="7min", tz="UTC")
-    for t in times:
-        svc.predict("EURUSD", t)
-    svc.close()
-    now = pd.Timestamp("2024-01-04 03:00", tz="UTC")
-    rep = run_pass(settings, now=now)
-    assert rep["mature"]["matured"] == 150
-    d = rep["pairs"]["EURUSD"]["drift"]["versions"]["1"]
-    assert d["n"] == 150 and d["features"] and d["worst"]["kl"] is not None
-    q = rep["pairs"]["EURUSD"]["quality"]["versions"]["1"]["1D"]
-    assert q["n"] == 150 and q["metrics"]["r2"]["n_eff"] < 150
-    again = run_pass(settings, now=now)
-    assert again["mature"]["pending"] == 0
-    # captures are purged after the retention period
-    settings.monitor.capture_retention_days = 1e-9
-    assert run_pass(settings, now=pd.Timestamp.now(tz="UTC"))["purged_captures"] == 150

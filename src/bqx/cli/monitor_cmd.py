@@ -1,4 +1,4 @@
-"""``bqx monitor``: maturation of served decisions and training baselines."""
+"""``bqx monitor`` (run, baseline) and ``bqx alerts`` (list, resolve)."""
 
 from __future__ import annotations
 
@@ -6,121 +6,120 @@ import typer
 
 from bqx.cli._common import JsonOpt, console, handle_errors, print_json, settings, table
 
-app = typer.Typer(help="Monitoring: realised targets, baselines.", no_args_is_help=True)
-
-
-@app.command("baseline")
-@handle_errors
-def baseline_cmd(
-    pair: str,
-    version: str = typer.Argument(..., help="Model version (older versions lack a baseline)."),
-    show: bool = typer.Option(False, "--show", help="Only show the stored baseline."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Compute and store the monitoring baseline of a version (training stores it already).
-
-    Reads the version's training window from the feature store (`bqx features build`)."""
-    from bqx.monitoring.baseline import build_baseline_for_version, load_baseline, summary_rows
-    from bqx.registry import Registry
-
-    s = settings()
-    reg = Registry(s)
-    doc = (
-        load_baseline(reg, pair, version)
-        if show
-        else build_baseline_for_version(reg, pair, version, s)
-    )
-    if as_json:
-        print_json(doc)
-        return
-    console.print(
-        f"baseline of {pair} v{version}: {len(doc['columns'])} columns, {doc['bins']} bins"
-    )
-    table(
-        summary_rows(doc, 20),
-        title="baseline (first 20)",
-        columns=["column", "bins", "mean", "std", "missing"],
-    )
-
-
-@app.command("mature")
-@handle_errors
-def mature_cmd(as_json: bool = JsonOpt) -> None:
-    """Fill realised targets of decisions whose horizon has passed (incremental)."""
-    from bqx.data.store import open_store
-    from bqx.monitoring import mature
-    from bqx.state import open_state
-
-    s = settings()
-    state = open_state(s)
-    store = open_store(settings=s)
-    try:
-        rep = mature(state, store, s)
-    finally:
-        store.close()
-    d = rep.as_dict()
-    if as_json:
-        print_json(d)
-        return
-    table([{k: v for k, v in d.items() if k != "per_pair"}], title="maturation")
+app = typer.Typer(help="Monitoring: matured outcomes, live quality, drift baselines, alerts.")
+alerts_app = typer.Typer(help="Alerts raised by monitoring (de-duplicated by fingerprint).")
 
 
 @app.command("run")
 @handle_errors
-def run_cmd(as_json: bool = JsonOpt) -> None:
-    """One pass: mature decisions, drift, quality, alerts, purge old captures."""
-    from bqx.monitoring import run_pass
+def run(as_json: bool = JsonOpt) -> None:
+    """One pass: mature decisions, live quality per pair and version, alert rules."""
+    from bqx.monitoring import run_once
 
-    rep = run_pass(settings())
+    rep = run_once(settings())
     if as_json:
         print_json(rep)
         return
-    table([{k: v for k, v in rep["mature"].items() if k != "per_pair"}], title="maturation")
-    _pairs_table(rep["pairs"])
+    rows = [
+        {
+            "pair": r["pair"],
+            "ver": r["model_version"],
+            "win": r["window"],
+            "n": r["n"],
+            "R²": _fmt(r["metrics"]["r2"]),
+            "DA": _fmt(r["metrics"]["da"]),
+            "n_eff": round(r["metrics"]["r2"]["n_eff"] or 0),
+        }
+        for r in rep["quality"]["rows"]
+    ]
+    table(rows, title="Live quality")
+    m = rep["mature"] or {}
+    a = rep["alerts"] or {}
     console.print(
-        f"alerts raised: {len(rep['alerts']['raised'])}, resolved: "
-        f"{len(rep['alerts']['resolved'])}; captures purged: {rep['purged_captures']}"
+        f"matured {m.get('matured', 0)}/{m.get('pending', 0)} pending; "
+        f"alerts firing {len(a.get('firing', []))}, resolved {len(a.get('resolved', []))}; "
+        f"{rep['seconds']:.2f} s"
     )
 
 
-@app.command("status")
+def _fmt(d: dict) -> str:
+    from bqx.stats import Estimate
+
+    return Estimate.from_dict(d).fmt()
+
+
+@app.command("baseline")
 @handle_errors
-def status_cmd(
-    pair: str | None = typer.Option(None, "--pair", help="Only this pair."),
+def baseline(
+    pair: str = typer.Argument(..., help="Pair, e.g. EURUSD."),
+    version: str = typer.Argument(..., help="Registered version number."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Drift and live quality per pair and model version (read-only)."""
-    from bqx.monitoring import monitor_reports
+    """Compute and attach a baseline to a version registered without one."""
+    import numpy as np
+
+    from bqx.monitoring.baseline import save_baseline, training_baseline
     from bqx.registry import Registry
-    from bqx.state import open_state
+    from bqx.training.splits import chrono_split
+    from bqx.training.train import load_training_frame, prepare
 
     s = settings()
-    rep = monitor_reports(open_state(s), Registry(s), pairs=[pair.upper()] if pair else None)
+    reg = Registry(s)
+    art = reg.load(pair, version=version)
+    df = prepare(load_training_frame(pair, s))
+    sp = chrono_split(len(df), s.train.train_frac, s.train.val_frac, s.horizon + 1)
+    X = df.drop(columns=["target"]).iloc[sp.train]
+    y = df["target"].to_numpy(np.float64)[sp.train]
+    pred = np.asarray(art.pipeline.predict(X), np.float64)
+    b = training_baseline(X, list(art.features), pred, y)
+    save_baseline(reg, pair, version, b)
+    out = {"pair": pair, "version": version, "columns": len(b["columns"]), "rows": b["rows"]}
     if as_json:
-        print_json(rep)
+        print_json(out)
+    else:
+        console.print(
+            f"baseline for {pair} v{version}: {out['columns']} columns, {out['rows']} rows"
+        )
+
+
+@alerts_app.command("list")
+@handle_errors
+def list_(
+    open_only: bool = typer.Option(True, "--open/--all", help="Only open alerts."),
+    pair: str | None = typer.Option(None, "--pair", help="One pair."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Alerts, oldest first."""
+    from bqx.state import open_state
+
+    df = open_state(settings()).read_alerts(open_only=open_only, pair=pair)
+    rows = df.to_dict(orient="records")
+    if as_json:
+        print_json(rows)
         return
-    _pairs_table(rep)
+    table(
+        [{k: r[k] for k in ("id", "severity", "rule", "pair", "count", "message")} for r in rows],
+        title="Alerts",
+    )
 
 
-def _pairs_table(reports: dict) -> None:
-    rows = []
-    for pair, r in reports.items():
-        vers = set(r["drift"].get("versions", {})) | set(r["quality"].get("versions", {}))
-        for v in sorted(vers):
-            d = r["drift"].get("versions", {}).get(v) or {}
-            q = (r["quality"].get("versions", {}).get(v) or {}).get("1D") or {}
-            r2 = (q.get("metrics") or {}).get("r2") or {}
-            w = d.get("worst") or {}
-            rows.append(
-                {
-                    "pair": pair,
-                    "ver": v,
-                    "n_1d": q.get("n"),
-                    "r2_1d": r2.get("value"),
-                    "r2_se": r2.get("se"),
-                    "worst_kl": w.get("kl"),
-                    "drift_crit": d.get("critical"),
-                    "alert": "yes" if q.get("alert") else "",
-                }
-            )
-    table(rows, title="monitoring")
+@alerts_app.command("resolve")
+@handle_errors
+def resolve(
+    fingerprint: str = typer.Argument(..., help="The alert's fingerprint (see list)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Resolve an open alert by hand."""
+    from bqx.state import open_state
+
+    n = open_state(settings()).resolve_alert(fingerprint)
+    if as_json:
+        print_json({"fingerprint": fingerprint, "resolved": n})
+    else:
+        console.print(f"resolved {n} alert(s)")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``bqx monitor`` and ``bqx alerts`` to the root CLI."""
+    root.add_typer(app, name="monitor")
+    root.add_typer(alerts_app, name="alerts")

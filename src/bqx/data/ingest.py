@@ -171,6 +171,7 @@ class ValidationReport:
     issues: pd.DataFrame
     ok: bool
     missing_fields: list[str]
+    guessed: list[str] = field(default_factory=list)  # column guesses, in words
 
     @property
     def rows_rejected(self) -> int:
@@ -184,7 +185,7 @@ class ValidationReport:
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
             "missing_fields": list(self.missing_fields),
-            "notes": _notes(self.missing_fields),
+            "notes": self.guessed + _notes(self.missing_fields),
             **_issues_dict(self.issues),
         }
 
@@ -205,6 +206,7 @@ class IngestResult:
     missing_fields: list[str]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    guessed: list[str] = field(default_factory=list)  # column guesses, in words
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -216,7 +218,7 @@ class IngestResult:
             "upsert": self.upsert.as_dict(),
             "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
             "missing_fields": list(self.missing_fields),
-            "notes": _notes(self.missing_fields),
+            "notes": self.guessed + _notes(self.missing_fields),
             **_issues_dict(self.issues),
             "seconds": round(self.seconds, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -295,6 +297,7 @@ def validate_file(
         issues=issues,
         ok=not len(issues),
         missing_fields=src.missing_fields,
+        guessed=list(src.bars.attrs.get("guessed", [])),
     )
 
 
@@ -371,6 +374,7 @@ def ingest_file(
         missing_fields=src.missing_fields,
         seconds=time.perf_counter() - t0,
         timings=timings,
+        guessed=list(src.bars.attrs.get("guessed", [])),
     )
 
 
@@ -487,8 +491,61 @@ class _Text:
     data: bytes
 
 
-def _load_bytes(path: Path, what: str) -> bytes:
+#: longest line accepted in a text file (bytes). A bar is < 200 bytes; a longer line is not
+#: a bar file, and parsing one giant line is slow and memory-hungry (issue 18 reports a 50 MB
+#: single-line file taking 30 s and 2.9 GB), so it is refused after reading this much.
+MAX_LINE_BYTES = 1 << 20
+#: largest OANDA JSON document accepted (bytes): ``json.loads`` needs many times the file
+#: size in memory; the v20 API returns at most 5,000 candles (~1 MB) per response.
+MAX_JSON_BYTES = 256 << 20
+_CHUNK = 8 << 20
+
+
+def _check_line_lengths(path: Path, what: str, limit: int) -> None:
+    """Stream ``path`` in fixed chunks (constant memory) and stop at the first line longer than
+    ``limit`` bytes, with a clear error, before anything is parsed."""
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    line_no, run = 1, 0  # run: bytes of the current line so far
+    with path.open("rb") as f:
+        while n := f.readinto(buf):
+            nl = np.flatnonzero(np.frombuffer(view[:n], dtype=np.uint8) == 10)
+            if len(nl):
+                lens = np.diff(np.concatenate(([-1], nl)))
+                lens[0] += run
+                over = np.flatnonzero(lens - 1 > limit)
+                if len(over):
+                    _line_too_long(path, what, line_no + int(over[0]), limit)
+                line_no += len(nl)
+                run = n - 1 - int(nl[-1])
+            else:
+                run += n
+            if run > limit:
+                _line_too_long(path, what, line_no, limit)
+
+
+def _line_too_long(path: Path, what: str, line: int, limit: int) -> None:
+    raise DataValidationError(
+        f"{path.name}: line {line} is longer than {limit:,} bytes; a {what} file holds one "
+        "bar per line (is it another format, or missing its line breaks?)",
+        hint="check the file and --format; split it into lines of one record each",
+    )
+
+
+def _load_bytes(path: Path, what: str, *, document: bool = False) -> bytes:
+    """The file's bytes, after bounding what parsing them can cost: line length for text
+    formats (streamed check), total size for a one-document format (``document=True``)."""
     try:
+        if document:
+            size = path.stat().st_size
+            if size > MAX_JSON_BYTES:
+                raise DataValidationError(
+                    f"{path.name} is {size:,} bytes: larger than the {MAX_JSON_BYTES:,}-byte "
+                    "limit for one OANDA JSON document",
+                    hint="split it into one file per API response (<= 5,000 candles each)",
+                )
+        else:
+            _check_line_lengths(path, what, MAX_LINE_BYTES)
         data = path.read_bytes()
     except OSError as e:
         raise DataValidationError(f"cannot read {path}: {e}") from e
@@ -746,7 +803,9 @@ def _parse_strings(s: pd.Series, tz: str, fmt: str | None) -> pd.DatetimeIndex:
         retry = np.flatnonzero(np.asarray(idx.isna()) & s.notna().to_numpy(dtype=bool))
         if len(retry):
             sub = s.iloc[retry]
-            guess = guess_datetime_format(str(sub.iloc[0]))
+            first = str(sub.iloc[0])
+            # dotted dates (Dukascopy "05.03.2024 10:00:00.000") are day-first
+            guess = guess_datetime_format(first, dayfirst=bool(_DOTTED_DATE.match(first)))
             if guess is not None:
                 try:
                     got = as_ns(_to_datetime(sub, guess, tz))
@@ -941,6 +1000,8 @@ def _resolve_columns(
             if a in by_norm and by_norm[a] not in fields.values():
                 fields[k] = by_norm[a]
                 break
+    if "ts" not in fields and columns and _is_index_name(columns[0]):
+        fields["ts"] = columns[0]  # a pandas index written by to_csv()/to_parquet()
     time_col = None
     if (
         "ts" not in (mapping or {})
@@ -963,9 +1024,39 @@ def _resolve_columns(
     return fields, ts_format, time_col
 
 
+_INDEX_NAMES = re.compile(r"^(|unnamed: ?0|index|level 0)$")
+_DOTTED_DATE = re.compile(r"\s*\d{2}\.\d{2}\.\d{4}\b")
+_COMMA_DECIMAL = re.compile(r"^\s*-?\d+,\d+\s*$")
+
+
+def _is_index_name(name: str) -> bool:
+    return bool(_INDEX_NAMES.match(_norm_name(name)))
+
+
+def _guesses(
+    fields: Mapping[str, str], mapping: Mapping[str, str] | None, time_col: str | None
+) -> list[str]:
+    """What the reader guessed, in words (issue 15: it says what it guessed)."""
+    out = []
+    for k, col in fields.items():
+        if k in (mapping or {}) or col == k:
+            continue
+        if k == "ts" and time_col is not None:
+            out.append(f"guessed ts = {col!r} + ' ' + {time_col!r} (date and time columns)")
+        elif k == "ts" and _is_index_name(col):
+            out.append(f"guessed ts = the unnamed first column {col!r} (a pandas index)")
+        else:
+            out.append(f"guessed {k} = {col!r}")
+    return out
+
+
 def _floats(s: pd.Series | None, n: int) -> np.ndarray:
     if s is None:
         return np.full(n, np.nan)
+    if not pd.api.types.is_numeric_dtype(s):
+        sample = s.dropna().head(50).astype(str)
+        if len(sample) and sample.str.match(_COMMA_DECIMAL).all():
+            s = s.astype(str).str.replace(",", ".", regex=False)  # "1,0856" (comma decimals)
     return np.asarray(pd.to_numeric(s, errors="coerce"), dtype="float64")
 
 
@@ -1023,6 +1114,15 @@ def _from_table(
     values = {c: _floats(frame[fields[c]] if c in fields else None, n) for c in VALUE_COLUMNS}
     missing = [c for c in ("volume", "spread") if c not in fields]
     bars = _bars(pair, idx, values)
+    guessed = _guesses(fields, mapping, time_col)
+    if any(
+        not pd.api.types.is_numeric_dtype(frame[fields[c]])
+        and frame[fields[c]].dropna().head(50).astype(str).str.match(_COMMA_DECIMAL).all()
+        for c in VALUE_COLUMNS
+        if c in fields and len(frame)
+    ):
+        guessed.append("guessed comma decimals (1,0856 = 1.0856)")
+    bars.attrs["guessed"] = guessed
     return bars, _ts_issues(idx, why, rows, pair), missing
 
 
@@ -1038,6 +1138,8 @@ def _read_csv(
     cols = _split_header(head, sep)
     # keep the timestamp column(s) as text: parsing is ours (time zones, formats, epochs)
     ts_cols = [c for c in cols if _norm_name(c) in _ALIASES["ts"]]
+    if cols and _is_index_name(cols[0]):
+        ts_cols.append(cols[0])
     if mapping and "ts" in mapping:
         ts_cols.append(str(mapping["ts"]))
     text = _read_text(path, data, sep=sep, names=None, string_columns=ts_cols)
@@ -1087,7 +1189,11 @@ def _read_parquet(
 
 
 def _has_named_index(frame: pd.DataFrame) -> bool:
-    return any(n is not None for n in frame.index.names)
+    """A named index, or an unnamed DatetimeIndex (pandas ``to_parquet`` of a time series):
+    kept as a column, so the timestamps are not dropped."""
+    return any(n is not None for n in frame.index.names) or isinstance(
+        frame.index, pd.DatetimeIndex
+    )
 
 
 def _read_histdata(path: Path, fixed_pair: str | None) -> SourceFrame:
@@ -1179,7 +1285,7 @@ def _read_dukascopy(path: Path, fixed_pair: str | None) -> SourceFrame:
 
 
 def _read_oanda(path: Path, fixed_pair: str | None) -> SourceFrame:
-    data = _load_bytes(path, "OANDA JSON")
+    data = _load_bytes(path, "OANDA JSON", document=True)
     try:
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -1,150 +1,109 @@
-"""Maturation: fill ``decisions.realized_target`` once the target of a decision is known.
+"""Matured outcomes: fill ``decisions.realized_target`` once a decision's target is known.
 
-The target is computed by :func:`bqx.features.target_series` - the one definition training
-uses (the feature store computes it with the same ``_target`` on the same panel) - and is
-stored rounded through float32 exactly like the feature store, so a matured decision equals
-the training target bit for bit.
-
-A decision is *mature* when the bar grid reaches ``asof_ts + horizon`` bars. If the target is
-still NaN then (a data gap, exactly as in training) it is stored as NaN/NULL with
-``realized_at`` set, so it is never retried: the pass is incremental (only rows with
-``realized_at IS NULL`` are read) and idempotent (a second pass updates nothing).
+One definition of the target: :func:`bqx.features.pipeline.target_series`, the very
+function training labels come from, on the same trading-time grid (forward-fill limit
+and gap handling included). A decision whose horizon runs past the data, or across a gap
+that training treats as NaN, stays unmatured (NULL) and is retried on the next pass -
+so the step is incremental (only NULL rows are read) and idempotent (a second run finds
+nothing new to write and changes nothing).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
-from bqx.errors import NoDataError
-from bqx.features import target_series
-from bqx.features.pipeline import as_panel
+from bqx.features.pipeline import target_series
 
-if TYPE_CHECKING:
-    from bqx.config import Settings
-    from bqx.data.store import BarStore
-    from bqx.state import StateDB
-
-#: Bars of history read before the earliest pending decision (covers the fill policy).
-_HISTORY = timedelta(days=1)
-#: Slack after ``asof + horizon`` (weekends: the trading-time grid skips them).
-_SLACK = timedelta(days=4)
+log = logging.getLogger(__name__)
 
 
-@dataclass
-class MatureReport:
-    """What one maturation pass did (counts of decisions)."""
+@dataclass(frozen=True)
+class MatureResult:
+    """How many pending decisions were looked at, matured, and still wait per pair."""
 
-    pending: int = 0  # decisions without realized_at when the pass started
-    matured: int = 0  # realized_target set (finite)
-    matured_nan: int = 0  # horizon passed but target NaN (gap, as in training)
-    waiting: int = 0  # horizon not reached yet
-    skipped: int = 0  # no asof_ts / unusable row
-    per_pair: dict[str, int] = field(default_factory=dict)
+    pending: int
+    matured: int
+    waiting: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "pending": self.pending,
-            "matured": self.matured,
-            "matured_nan": self.matured_nan,
-            "waiting": self.waiting,
-            "skipped": self.skipped,
-            "per_pair": dict(self.per_pair),
-        }
+        return {"pending": self.pending, "matured": self.matured, "waiting": self.waiting}
 
 
-def pending_decisions(state: StateDB, pairs: list[str] | None = None) -> pd.DataFrame:
-    """Decisions not yet matured (``realized_at IS NULL``): id, pair, asof_ts, horizon."""
-    d = state.t.decisions
-    q = sa.select(d.c.decision_id, d.c.pair, d.c.asof_ts, d.c.horizon).where(
-        d.c.realized_at.is_(None)
-    )
-    if pairs:
-        q = q.where(d.c.pair.in_(pairs))
-    with state._read() as conn:
-        rows = conn.execute(q).all()
-    df = pd.DataFrame(rows, columns=["decision_id", "pair", "asof_ts", "horizon"])
-    if len(df):
-        df["asof_ts"] = pd.to_datetime(df["asof_ts"], utc=True)
-    return df
+def mature_frame(
+    decisions: pd.DataFrame,
+    bars: pd.DataFrame,
+    *,
+    target: str = "bqx",
+    max_ffill: int = 5,
+) -> pd.Series:
+    """Realised targets for ``decisions`` (index: decision_id; NaN = not yet known).
+
+    ``decisions`` needs columns decision_id, pair, asof_ts, horizon; ``bars`` is the long
+    bar frame (pair, ts, ...). Pure function: no database.
+    """
+    out = pd.Series(np.nan, index=decisions["decision_id"].astype(str), dtype=float)
+    if decisions.empty or bars.empty:
+        return out
+    for (pair, horizon), grp in decisions.groupby(["pair", "horizon"], sort=False):
+        pb = bars[bars["pair"] == pair]
+        if pb.empty:
+            continue
+        y = target_series(
+            pb, str(pair), horizon=int(str(horizon)), target=target, max_ffill=max_ffill
+        )
+        asof = pd.DatetimeIndex(pd.to_datetime(grp["asof_ts"], utc=True))
+        vals = y.reindex(asof).to_numpy()
+        ids = grp["decision_id"].astype(str).tolist()
+        out.loc[ids] = vals
+    return out
 
 
 def mature(
-    state: StateDB,
-    bars: BarStore,
-    settings: Settings,
+    state: Any,
+    store: Any,
     *,
     pairs: list[str] | None = None,
-    now: Any = None,
-) -> MatureReport:
-    """Fill realised targets of every decision whose horizon has passed.
+    target: str = "bqx",
+    max_ffill: int = 5,
+    at: Any = None,
+    limit: int = 1_000_000,
+) -> MatureResult:
+    """Fill ``realized_target`` for every pending decision whose target is now known.
 
-    ``bars``: the bar store the service reads. ``now`` stamps ``realized_at`` (default: now).
-    Returns counts; safe to call as often as wanted (incremental, idempotent).
+    ``state`` is a :class:`bqx.state.StateDB`, ``store`` a bar store with
+    ``read(pairs=..., start=..., end=...)`` returning the long bar frame. Only decisions
+    with a prediction, an ``asof_ts`` and a ``horizon`` and no realised target are read.
     """
-    rep = MatureReport()
-    pend = pending_decisions(state, pairs)
-    rep.pending = len(pend)
-    if not len(pend):
-        return rep
-    ok = pend["asof_ts"].notna()
-    rep.skipped = int((~ok).sum())
-    pend = pend[ok].copy()
-    if not len(pend):
-        return rep
-    pend["horizon"] = pend["horizon"].fillna(settings.horizon).astype(int)
-    interval = settings.interval
-    start = pend["asof_ts"].min() - _HISTORY
-    end = pend["asof_ts"].max() + interval * int(pend["horizon"].max()) + _SLACK
-    # all pairs, like the feature store: the grid is the union of every pair's timestamps
-    raw = bars.read(None, start, end)
-    if not len(raw):
-        rep.waiting = len(pend)
-        return rep
-    try:
-        panel = as_panel(raw, interval, settings.max_ffill_bars)
-    except NoDataError:
-        rep.waiting = len(pend)
-        return rep
-    n_grid = len(panel.ts)
-    values: list[tuple[str, float]] = []
-    for key, grp in pend.groupby(["pair", "horizon"], sort=True):
-        pair, h = str(key[0]), int(key[1])  # type: ignore[call-overload]
-        if pair not in panel.pairs:
-            rep.waiting += len(grp)
-            continue
-        y = target_series(
-            panel, pair, horizon=h, target=settings.target, max_ffill=settings.max_ffill_bars
+    d = state.t.decisions
+    import sqlalchemy as sa
+
+    q = (
+        sa.select(d.c.decision_id, d.c.pair, d.c.asof_ts, d.c.horizon)
+        .where(
+            d.c.realized_target.is_(None),
+            d.c.asof_ts.is_not(None),
+            d.c.horizon.is_not(None),
         )
-        # the feature store keeps targets as float32; training reads them back from there
-        y32 = y.to_numpy().astype(np.float32).astype(np.float64)
-        asof = grp["asof_ts"].dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").view("i8")
-        pos_grid = np.searchsorted(panel.ts, asof)
-        on_grid = (pos_grid < n_grid) & (panel.ts[np.minimum(pos_grid, n_grid - 1)] == asof)
-        reached = on_grid & (pos_grid + h < n_grid)
-        yi = pd.DatetimeIndex(y.index).asi8
-        k = np.searchsorted(yi, asof)
-        has_row = (k < len(yi)) & (yi[np.minimum(k, max(len(yi) - 1, 0))] == asof)
-        n_done = 0
-        for did, r, hr, kk in zip(grp["decision_id"], reached, has_row, k, strict=True):
-            if not r:
-                rep.waiting += 1
-                continue
-            v = float(y32[kk]) if hr else math.nan
-            values.append((str(did), v))
-            if math.isfinite(v):
-                rep.matured += 1
-            else:
-                rep.matured_nan += 1
-            n_done += 1
-        if n_done:
-            rep.per_pair[pair] = rep.per_pair.get(pair, 0) + n_done
-    for i in range(0, len(values), 5000):
-        state.set_realized(values[i : i + 5000], at=now)
-    return rep
+        .limit(limit)
+    )
+    if pairs:
+        q = q.where(d.c.pair.in_(list(pairs)))
+    with state._read() as conn:
+        rows = conn.execute(q).all()
+    if not rows:
+        return MatureResult(0, 0, {})
+    df = pd.DataFrame(rows, columns=["decision_id", "pair", "asof_ts", "horizon"])
+    df["asof_ts"] = pd.to_datetime(df["asof_ts"], utc=True)
+    need = sorted(df["pair"].unique())
+    start = df["asof_ts"].min() - pd.Timedelta(days=2)  # history for the target's grid
+    bars = store.read(pairs=need, start=start)
+    vals = mature_frame(df, bars, target=target, max_ffill=max_ffill)
+    ok = vals[np.isfinite(vals.to_numpy())]
+    n = state.set_realized(ok.to_dict(), at=at) if len(ok) else 0
+    waiting = df[~df["decision_id"].astype(str).isin(ok.index)].groupby("pair").size()
+    return MatureResult(len(df), int(n), {str(k): int(v) for k, v in waiting.items()})

@@ -1,138 +1,96 @@
-"""One monitoring pass: mature, drift, quality, alerts, purge (``bqx monitor run``).
+"""One monitoring pass: mature, live quality (R²-drop rule), alerts.
 
-Python API for the operator / rollout code::
-
-    from bqx.monitoring import run_pass
-    report = run_pass(settings)            # dict, JSON-ready
-
-Alerts go to the state DB's alerts table (fingerprint de-dup): ``drift:<pair>:v<version>``
-(warning/critical from the worst feature's KL) and ``quality_r2_drop:<pair>:v<version>``
-(critical). An open alert of these rules whose condition no longer holds is resolved.
-Notification delivery (webhook/SMTP) is not implemented yet.
+:func:`run_pass` is the entry point for ``bqx monitor run`` and the operator loop. A pass
+over an empty decision log returns an empty, valid report. Failures of a step are caught,
+reported in the report's ``errors`` and raised as a critical ``monitoring_failure`` alert
+(monitoring never dies of one bad pair).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from bqx.monitoring.baseline import BaselineMissingError
-from bqx.monitoring.drift import DriftConfig, drift_report
+from bqx.monitoring.alerts import AlertManager, Condition
 from bqx.monitoring.mature import mature
-from bqx.monitoring.quality import quality_report, reference_from_registry
+from bqx.monitoring.notifiers import LogNotifier, Notifier
+from bqx.monitoring.quality import quality_report
 
-if TYPE_CHECKING:
-    from bqx.config import Settings
-
-RULES = ("drift", "quality_r2_drop")
+log = logging.getLogger(__name__)
 
 
-def _active_pairs(state: Any, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
-    d = state.read_decisions(None, start, end, by="asof_ts")
-    return sorted(d["pair"].dropna().unique().tolist())
-
-
-def monitor_reports(
-    state: Any,
-    registry: Any,
-    *,
-    pairs: list[str] | None = None,
-    now: Any = None,
-    cfg: DriftConfig = DriftConfig(),
-) -> dict[str, Any]:
-    """Drift and quality per pair (read-only; ``bqx monitor status``)."""
-    end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
-    if end.tzinfo is None:
-        end = end.tz_localize("UTC")
-    pairs = pairs or _active_pairs(state, end - pd.Timedelta("7D"), end)
-    out: dict[str, Any] = {}
-    for pair in pairs:
+def test_metrics_by_version(registry: Any, pairs: list[str]) -> dict[str, dict[str, dict]]:
+    """``{pair: {version: {"r2": test R², "da": test DA}}}`` from the registry."""
+    out: dict[str, dict[str, dict]] = {}
+    for p in pairs:
         try:
-            drift: dict[str, Any] = drift_report(state, registry, pair, now=end, cfg=cfg)
-        except BaselineMissingError as e:
-            drift = {"pair": pair, "error": str(e), "versions": {}}
-        try:
-            ref = reference_from_registry(registry, pair)
-        except Exception:  # registry down or no model: quality without a reference
-            ref = {}
-        out[pair] = {"drift": drift, "quality": quality_report(state, pair, reference=ref, now=end)}
+            vs = registry.versions(p)
+        except Exception:
+            log.warning("registry unavailable for %s", p, exc_info=True)
+            continue
+        out[p] = {str(v.version): {"r2": v.test_r2, "da": v.test_da} for v in vs}
     return out
 
 
+def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condition]:
+    """One ``quality_r2_drop`` condition per (pair, version) over ``window``."""
+    conds = []
+    for r in report["rows"]:
+        if r["window"] != window:
+            continue
+        v = r["r2_drop"]
+        fp = f"quality_r2_drop:{r['pair']}:{r['model_version']}"
+        if v["drop"] is None:
+            continue
+        m = r["metrics"]["r2"]
+        msg = (
+            f"live R² {m['value']:.3f} (se {m['se']:.3f}, n_eff {m['n_eff']:.0f}) vs test "
+            f"{r['test'].get('r2', float('nan')):.3f}: drop {v['drop']:.3f}, "
+            + ("statistically significant" if v["significant"] else "within noise")
+        )
+        conds.append(Condition("quality_r2_drop", v["alert"], msg, "critical", r["pair"], fp))
+    return conds
+
+
 def run_pass(
-    settings: Settings,
-    *,
-    state: Any = None,
+    state: Any,
     store: Any = None,
     registry: Any = None,
-    pairs: list[str] | None = None,
+    *,
+    notifiers: list[Notifier] | None = None,
     now: Any = None,
-    cfg: DriftConfig = DriftConfig(),
+    lookback: pd.Timedelta = pd.Timedelta(days=8),
 ) -> dict[str, Any]:
-    """Mature decisions, compute drift + quality, raise/resolve alerts, purge old captures."""
-    from bqx.data.store import open_store
-    from bqx.registry import Registry
-    from bqx.state import open_state
-
+    """Mature pending decisions, compute live quality per (pair, version), evaluate
+    alert rules and deliver notices. Returns a JSON-ready report."""
     t0 = time.perf_counter()
-    state = state or open_state(settings)
-    registry = registry or Registry(settings)
-    own_store = store is None
-    store = store or open_store(settings=settings)
-    try:
-        mat = mature(state, store, settings, now=now)
-    finally:
-        if own_store:
-            store.close()
-    t_mature = time.perf_counter() - t0
-    reports = monitor_reports(state, registry, pairs=pairs, now=now, cfg=cfg)
-    firing: set[str] = set()
-    raised = []
-    for pair, rep in reports.items():
-        for ver, d in rep["drift"].get("versions", {}).items():
-            sev = "critical" if d["critical"] else "warning" if d["warning"] else None
-            if sev:
-                fp = f"drift:{pair}:v{ver}"
-                w = d["worst"]
-                msg = (
-                    f"{pair} v{ver}: {d['critical']} critical / {d['warning']} warning features;"
-                    f" worst {w['feature']} KL={w['kl']:.3f} PSI={w['psi']:.3f}"
-                )
-                state.raise_alert("drift", msg, severity=sev, pair=pair, fingerprint=fp, at=now)
-                firing.add(fp)
-                raised.append(fp)
-        for ver, wins in rep["quality"].get("versions", {}).items():
-            for q in wins.values():
-                if q.get("alert"):
-                    fp = f"quality_r2_drop:{pair}:v{ver}"
-                    a = q["alert"]
-                    state.raise_alert(
-                        "quality_r2_drop",
-                        a["text"],
-                        severity=a["severity"],
-                        pair=pair,
-                        fingerprint=fp,
-                        at=now,
-                    )
-                    firing.add(fp)
-                    raised.append(fp)
-                    break
-    resolved = []
-    open_ = state.read_alerts(open_only=True)
-    for fp, rule, pair in zip(open_["fingerprint"], open_["rule"], open_["pair"], strict=True):
-        if rule in RULES and fp not in firing and (pairs is None or pair in pairs):
-            state.resolve_alert(fp, at=now)
-            resolved.append(fp)
+    errors: list[str] = []
+    report: dict[str, Any] = {"mature": None, "quality": {"rows": []}, "alerts": None}
+    conds: list[Condition] = []
+    if store is not None:
+        try:
+            report["mature"] = mature(state, store).as_dict()
+        except Exception as e:
+            errors.append(f"mature: {type(e).__name__}: {e}")
     end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
-    if end.tzinfo is None:
-        end = end.tz_localize("UTC")
-    purged = state.purge_captures(end - pd.Timedelta(days=settings.monitor.capture_retention_days))
-    return {
-        "mature": mat.as_dict(),
-        "pairs": reports,
-        "alerts": {"raised": raised, "resolved": resolved},
-        "purged_captures": purged,
-        "seconds": {"mature": t_mature, "total": time.perf_counter() - t0},
-    }
+    dec = state.read_decisions(start=end - lookback, by="asof_ts")
+    if not dec.empty:
+        pairs = sorted(dec["pair"].unique())
+        tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}
+        tm = {v: m for p in tm_all.values() for v, m in p.items()}
+        rows = []
+        for p, g in dec.groupby("pair"):
+            rows += quality_report(g, now=end, test_metrics=tm_all.get(str(p), tm))["rows"]
+        report["quality"] = {"rows": rows}
+        conds += quality_conditions(report["quality"])
+    conds.append(
+        Condition("monitoring_failure", bool(errors), "; ".join(errors) or "ok", "critical")
+    )
+    am = AlertManager(state, notifiers if notifiers is not None else [LogNotifier()])
+    report["alerts"] = am.evaluate(conds, at=end)
+    report["errors"] = errors
+    report["seconds"] = time.perf_counter() - t0
+    return report

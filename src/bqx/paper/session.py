@@ -441,7 +441,11 @@ class PaperSession:
                 if missing is not None and time.monotonic() - missing[0] < self._no_model_ttl:
                     raise missing[1]
                 try:
-                    pred = svc.predict(pair, timestamp=ts, log=False, source="paper")
+                    # as of the bar's close: the API's historical timestamps select the
+                    # last bar that has *closed* by T, so asking at the close selects bar ts
+                    pred = svc.predict(
+                        pair, timestamp=ts + self.interval, log=False, source="paper"
+                    )
                 except ModelNotFoundError as e:
                     self._no_model[pair] = (time.monotonic(), e)
                     raise

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class Registry:
     def client(self) -> Any:
         if self._client is None:
             self.settings.ensure_home()
+            # with an MLflow server, runs print "View run ... at: http://..." on stdout,
+            # which would corrupt every --json output
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             import mlflow
             from mlflow import MlflowClient
 
@@ -115,7 +119,10 @@ class Registry:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(EXPERIMENT)
-            if exp is None:
+            if exp is None and self.uri.startswith(("http://", "https://")):
+                # an MLflow server proxies the artifacts (--serve-artifacts): no local path
+                self._experiment_id = self.client.create_experiment(EXPERIMENT)
+            elif exp is None:
                 root = self.settings.artifact_root.resolve()
                 root.mkdir(parents=True, exist_ok=True)
                 self._experiment_id = self.client.create_experiment(
@@ -176,6 +183,10 @@ class Registry:
                 (Path(tmp) / "model" / "selected_features.txt").write_text(
                     "\n".join(art.features) + "\n"
                 )
+                if result.extra.get("baseline"):  # monitoring drift reference (issue 12)
+                    from bqx.monitoring.baseline import write_baseline
+
+                    write_baseline(Path(tmp) / "model", result.extra["baseline"])
                 mlflow.log_artifacts(str(d), artifact_path="model")
             if result.extra.get("baseline"):  # monitoring reference distribution
                 mlflow.log_dict(result.extra["baseline"], "baseline/baseline.json")
@@ -222,6 +233,9 @@ class Registry:
 
     # ---- queries -----------------------------------------------------------------------
     def versions(self, pair: str | None = None) -> list[VersionInfo]:
+        fast = _fast_versions(self.uri, pair)  # no mlflow import (bqx.registry.sqlread)
+        if fast is not None:
+            return fast
         c = self.client
         flt = f"name = '{model_name(pair)}'" if pair else "name LIKE 'bqx-%'"
         out = []
@@ -245,6 +259,9 @@ class Registry:
         self, pair: str, version: str | int | None = None, alias: str | None = None
     ) -> VersionInfo:
         name = model_name(pair)
+        fast = _fast_get(self.uri, pair, version, alias)
+        if fast is not None:
+            return fast
         c = self.client
         try:
             if version is not None:
@@ -419,6 +436,32 @@ class Registry:
         art.version = info.version
         art.selection = {**art.selection, "load_seconds": time.perf_counter() - t0}
         return art
+
+
+def _fast_versions(uri: str, pair: str | None) -> list[VersionInfo] | None:
+    from types import SimpleNamespace
+
+    from bqx.registry import sqlread
+
+    rows = sqlread.versions(uri, [model_name(pair)] if pair else None)
+    if rows is None:
+        return None
+    out = [_info(SimpleNamespace(**{**r, "creation_timestamp": r["creation_time"]})) for r in rows]
+    return sorted(out, key=lambda i: (i.pair, int(i.version)))
+
+
+def _fast_get(
+    uri: str, pair: str, version: str | int | None, alias: str | None
+) -> VersionInfo | None:
+    """One version by number or alias from the tables; None when not found there (the MLflow
+    client then answers, with its own error)."""
+    infos = _fast_versions(uri, pair)
+    for i in infos or []:
+        if (version is not None and i.version == str(version)) or (
+            version is None and (alias or PRODUCTION) in i.aliases
+        ):
+            return i
+    return None
 
 
 def _raise_if_unavailable(e: BaseException, uri: str) -> None:

@@ -42,7 +42,7 @@ class PredictRequest(_Strict):
     timestamp: datetime | None = Field(
         None,
         examples=["2024-01-05T13:40:00Z"],
-        description="Predict at the pair's last bar at or before this time (default: newest bar)",
+        description="Predict at the pair's last bar closed by this time (default: newest bar)",
     )
 
 
@@ -51,6 +51,11 @@ class PredictResponse(BaseModel):
     pair: str
     timestamp: str = Field(description="The as-of bar (its open time, UTC)")
     requested_timestamp: str | None
+    available_at: str | None = Field(
+        None,
+        description="The as-of bar's close (UTC): the forecast uses no information after it. "
+        "For a requested timestamp T it is <= T (bars that had closed by T)",
+    )
     horizon_minutes: float
     prediction: float | None = Field(
         description="Forecast target in return units (0.0005 ≈ 5 pips)"
@@ -67,6 +72,11 @@ class PredictResponse(BaseModel):
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    arm: str = Field(
+        "production",
+        description="Which model answered: production, or during a rollout candidate / "
+        "production, during an A/B experiment a / b",
+    )
 
 
 class BatchRequest(_Strict):

@@ -3,8 +3,10 @@
 
 A prediction for ``(pair, timestamp)``:
 
-1. **Bars**: the as-of bar is the pair's last bar at or before ``timestamp`` (default: the
-   newest bar in the store). The service reads them from its in-memory :class:`BarCache`
+1. **Bars**: the as-of bar is the pair's last bar whose *close* (open time + one bar
+   interval) is at or before ``timestamp``, so a historical request sees no information
+   after it (default, live: the newest bar in the store). The answer's ``available_at`` is
+   that close. The service reads them from its in-memory :class:`BarCache`
    when it has one (the API) and from the store otherwise (the CLI, or a timestamp older
    than the cache window); both give the same Panel rows, hence the same features.
 2. **Staleness**: if the pair's last *real* (not forward-filled) bar is more than
@@ -99,6 +101,19 @@ def feature_hash(values: np.ndarray) -> str:
     ).hexdigest()
 
 
+def _needed_columns(svc: Any, pair: str) -> tuple[str, ...] | None:
+    """The columns the production model of ``pair`` reads (None: compute all, and let the
+    caller raise the model's error after the data checks, in the usual order; also None
+    while a rollout or experiment routes the pair: another model may answer)."""
+    router = getattr(svc, "router", None)
+    if router is not None and router.select(pair, None) is not None:
+        return None
+    try:
+        return svc.model(pair).needed_columns
+    except BqxError:
+        return None
+
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -115,7 +130,7 @@ class FeatureVector:
     vol_ratio: float | None
     cache_hit: bool
     source: str  # "cache" (in-memory bars) or "store"
-    key: tuple[int, str, int] | None  # (generation, pair, row) when cacheable
+    key: tuple[Any, ...] | None  # (generation, pair, row[, columns]) when cacheable
 
     def as_dict(self, with_values: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -158,6 +173,10 @@ class Prediction:
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    #: which arm answered: "production" (no rollout), "candidate", or "a"/"b" (experiment)
+    arm: str | None = None
+    rollout_id: int | None = None
+    available_at: pd.Timestamp | None = None  # the as-of bar's close: when it was known
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (non-finite numbers become None): the API response body."""
@@ -168,6 +187,7 @@ class Prediction:
             "requested_timestamp": (
                 self.requested_timestamp.isoformat() if self.requested_timestamp else None
             ),
+            "available_at": self.available_at.isoformat() if self.available_at else None,
             "horizon_minutes": self.horizon_minutes,
             "prediction": _finite(self.prediction),
             "confidence_interval": [_finite(self.interval[0]), _finite(self.interval[1])],
@@ -182,6 +202,7 @@ class Prediction:
             "feature_hash": self.feature_hash,
             "feature_cache_hit": self.feature_cache_hit,
             "latency_ms": round(self.latency_ms, 3),
+            "arm": self.arm or "production",
         }
 
 
@@ -286,6 +307,12 @@ class PredictionService:
         self._alias_checked = time.monotonic()
         self._ready_cache: tuple[float, dict[str, Any]] | None = None
         self._generation_seen = -1
+        self.router: Any = None
+        if live:
+            from bqx.rollout.routing import Router
+
+            self.router = Router(s, lambda: self.state, lambda: self.registry,
+                                 on_ended=self._reload_pairs)  # fmt: skip
         #: the last bar-cache load/refresh error (None after a success)
         self._bars_failure: BaseException | None = None
 
@@ -349,12 +376,19 @@ class PredictionService:
 
     def close(self) -> None:
         """Flush the decision log and release the store."""
+        if self.router is not None:
+            self.router.close()
         if self._writer is not None:
             self._writer.close()
         if self._capture is not None:
             self._capture.close()
         if self._store is not None:
             self._store.close()
+
+    def _reload_pairs(self, pairs: list[str]) -> None:
+        """A rollout ended: load the (possibly moved) production alias now."""
+        for p in pairs:
+            self.models.reload(p)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every decision submitted so far is written."""
@@ -379,6 +413,8 @@ class PredictionService:
         if now - self._alias_checked >= s.alias_ttl_s / 2:
             self._alias_checked = now
             out["models_changed"] = self.models.refresh_aliases()
+        if self.router is not None:
+            out["rollouts_changed"] = self.router.maybe_refresh()
         if self._writer is not None:
             from bqx.serving.resilience import update_metrics
 
@@ -449,13 +485,18 @@ class PredictionService:
             )
         return self._store_snapshot(req), False
 
+    def _closed_by(self, t: pd.Timestamp | None) -> pd.Timestamp | None:
+        """The latest bar *open* time whose bar has closed by ``t`` (bars are stamped with
+        their open): ``t`` minus one interval. None (live: the newest bar) stays None."""
+        return None if t is None else t - pd.Timedelta(self.settings.interval)
+
     def needs_io(self, pair: str, timestamp: Any = None) -> bool:
         """True when :meth:`predict` would block on the registry or the store (model not
         cached, or a timestamp older than the in-memory window): the API then runs it in a
         worker thread instead of on the event loop."""
         try:
             p = normalize_pair(pair)
-            req = parse_timestamp(timestamp)
+            req = self._closed_by(parse_timestamp(timestamp))
         except BqxError:
             return False
         if not self.models.cached(p):
@@ -464,14 +505,17 @@ class PredictionService:
         return snap is None or not snap.covers(req)
 
     # -- features --------------------------------------------------------------------------
-    def features(self, pair: str, timestamp: Any = None) -> FeatureVector:
+    def features(
+        self, pair: str, timestamp: Any = None, only: tuple[str, ...] | None = None
+    ) -> FeatureVector:
         """Candidate features of ``pair`` at its last bar at or before ``timestamp``.
 
         Raises :class:`~bqx.errors.UnknownPairError`, :class:`InvalidInputError`,
         :class:`~bqx.errors.NoDataError` or :class:`~bqx.errors.StaleDataError`.
         """
         pair = normalize_pair(pair)
-        req = parse_timestamp(timestamp)
+        asked = parse_timestamp(timestamp)
+        req = self._closed_by(asked)
         snap, from_cache = self._snapshot_for(req)
         panel = snap.panel
         if pair not in panel.pairs:
@@ -485,20 +529,22 @@ class PredictionService:
             p = panel.row_at_or_before(t, pair)
         except NoDataError:
             raise NoDataError(
-                f"no {pair} bar at or before {t.isoformat()}",
+                f"no {pair} bar closed by {asked.isoformat() if asked else t.isoformat()}",
                 hint="ask for a later timestamp (or omit it for the newest bar)",
             ) from None
         last_obs = snap.last_observed(p, j)
         if last_obs is None:  # pragma: no cover - a finite close implies an observed bar
             raise NoDataError(f"no {pair} bar at or before {t.isoformat()}")
-        self._check_stale(pair, req, t, last_obs)
-        key = (snap.generation, pair, p) if from_cache else None
+        self._check_stale(pair, asked, t, last_obs)
+        key: Any = (snap.generation, pair, p) if from_cache else None
         if key is not None:
-            hit = self._features.get(key)
-            if hit is not None:
+            hit = self._features.get(key) or (only and self._features.get((*key, only)))
+            if hit:
                 return replace(hit, cache_hit=True)
+            key = (*key, only) if only else key
         t0 = time.perf_counter()
-        values, asof = at_array(panel, pair, pd.Timestamp(int(panel.ts[p]), tz="UTC"))
+        asof_ts = pd.Timestamp(int(panel.ts[p]), tz="UTC")
+        values, asof = at_array(panel, pair, asof_ts, only=only)  # only: what the model reads
         values.flags.writeable = False
         vr = vol_ratio_at(snap, j, p) if self.settings.signals.vol_scaling else None
         fv = FeatureVector(
@@ -584,9 +630,14 @@ class PredictionService:
         request_time = request_time or datetime.now(UTC)
         pair = normalize_pair(pair)
         req = parse_timestamp(timestamp)
-        fv = self.features(pair, req)
+        fv = self.features(pair, req, only=_needed_columns(self, pair))
         art = self.model(pair)
-        core = self._core(fv, art)
+        sel = self.router.select(pair, key_id) if self.router is not None else None
+        arm = None
+        if sel is None:
+            core = self._core(fv, art)
+        else:  # a rollout or experiment: the router picks the arm (bqx.rollout.routing)
+            core, art, arm = self.router.run(sel, fv, art, self._core)
         pred = Prediction(
             decision_id=new_decision_id(),
             pair=pair,
@@ -606,11 +657,17 @@ class PredictionService:
             feature_hash=fv.hash,
             feature_cache_hit=fv.cache_hit,
             latency_ms=(time.perf_counter() - t0) * 1000.0,
+            arm=arm,
+            rollout_id=sel.route.rollout_id if sel is not None else None,
+            available_at=fv.asof + pd.Timedelta(self.settings.interval),
         )
         if log and self.log_decisions:
             self._log(pred, key_id=key_id, request_time=request_time, source=source)
             if self._capture is not None:  # model inputs for drift, off the request path
                 self._capture.submit(pred.decision_id, pair, fv.asof, fv.values, art)
+            if sel is not None:
+                self.router.shadow(sel, pred, fv, self._core, lambda p: self._log(
+                    p, key_id=key_id, request_time=request_time, source="shadow"))  # fmt: skip
         if self.metrics is not None:
             self.metrics.observe_prediction(pair, pred.signal)
         return pred
@@ -680,6 +737,8 @@ class PredictionService:
                 "requested_ts": (
                     pred.requested_timestamp.isoformat() if pred.requested_timestamp else None
                 ),
+                "arm": pred.arm or "production",
+                "rollout_id": pred.rollout_id,
             },
         }
 

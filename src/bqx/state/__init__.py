@@ -41,7 +41,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, captures, decisions, keys, paper, promotions
+from bqx.state import (
+    alerts,
+    captures,
+    decisions,
+    experiments,
+    keys,
+    leases,
+    notices,
+    paper,
+    promotions,
+    rollouts,
+)
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -60,7 +71,10 @@ from bqx.state.decisions import (
     DecisionsMixin,
     new_decision_id,
 )
+from bqx.state.experiments import ExperimentsMixin
 from bqx.state.keys import ROLES, KeysMixin
+from bqx.state.leases import LeasesMixin
+from bqx.state.notices import NoticesMixin
 from bqx.state.paper import PaperMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
@@ -68,13 +82,25 @@ from bqx.state.promotions import (
     PromotionsMixin,
     current_actor,
 )
+from bqx.state.rollouts import RolloutExistsError, RolloutsMixin
 
 if TYPE_CHECKING:
     from bqx.config import Settings
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, paper, captures)
+FAMILIES = (
+    keys,
+    decisions,
+    promotions,
+    alerts,
+    paper,
+    leases,
+    rollouts,
+    experiments,
+    notices,
+    captures,
+)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -87,6 +113,7 @@ __all__ = [
     "CapturesMixin",
     "DecisionLogWriter",
     "PromotionAction",
+    "RolloutExistsError",
     "StateDB",
     "StateError",
     "Tables",
@@ -102,7 +129,17 @@ __all__ = [
 
 
 class StateDB(
-    KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, PaperMixin, CapturesMixin, StateBase
+    KeysMixin,
+    DecisionsMixin,
+    PromotionsMixin,
+    AlertsMixin,
+    LeasesMixin,
+    RolloutsMixin,
+    ExperimentsMixin,
+    PaperMixin,
+    NoticesMixin,
+    CapturesMixin,
+    StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).
 

@@ -126,10 +126,18 @@ class Tables:
     decisions: sa.Table
     promotions: sa.Table
     alerts: sa.Table
+    leases: sa.Table
+    ops_triggers: sa.Table
+    ops_tasks: sa.Table
+    rollouts: sa.Table
+    rollout_events: sa.Table
+    rollout_health: sa.Table
+    experiments: sa.Table
     paper_sessions: sa.Table
     paper_trades: sa.Table
     paper_equity: sa.Table
     captures: sa.Table
+    alert_notices: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata

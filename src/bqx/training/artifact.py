@@ -46,6 +46,16 @@ class ModelArtifact:
             self._fast = FastPredictor(self.pipeline, self.all_columns)
         return self._fast
 
+    @property
+    def needed_columns(self) -> tuple[str, ...]:
+        """The candidate columns serving must compute for this model: its selected features
+        and the feature its intervals scale by (the online path computes only these)."""
+        extra = self.conformal.scale_feature
+        cols = list(self.features)
+        if extra and extra not in cols:
+            cols.append(extra)
+        return tuple(cols)
+
     def predict_frame(self, X: pd.DataFrame) -> np.ndarray:
         """Batch prediction from a frame holding (at least) the selected columns."""
         return np.asarray(self.pipeline.predict(X), dtype=np.float64)

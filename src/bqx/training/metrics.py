@@ -36,9 +36,23 @@ def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
     }
 
 
-def baselines(y: np.ndarray, lag: int = 61) -> dict[str, dict[str, float]]:
-    """Naive forecasts on the same rows: zero, and the last known target (``lag`` rows back,
-    which is known at t because its horizon has elapsed)."""
+#: lag (rows) of the "last known target" baseline; see :func:`baselines`
+NAIVE_LAG = 60
+
+
+def baselines(y: np.ndarray, lag: int = NAIVE_LAG) -> dict[str, dict[str, float]]:
+    """Naive forecasts on the same rows: zero, and the last known target (``lag`` rows back).
+
+    Why lag 60 (= the horizon h) and not 61: the target is ``y(t) = bqx_h(t+h) =
+    lc(t+h) - mean(lc(t..t+h-1))`` (log closes), so ``y(t-h) = lc(t) - mean(lc(t-h..t-1))``
+    uses closes up to and including bar t. The baseline forecast is made at t's *close*, when
+    that value is known: it is the most recent target, and lagging by h + 1 would hand the
+    baseline one bar of staleness and make "beats naive" easier. SPEC §3 lags *features*
+    built from past targets by >= h + 1, a one-bar safety margin that costs a feature little;
+    for the bar to beat it is not neutral, so the baseline uses the exact information set.
+    Callers pass ``lag=horizon`` (training does) when the horizon is not 60.
+    Rows are consecutive prepared rows (time order); units are the target's (log-price).
+    """
     y = np.asarray(y, float)
     lagged = np.full(len(y), np.nan)
     if len(y) > lag:
