@@ -271,6 +271,15 @@ class ResilienceSettings(BaseModel):
     ready_timeout_s: float = Field(3.0, gt=0)
 
 
+class MonitorSettings(BaseModel):
+    """Monitoring (``[monitor]``): input capture for drift (see bqx.monitoring)."""
+
+    #: Share of served decisions whose model inputs are captured (0 = off).
+    capture_rate: float = Field(1.0, ge=0, le=1)
+    #: Captured inputs older than this many days are purged by the monitoring pass.
+    capture_retention_days: float = Field(30, gt=0)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -308,6 +317,7 @@ class Settings(BaseSettings):
     forensics: ForensicsSettings = Field(default_factory=ForensicsSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -188,6 +188,8 @@ class Registry:
 
                     write_baseline(Path(tmp) / "model", result.extra["baseline"])
                 mlflow.log_artifacts(str(d), artifact_path="model")
+            if result.extra.get("baseline"):  # monitoring reference distribution
+                mlflow.log_dict(result.extra["baseline"], "baseline/baseline.json")
             source = f"{run.info.artifact_uri}/model"
             run_id = run.info.run_id
         name = model_name(pair)

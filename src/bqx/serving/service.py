@@ -306,6 +306,7 @@ class PredictionService:
         self._cores = _LRU(FEATURE_CACHE_SIZE)
         self._store_snaps = _LRU(4)
         self._writer: Any = None
+        self._capture: Any = None  # bqx.monitoring.capture.ServiceCapture (drift inputs)
         self._alias_checked = time.monotonic()
         self._ready_cache: tuple[float, dict[str, Any]] | None = None
         self._generation_seen = -1
@@ -362,6 +363,10 @@ class PredictionService:
 
             # buffers, spills to disk and replays across state-database outages
             self._writer = make_decision_writer(self)
+            if self.settings.monitor.capture_rate > 0:
+                from bqx.monitoring.capture import ServiceCapture
+
+                self._capture = ServiceCapture(self.state, self.settings)
         if prewarm and self.settings.serve.prewarm:
             pairs = self.settings.serve.prewarm
             try:
@@ -379,6 +384,8 @@ class PredictionService:
             self.router.close()
         if self._writer is not None:
             self._writer.close()
+        if self._capture is not None:
+            self._capture.close()
         if self._store is not None:
             self._store.close()
 
@@ -662,6 +669,8 @@ class PredictionService:
         )
         if log and self.log_decisions:
             self._log(pred, key_id=key_id, request_time=request_time, source=source)
+            if self._capture is not None:  # model inputs for drift, off the request path
+                self._capture.submit(pred.decision_id, pair, fv.asof, fv.values, art)
             if sel is not None:
                 self.router.shadow(sel, pred, fv, self._core, lambda p: self._log(
                     p, key_id=key_id, request_time=request_time, source="shadow"))  # fmt: skip

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from bqx.state import (
     alerts,
+    captures,
     decisions,
     experiments,
     forensics,
@@ -66,6 +67,7 @@ from bqx.state._base import (
     utcnow,
 )
 from bqx.state.alerts import SEVERITIES, AlertResult, AlertsMixin
+from bqx.state.captures import CapturesMixin, CaptureWriter
 from bqx.state.decisions import (
     DECISION_COLUMNS,
     DecisionLogWriter,
@@ -106,6 +108,7 @@ FAMILIES = (
     forensics,
     outbox,
     notices,
+    captures,
 )
 
 __all__ = [
@@ -115,6 +118,8 @@ __all__ = [
     "ROLES",
     "SEVERITIES",
     "AlertResult",
+    "CaptureWriter",
+    "CapturesMixin",
     "DecisionLogWriter",
     "Portfolio",
     "PortfolioInputError",
@@ -147,6 +152,7 @@ class StateDB(
     PositionsMixin,
     ForensicsMixin,
     OutboxMixin,
+    CapturesMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

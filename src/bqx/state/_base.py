@@ -136,6 +136,7 @@ class Tables:
     paper_sessions: sa.Table
     paper_trades: sa.Table
     paper_equity: sa.Table
+    captures: sa.Table
     alert_notices: sa.Table
     positions: sa.Table
     account: sa.Table
