@@ -12,6 +12,8 @@ Python API for other packages (e.g. the operator loop):
 
 from typing import Any
 
+import pandas as pd
+
 from bqx.monitoring.alerts import AlertManager, Condition
 from bqx.monitoring.drift import build_baseline, column_baseline, column_drift, drift_report
 from bqx.monitoring.mature import MatureResult, mature, mature_frame
@@ -29,8 +31,11 @@ def run_once(settings: Any) -> dict[str, Any]:
     from bqx.state import open_state
 
     store = open_store(settings=settings)
+    days = settings.monitor.capture_retention_days
     try:
-        return run_pass(open_state(settings), store, Registry(settings))
+        return run_pass(
+            open_state(settings), store, Registry(settings), retention=pd.Timedelta(days=days)
+        )
     finally:
         store.close()
 

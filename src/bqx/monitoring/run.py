@@ -1,4 +1,4 @@
-"""One monitoring pass: mature, live quality (R²-drop rule), alerts.
+"""One monitoring pass: mature, input drift, live quality (R²-drop rule), alerts, purge.
 
 :func:`run_pass` is the entry point for ``bqx monitor run`` and the operator loop. A pass
 over an empty decision log returns an empty, valid report. Failures of a step are caught,
@@ -55,6 +55,51 @@ def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condi
     return conds
 
 
+def drift_pass(
+    state: Any, registry: Any, end: pd.Timestamp, window: pd.Timedelta = pd.Timedelta(hours=24)
+) -> tuple[dict[str, Any], list[Condition]]:
+    """Drift of the captured model inputs of the last ``window`` of served bars against each
+    (pair, version)'s frozen training baseline. Severity warning/critical raises a ``drift``
+    alert per pair (the operator's retraining trigger reads critical ones); a version with
+    no baseline is reported, not an error (``bqx monitor baseline PAIR VERSION`` makes one).
+    """
+    from bqx.monitoring.baseline import BaselineMissingError, load_baseline, parse_baseline
+    from bqx.monitoring.drift import drift_report
+
+    cap = state.read_captures(None, end - window, end)
+    out: dict[str, Any] = {"pairs": [], "no_baseline": []}
+    conds: list[Condition] = []
+    if cap.empty:
+        return out, conds
+    meta = {"decision_id", "pair", "asof_ts", "model_version"}
+    worst_by_pair: dict[str, tuple[str, str]] = {}
+    for (pair, version), g in cap.groupby(["pair", "model_version"]):
+        try:
+            base = parse_baseline(load_baseline(registry, str(pair), str(version)))
+        except BaselineMissingError:
+            out["no_baseline"].append({"pair": pair, "model_version": version})
+            continue
+        win = {c: g[c].to_numpy(float) for c in g.columns if c not in meta and c in base}
+        rep = drift_report(base, win)
+        rep.update(pair=pair, model_version=version, n=len(g))
+        out["pairs"].append(rep)
+        w = rep.get("worst") or {}
+        msg = (
+            f"{rep['over_critical']} critical / {rep['over_warning']} warning features "
+            f"(v{version}); worst {w.get('name')} KL {w.get('kl')}"
+        )
+        prev = worst_by_pair.get(str(pair))
+        rank = {"ok": 0, "warning": 1, "critical": 2}
+        if prev is None or rank.get(rep["severity"], 0) > rank.get(prev[0], 0):
+            worst_by_pair[str(pair)] = (rep["severity"], msg)
+    for pair, (sev, msg) in worst_by_pair.items():
+        firing = sev in ("warning", "critical")
+        conds.append(
+            Condition("drift", firing, msg, sev if firing else "warning", pair, f"drift:{pair}")
+        )
+    return out, conds
+
+
 def run_pass(
     state: Any,
     store: Any = None,
@@ -63,6 +108,7 @@ def run_pass(
     notifiers: list[Notifier] | None = None,
     now: Any = None,
     lookback: pd.Timedelta = pd.Timedelta(days=8),
+    retention: pd.Timedelta | None = pd.Timedelta(days=30),
 ) -> dict[str, Any]:
     """Mature pending decisions, compute live quality per (pair, version), evaluate
     alert rules and deliver notices. Returns a JSON-ready report."""
@@ -86,6 +132,17 @@ def run_pass(
             rows += quality_report(g, now=end, test_metrics=tm_all.get(str(p), tm))["rows"]
         report["quality"] = {"rows": rows}
         conds += quality_conditions(report["quality"])
+    if registry is not None and hasattr(state, "read_captures"):
+        try:
+            report["drift"], dconds = drift_pass(state, registry, end)
+            conds += dconds
+        except Exception as e:
+            errors.append(f"drift: {type(e).__name__}: {e}")
+    if retention is not None and hasattr(state, "purge_captures"):
+        try:
+            report["purged_captures"] = state.purge_captures(end - retention)
+        except Exception as e:
+            errors.append(f"purge: {type(e).__name__}: {e}")
     conds.append(
         Condition("monitoring_failure", bool(errors), "; ".join(errors) or "ok", "critical")
     )
