@@ -38,6 +38,11 @@ class PredictRequest(_Strict):
         examples=["2024-01-05T13:40:00Z"],
         description="Predict at the pair's last bar at or before this time (default: newest bar)",
     )
+    strict: bool = Field(
+        False,
+        description="409 insufficient_data instead of prediction null when too many of the "
+        "model's features are missing (serve.min_valid_features)",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -61,6 +66,9 @@ class PredictResponse(BaseModel):
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    missing_features: list[str] | None = Field(
+        None, description="with signal_reason insufficient_data: the selected features that are NaN"
+    )
 
 
 class BatchRequest(_Strict):

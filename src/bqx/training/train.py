@@ -16,9 +16,16 @@ from bqx.errors import NoDataError
 from bqx.features import columns, feature_set_version
 from bqx.training.artifact import ModelArtifact
 from bqx.training.intervals import SCALE_FEATURE, calibrate, coverage
-from bqx.training.metrics import baselines, beats_naive, regression_metrics
+from bqx.training.metrics import (
+    baselines,
+    beats_naive,
+    beats_naive_confident,
+    regression_metrics,
+    skill_estimates,
+)
 from bqx.training.models import default_params, make_estimator, make_pipeline
 from bqx.training.selection import select_features
+from bqx.training.shrinkage import Shrinkage, fit_shrinkage
 from bqx.training.splits import chrono_split
 from bqx.universe import normalize_pair
 
@@ -89,8 +96,14 @@ class Fitted:
     selection: Any
     conformal: Any
     params: dict[str, Any]
-    val_pred: np.ndarray
+    val_pred: np.ndarray  # shrunk
     seconds: dict[str, float]
+    shrink: Shrinkage | None = None
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The shrunk forecast, as the stored version predicts."""
+        raw = np.asarray(self.pipeline.predict(X), dtype=np.float64)
+        return self.shrink.apply(raw) if self.shrink is not None else raw
 
 
 def fit_model(
@@ -122,9 +135,11 @@ def fit_model(
     pipe.fit(Xtr, ytr)
     t_fit = time.perf_counter() - t1
     pcal = np.asarray(pipe.predict(Xcal), dtype=np.float64)
+    shrink = fit_shrinkage(ycal, pcal)  # out of sample; intervals are calibrated around it
+    pcal = shrink.apply(pcal)
     scale = Xcal[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     conf = calibrate(ycal, pcal, scale, level=ts.interval_level, method=ts.interval_method)
-    return Fitted(pipe, sel, conf, p, pcal, {"selection": t_sel, "fit": t_fit})
+    return Fitted(pipe, sel, conf, p, pcal, {"selection": t_sel, "fit": t_fit}, shrink)
 
 
 def train_frame(
@@ -166,11 +181,11 @@ def train_frame(
     sel, pipe, conf, p = fitted.selection, fitted.pipeline, fitted.conformal, fitted.params
     t_sel, t_fit = fitted.seconds["selection"], fitted.seconds["fit"]
     pva = fitted.val_pred
-    pte = np.asarray(pipe.predict(Xte), dtype=np.float64)
+    pte = fitted.predict(Xte)
     scale_te = Xte[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     lo, hi = conf.bounds(pte, scale_te)
     metrics: dict[str, Any] = {
-        "train": regression_metrics(ytr, np.asarray(pipe.predict(Xtr), dtype=np.float64)),
+        "train": regression_metrics(ytr, fitted.predict(Xtr)),
         "val": regression_metrics(yva, pva),
         "test": regression_metrics(yte, pte),
         "baselines_val": baselines(yva),
@@ -178,7 +193,12 @@ def train_frame(
         "test_coverage": coverage(yte, lo, hi),
         "interval_level": ts.interval_level,
     }
-    if ts.approval_rule == "beats_naive":
+    metrics.update(uncertainty(yte, pte, lo, hi, s.horizon, ts.approval_level))
+    if ts.approval_rule == "beats_naive" and ts.approval_level > 0:
+        approved, why = beats_naive_confident(
+            metrics["test"], metrics["skill_test"], ts.approval_level
+        )
+    elif ts.approval_rule == "beats_naive":
         approved, why = beats_naive(metrics["test"], metrics["baselines_test"])
     elif ts.approval_rule == "always":
         approved, why = True, "approval rule 'always'"
@@ -199,6 +219,7 @@ def train_frame(
         metrics=metrics,
         data_window=sp.bounds(idx),
         selection={**sel.summary(), "importances": sel.importances.head(200).round(8).to_dict()},
+        shrink=fitted.shrink or Shrinkage(1.0, 1.0, 0),
     )
     total = time.perf_counter() - t0
     return TrainResult(
@@ -210,6 +231,20 @@ def train_frame(
         seconds={"selection": t_sel, "fit": t_fit, "total": total},
         rows={"train": len(sp.train), "val": len(sp.val), "test": len(sp.test), "gap": gap},
     )
+
+
+def uncertainty(
+    y: np.ndarray, yhat: np.ndarray, lo: np.ndarray, hi: np.ndarray, horizon: int, level: float
+) -> dict[str, Any]:
+    """Test metrics with n_eff and 95 % HAC intervals, and the R² gain over each naive
+    baseline at the approval ``level`` (95 % when the rule uses point estimates)."""
+    from bqx.stats import metric_estimates
+
+    est = metric_estimates(y, yhat, horizon=horizon, level=0.95, lo=lo, hi=hi)
+    return {
+        "test_estimates": {k: v.as_dict() for k, v in est.items()},
+        "skill_test": skill_estimates(y, yhat, horizon, level or 0.95),
+    }
 
 
 def train_pair(
