@@ -79,16 +79,13 @@ def run(name: str, kw: dict[str, Any]) -> dict[str, Any]:
         out["share_raw"] = out["r2_raw"]["value"] / o.value
         out["share_shrunk"] = out["r2_shrunk"]["value"] / o.value
     if name == "signal":
-        out["latency"] = latency(art, X.to_numpy(np.float64)[:200])
+        out["latency"] = latency(art, X[art.all_columns].to_numpy(np.float64)[:200])
     return out
 
 
 def latency(art: Any, rows: np.ndarray, reps: int = 5) -> dict[str, float]:
     """Median µs per one-row predict, shrunk vs identity, alternating A/B in one process."""
-    from bqx.features import columns
-
-    full = np.full((len(rows), len(columns())), np.nan)
-    full[:, [columns().index(c) for c in art.all_columns if c in columns()][: rows.shape[1]]] = rows
+    full = rows  # candidate vectors in ``all_columns`` order
     shrink = art.shrink
     a: list[float] = []
     b: list[float] = []

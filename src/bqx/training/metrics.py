@@ -74,22 +74,26 @@ def naive_forecasts(y: np.ndarray, lag: int = 61) -> dict[str, np.ndarray]:
 def skill_estimates(
     y: np.ndarray, yhat: np.ndarray, horizon: int, level: float = 0.95, lag: int = 61
 ) -> dict[str, dict[str, Any]]:
-    """Paired R² gain of ``yhat`` over each naive forecast, with its HAC interval at
-    ``level`` and the effective sample size under the ``horizon``-bar overlap
-    (:func:`bqx.stats.skill_vs_baseline`), as JSON-ready dicts."""
-    from bqx.stats import skill_vs_baseline
+    """Paired R² gain of ``yhat`` over each naive forecast (``zero``, ``lag61``) and over the
+    test period's mean (``mean``: the R² itself), with HAC intervals at ``level`` and the
+    effective sample size under the ``horizon``-bar overlap (:mod:`bqx.stats`), as dicts."""
+    from bqx.stats import r2_estimate, skill_vs_baseline
 
-    return {
+    out = {
         name: skill_vs_baseline(y, yhat, base, horizon=horizon, level=level).as_dict()
         for name, base in naive_forecasts(y, lag).items()
     }
+    # the R² itself = the gain over the test period's own mean (a constant no forecaster
+    # knows in advance): a drift bet or a near-zero forecast cannot pass this one by luck
+    out["mean"] = r2_estimate(y, yhat, horizon=horizon, level=level).as_dict()
+    return out
 
 
 def beats_naive_confident(
     test: dict[str, float], skill: dict[str, dict[str, Any]], level: float
 ) -> tuple[bool, str]:
     """Approval with confidence: the lower end of the ``level`` interval of the R² gain over
-    EVERY naive baseline is above 0 (i.e. better at one-sided confidence (1+level)/2), and
+    EVERY naive baseline (zero, last known target, the test mean) is above 0 (i.e. better at one-sided confidence (1+level)/2), and
     the point directional accuracy beats a coin flip. Overlapping 60-bar targets make
     neighbouring rows nearly copies, so the interval uses the effective sample size, not n."""
     ok_skill = bool(skill) and all(
