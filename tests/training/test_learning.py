@@ -73,7 +73,10 @@ def test_random_walk_gives_nothing():
     t = res.metrics["test"]
     assert t["n"] > 70_000
     assert -0.01 <= t["r2"] <= 0.01, t  # the shrinkage keeps "no view" from going negative
-    assert abs(t["da"] - 0.5) <= 0.02, t
+    if res.artifact.shrinkage.beta > 0:  # shrinkage keeps the sign
+        assert abs(t["da"] - 0.5) <= 0.02, t
+    else:  # "no view": every forecast is 0, which has no direction
+        assert t["da"] == 0.0, t
     assert not res.approved
 
 
