@@ -48,6 +48,8 @@ def test_feed_gap_returns_insufficient_data_listing_missing_features(settings, k
     art = svc.model("EURUSD")
     missing = d["missing_features"]
     assert missing and set(missing) <= set(art.features)
+    assert len(missing) > (1 - settings.serve.min_valid_features) * len(art.features)
+    print(f"gap: {len(missing)} of {len(art.features)} selected features missing")
     fv = svc.features("EURUSD", t.isoformat())
     idx = [art.all_columns.index(c) for c in art.features]
     assert sorted(missing) == sorted(
