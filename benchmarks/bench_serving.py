@@ -314,7 +314,20 @@ def main() -> None:
         action="store_true",
         help="only the per-worker vs Redis rate-limiter comparison",
     )
+    ap.add_argument(
+        "--pool-only",
+        action="store_true",
+        help="only predict p99 with the reconnecting store pool vs one connection "
+        "(benchmarks/bench_outage.py, on a throw-away PostgreSQL)",
+    )
     a = ap.parse_args()
+    if a.pool_only:  # issue 11: the pool/reconnect logic in the predict path, side by side
+        from bench_outage import p99_side_by_side
+        from bench_outage import setup as outage_setup
+
+        outage_setup(Path(a.home + "-outage"))
+        print(json.dumps(p99_side_by_side(Path(a.home + "-outage")), indent=1))
+        return
     home = Path(a.home)
     result: dict[str, Any] = {"machine": machine()}
     result["setup"] = setup(home, a.days)

@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "serving": ["bench_serving.py"],
     "training": ["bench_training.py"],
     "walkforward": ["bench_walkforward.py"],
+    "rollout": ["bench_rollout.py"],  # routing cost, operator failover, workers following, A/B
 }
 
 

@@ -48,6 +48,27 @@ def require_server(name: str, problem: str | None) -> None:
     pytest.skip(msg)
 
 
+def require_tool(name: str, problem: str | None) -> None:
+    """Skip (laptop) or fail (CI) when a tool or optional package a test needs is missing:
+    in CI a missing browser or peer library must not turn its test into a silent skip."""
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{name}: {problem} (CI=true: this test must not skip)", pytrace=False)
+    pytest.skip(f"{name}: {problem}", allow_module_level=True)
+
+
+def import_or_fail_in_ci(module: str) -> object:
+    """``pytest.importorskip`` that fails instead of skipping when CI=true."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        require_tool(f"package {module!r}", f"not importable ({e})")
+        raise  # not reached: require_tool skipped or failed
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own project home and ignores the developer's environment."""
@@ -90,3 +111,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):
         finally:
             s.drop()
             s.close()
+
+
+@pytest.fixture
+def temp_pg():
+    """A throw-away PostgreSQL server on a free port (fault tests stop/kill/freeze it)."""
+    from bqx.infra.pgtemp import TempPostgres
+
+    try:
+        pg = TempPostgres()
+        pg.start()
+        pg.wait_ready()
+    except Exception as e:  # pragma: no cover - depends on the machine
+        require_server("PostgreSQL binaries (initdb/pg_ctl)", str(e))
+        raise
+    try:
+        yield pg
+    finally:
+        pg.destroy()

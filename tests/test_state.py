@@ -423,10 +423,10 @@ def test_writer_backpressure_and_errors(tmp_path: Path, monkeypatch: pytest.Monk
     gate = threading.Event()
     real = s.log_decisions
 
-    def slow(rows: list[dict[str, object]]) -> list[str]:
+    def slow(rows: list[dict[str, object]], **kw: object) -> list[str]:
         if threading.current_thread().name == "bqx-decision-log":
             gate.wait(5)
-        return real(rows)
+        return real(rows, **kw)
 
     monkeypatch.setattr(s, "log_decisions", slow)
     w = DecisionLogWriter(s, max_queue=1, put_timeout_s=0.01)
@@ -442,7 +442,7 @@ def test_writer_backpressure_and_errors(tmp_path: Path, monkeypatch: pytest.Monk
 
     errors: list[int] = []
 
-    def broken(rows: list[dict[str, object]]) -> list[str]:
+    def broken(rows: list[dict[str, object]], **kw: object) -> list[str]:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(s, "log_decisions", broken)

@@ -51,6 +51,9 @@ class TrainSettings(BaseModel):
     approval_level: float = Field(0.95, ge=0, lt=1)
     jobs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
     seed: int = 42
+    #: An existing Ray cluster (``host:6379``, ``auto`` or ``ray://host:10001``) for
+    #: ``--backend ray``; unset: a private local Ray (``RAY_ADDRESS`` is honoured too).
+    ray_address: str | None = None
 
 
 class ServeSettings(BaseModel):
@@ -82,6 +85,9 @@ class ServeSettings(BaseModel):
     #: 0.75: just below the lowest share among the rows training keeps (0.757 measured,
     #: docs/performance.md), so serving refuses only inputs unlike any training row.
     min_valid_features: float = Field(0.75, ge=0, le=1)
+    #: Seconds between reads of the active rollouts/experiments (every worker follows a
+    #: change within this time; <= 5 s).
+    rollout_refresh_s: float = Field(1.0, gt=0, le=5)
 
     @field_validator("rate_limit_url")
     @classmethod
@@ -141,6 +147,87 @@ class BacktestSettings(BaseModel):
     windows: int = Field(12, ge=1)
 
 
+class OpsSettings(BaseModel):
+    """The operator (``bqx ops run``): schedule, lease and retraining triggers."""
+
+    #: Seconds between operator ticks (lease renewal happens every tick).
+    tick_s: float = Field(5.0, gt=0)
+    #: Lease time-to-live: a standby takes over at most this long after the leader dies.
+    lease_ttl_s: float = Field(15.0, gt=0)
+    #: Seconds between maturing + monitoring passes (drift and quality checks).
+    monitor_every_s: float = Field(300.0, gt=0)
+    #: Scheduled retraining: every this many days (default monthly), 0 = off.
+    retrain_every_days: float = Field(30.0, ge=0)
+    #: A retrain uses the latest this many months of bars.
+    retrain_months: int = Field(6, ge=1)
+    #: Pairs the operator manages ("all" = every pair with a production version).
+    pairs: list[str] = Field(default_factory=lambda: ["all"])
+    #: Open alerts (critical) of these rules trigger a retrain.
+    drift_rules: list[str] = Field(default_factory=lambda: ["drift"])
+    quality_rules: list[str] = Field(default_factory=lambda: ["quality", "quality_drop"])
+    #: No alert-triggered retrain of a pair within this many hours of its last trigger
+    #: (a persisting alert whose candidates fail the gate must not retrain in a loop).
+    retrain_cooldown_h: float = Field(6.0, ge=0)
+    #: Quality check: matured R² of production this much below its test R² (and the
+    #: drop significant at 95 %, HAC) raises a critical ``quality_drop`` alert.
+    quality_drop: float = Field(0.05, ge=0)
+    quality_min_samples: int = Field(200, ge=10)
+    #: Gate: one-sided p-value of "candidate worse" (Diebold-Mariano, HAC) below this fails.
+    gate_alpha: float = Field(0.05, gt=0, lt=1)
+    gate_min_rows: int = Field(200, ge=10)
+    #: Gate window: the most recent this many bars after both versions' training windows.
+    gate_bars: int = Field(5000, ge=100)
+    #: Start a rollout (shadow first) automatically for a candidate that passes the gate.
+    auto_rollout: bool = True
+
+
+class RolloutSettings(BaseModel):
+    """Rollout steps, dwell times and the automatic rollback guard."""
+
+    #: Candidate traffic shares of the canary steps, ascending, ending below or at 1.
+    steps: list[float] = Field(default_factory=lambda: [0.10, 0.50])
+    #: Keep the candidate's shadow calls on for the production-answered requests during the
+    #: canary steps (more paired bars when each bar gets few requests; costs a second model
+    #: call and decision-log row per request). Off: canary pairs come from bars both arms
+    #: answered (many clients polling the newest bar).
+    shadow_during_canary: bool = False
+    #: Seconds in shadow before the first canary step.
+    shadow_s: float = Field(3600.0, ge=0)
+    #: Seconds at each canary step before advancing.
+    dwell_s: float = Field(3600.0, ge=0)
+    #: Matured paired samples needed to advance (fewer = hold).
+    min_samples: int = Field(100, ge=0)
+    #: Requests of the candidate arm needed before error rate / p99 are judged.
+    min_requests: int = Field(20, ge=1)
+    #: Rollback when the candidate's error rate exceeds this (errors / requests).
+    max_error_rate: float = Field(0.02, ge=0, le=1)
+    #: Rollback when the candidate's p99 latency (ms) exceeds this and the baseline's by
+    #: ``p99_factor``.
+    max_p99_ms: float = Field(50.0, gt=0)
+    p99_factor: float = Field(2.0, ge=1)
+    #: Rollback when paired matured quality is significantly worse (one-sided DM p-value).
+    quality_alpha: float = Field(0.01, gt=0, lt=1)
+    #: |prediction| above this (in target units) is garbage: counted as an error.
+    max_abs_prediction: float = Field(1.0, gt=0)
+
+
+class ResilienceSettings(BaseModel):
+    """Behaviour during infrastructure outages (see docs/operations.md)."""
+
+    #: Decisions held in memory while the state database is down, before spilling to disk.
+    #: 0 = every failed batch goes straight to the fsync'd spill file (survives ``kill -9``).
+    decision_memory_rows: int = Field(1_000, ge=0)
+    #: Directory of the per-worker decision spill files (default ``<home>/spill``).
+    spill_dir: Path | None = None
+    #: Cap of the reconnect backoff (seconds): readiness recovers within about this much
+    #: after a database returns.
+    reconnect_max_s: float = Field(2.0, gt=0)
+    #: Seconds a request may wait for an API-key lookup in the state database.
+    auth_timeout_s: float = Field(2.0, gt=0)
+    #: Seconds ``/readyz`` waits for its checks before answering not ready.
+    ready_timeout_s: float = Field(3.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All settings. Build with ``Settings()`` (reads env and bqx.toml) or ``Settings(home=...)``."""
 
@@ -171,6 +258,9 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -261,7 +351,9 @@ class Settings(BaseSettings):
             "features_dir": str(self.features_dir),
             "interval_seconds": self.interval.total_seconds(),
         }
-        return d
+        from bqx.infra.redact import redact_tree
+
+        return redact_tree(d)  # passwords never reach a terminal (issue 18.16)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -64,3 +64,7 @@ class InsufficientDataError(BqxError):
     def __init__(self, message: str, missing: list[str], *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.missing = missing
+
+
+class RegistryUnavailableError(BqxError):
+    """The model registry (MLflow) could not be reached or failed: not "model missing"."""

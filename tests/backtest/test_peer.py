@@ -26,8 +26,9 @@ from bqx.backtest import BacktestConfig, run
 from bqx.backtest.metrics import drawdown
 from bqx.data.simulator import generate, oracle_prediction
 from tests.backtest.peer import CAPITAL, FRACTION, H, peer_run
+from tests.conftest import import_or_fail_in_ci
 
-backtesting = pytest.importorskip("backtesting")
+backtesting = import_or_fail_in_ci("backtesting")
 
 TOL = 1e-5
 

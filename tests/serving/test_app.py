@@ -21,6 +21,7 @@ PREDICT_FIELDS = {
     "pair",
     "timestamp",
     "requested_timestamp",
+    "available_at",
     "horizon_minutes",
     "prediction",
     "confidence_interval",
@@ -35,6 +36,7 @@ PREDICT_FIELDS = {
     "feature_hash",
     "feature_cache_hit",
     "latency_ms",
+    "arm",  # which model answered (production unless a rollout or experiment runs)
 }
 
 
@@ -64,13 +66,14 @@ def test_predict_shape_and_values(client, keys):
     assert d2["prediction"] == d["prediction"] and d2["decision_id"] != d["decision_id"]
 
 
-def test_predict_at_timestamp_uses_last_bar_at_or_before(client, keys):
+def test_predict_at_timestamp_uses_last_bar_closed_by_it(client, keys):
     t = newest(client) - pd.Timedelta(minutes=30)
-    req = (t + pd.Timedelta(seconds=59)).isoformat()
+    req = (t + pd.Timedelta(seconds=119)).isoformat()  # bar t closed at t + 60 s
     d = client.post(
         "/v1/predict", json={"pair": "USDJPY", "timestamp": req}, headers=hdr(keys["reader"])
     ).json()
     assert pd.Timestamp(d["timestamp"]) == t
+    assert pd.Timestamp(d["available_at"]) == t + pd.Timedelta(minutes=1)
     assert pd.Timestamp(d["requested_timestamp"]) == pd.Timestamp(req)
 
 
@@ -92,7 +95,7 @@ def test_prediction_matches_the_batch_feature_path(client, keys, settings):
     t = newest(client) - pd.Timedelta(minutes=90)
     d = client.post(
         "/v1/predict",
-        json={"pair": "GBPUSD", "timestamp": t.isoformat()},
+        json={"pair": "GBPUSD", "timestamp": (t + pd.Timedelta(minutes=1)).isoformat()},
         headers=hdr(keys["reader"]),
     ).json()
     bars = open_store(settings=settings).read()

@@ -33,7 +33,7 @@ def test_batch_equals_api_for_the_same_bars(settings, keys):
         for _, row in f.groupby("pair").nth([0, 57, -1]).iterrows():
             d = c.post(
                 "/v1/predict",
-                json={"pair": row["pair"], "timestamp": row["ts"].isoformat()},
+                json={"pair": row["pair"], "timestamp": row["available_at"].isoformat()},
                 headers=hdr(keys["reader"]),
             ).json()
             assert pd.Timestamp(d["timestamp"]) == row["ts"]

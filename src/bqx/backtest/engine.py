@@ -158,6 +158,28 @@ class BacktestConfig:
         return asdict(self)
 
 
+def config_from_settings(bt: Any, horizon: int) -> BacktestConfig:
+    """:class:`BacktestConfig` from the ``[backtest]`` settings (0 = exit off; time-out None =
+    the forecast ``horizon``). Values are validated by the config, whose errors say which
+    field is wrong. ``bqx backtest`` and paper trading both use it: one cost model."""
+    timeout = horizon if bt.timeout_bars is None else (bt.timeout_bars or None)
+    return BacktestConfig(
+        take_profit=bt.take_profit or None,
+        stop_loss=bt.stop_loss or None,
+        horizon=timeout,
+        reverse=bt.reverse,
+        spread_pips=bt.spread_pips,
+        slippage_pips=bt.slippage_pips,
+        commission=bt.commission_per_million / 1e6,
+        capital=bt.capital,
+        sizing=bt.sizing,
+        fraction=bt.fraction,
+        kelly_fraction=bt.kelly_fraction,
+        kelly_min_trades=bt.kelly_min_trades,
+        max_leverage=bt.max_leverage,
+    )
+
+
 @dataclass
 class BacktestResult:
     """What :func:`run` returns. All money in the account currency.

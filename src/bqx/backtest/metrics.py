@@ -511,27 +511,29 @@ def _short(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in keys}
 
 
-def realized_targets(bars: pd.DataFrame, horizon: int = 60, target: str = "bqx") -> pd.DataFrame:
-    """The realised target per bar (``pair, ts, y_true``) from each pair's closes.
+def realized_targets(
+    bars: pd.DataFrame,
+    horizon: int = 60,
+    target: str = "bqx",
+    *,
+    interval: Any = None,
+    max_ffill: int = 5,
+) -> pd.DataFrame:
+    """The realised target per bar (``pair, ts, y_true``): the features pipeline's own target.
 
-    ``y(t)`` needs bars t+1..t+horizon, so it is NaN for the last ``horizon`` bars. Bars are
-    taken as consecutive trading bars (gaps are not re-gridded): for prediction metrics of a
-    given series; the training pipeline's own targets are preferred when available.
+    One definition: :func:`bqx.features.pipeline.target_series` on the trading-time grid
+    (gaps re-gridded and forward-filled exactly as for training), so a backtest scores
+    predictions against the same y the models were trained on. ``y(t)`` needs bars
+    t+1..t+horizon and is NaN where they are not in ``bars``. Units: log-price.
     """
-    from bqx.data.simulator import realized_target
+    from bqx.features.pipeline import target_series
 
     parts = []
     for p, g in bars.groupby("pair", sort=False):
-        g = g.sort_values("ts")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "pair": p,
-                    "ts": pd.to_datetime(g["ts"], utc=True).to_numpy(),
-                    "y_true": realized_target(g["close"].to_numpy(), horizon, target),
-                }
-            )
+        y = target_series(
+            g, str(p), horizon=horizon, target=target, interval=interval, max_ffill=max_ffill
         )
+        parts.append(pd.DataFrame({"pair": p, "ts": y.index, "y_true": y.to_numpy()}))
     if not parts:
         return pd.DataFrame({"pair": [], "ts": pd.to_datetime([], utc=True), "y_true": []})
     out = pd.concat(parts, ignore_index=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,14 +60,15 @@ def _feature_store(s: Settings) -> Any:
 
 
 def plan_windows(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> list[WindowSpec]:
-    """The windows of every pair, from the rows that have a bar and a known target."""
+    """The windows of every pair, from the rows that have a bar (test periods run to the last
+    bar: whether a bar's future target is known must not decide whether it is traded)."""
     from bqx.training.splits import walk_forward
 
     fs = _feature_store(s)
     out: list[WindowSpec] = []
     for p in pairs:
         raw = fs.read_base(p)
-        ok = raw["bar"].to_numpy(dtype=bool) & np.isfinite(raw["target"].to_numpy(dtype=np.float64))
+        ok = raw["bar"].to_numpy(dtype=bool)
         idx = pd.DatetimeIndex(raw.index[ok])
         ws = walk_forward(idx, cfg.train_months, cfg.test_months, cfg.windows, gap=s.horizon + 1)
         if not ws:
@@ -94,9 +94,11 @@ def predict_window(
 
     s = Settings.model_validate(settings_data)
     gap = s.horizon + 1
-    df = prepare(_feature_store(s).read(spec.pair, spec.train_start, spec.test_end))
-    train = df[df.index <= spec.train_end]
-    test = df[df.index >= spec.test_start]
+    raw = _feature_store(s).read(spec.pair, spec.train_start, spec.test_end)
+    train = prepare(raw[raw.index <= spec.train_end])
+    # test rows are chosen on feature validity only: a bar whose target is not known yet (before
+    # a gap, at the end of data) is still traded; its NaN y_true is left out of the metrics
+    test = prepare(raw[raw.index >= spec.test_start], require_target=False)
     n_cal = int(len(train) * cfg.cal_frac)
     fit_rows = len(train) - n_cal - gap
     if fit_rows < 1000 or n_cal < 100 or test.empty:
@@ -160,7 +162,7 @@ def cache_key(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> str:
         "features": feature_set_version(),
         "horizon": s.horizon,
         "target": s.target,
-        "train": s.train.model_dump(mode="json", exclude={"jobs"}),
+        "train": s.train.model_dump(mode="json", exclude={"jobs", "ray_address"}),
         "parts": parts,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
@@ -176,6 +178,7 @@ def walk_forward_predictions(
     jobs: int | None = None,
     reuse: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    backend: str = "local",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Out-of-sample predictions of every window of every pair; returns (frame, info)."""
     plist = normalize_pairs(pairs)
@@ -195,8 +198,6 @@ def walk_forward_predictions(
             "errors": {},
         }
     specs = plan_windows(plist, s, cfg)
-    jobs = max(1, min(jobs or s.train.jobs, len(specs)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     data = s.model_dump(mode="json")
     data["home"] = str(s.home.resolve())
     frames: list[pd.DataFrame] = []
@@ -211,17 +212,17 @@ def walk_forward_predictions(
         if progress:
             progress(len(frames) + len(errors), len(specs))
 
-    if jobs == 1:
-        for sp in specs:
-            handle(*_task(sp, data, cfg, threads))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    from bqx.cluster.executor import Call, Executor
 
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_task, sp, data, cfg, threads) for sp in specs]
-            for f in as_completed(futs):
-                handle(*f.result())
+    # one task per (pair, window): the natural unit of parallelism (process pool or Ray)
+    with Executor(s, backend, min(jobs or s.train.jobs, len(specs))) as ex:
+        threads = ex.threads_per_task(len(specs))
+        calls = [Call(_task, (sp, data, cfg, threads), sp.pair) for sp in specs]
+        for d in ex.map(calls):
+            if d.value is None:
+                handle(specs[d.index], None, d.error, d.seconds)
+            else:
+                handle(*d.value)
     if not frames:
         raise BqxError(
             "every walk-forward window failed: "

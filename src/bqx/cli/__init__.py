@@ -28,6 +28,10 @@ def _register_optional() -> None:
         ("bqx.cli.serve_cmd", None),
         ("bqx.cli.keys_cmd", "keys"),
         ("bqx.cli.backtest_cmd", None),
+        ("bqx.cli.ops_cmd", None),
+        ("bqx.cli.rollout_cmd", "rollout"),
+        ("bqx.cli.experiments_cmd", "experiments"),
+        ("bqx.cli.paper_cmd", "paper"),
     ):
         try:
             m = importlib.import_module(mod)

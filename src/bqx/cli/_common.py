@@ -163,11 +163,12 @@ def handle_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from bqx.errors import BqxError
+        from bqx.infra.redact import redact
 
         try:
             return fn(*args, **kwargs)
         except BqxError as e:
-            err_console.print(f"[bold red]error:[/bold red] {e.message}")
+            err_console.print(f"[bold red]error:[/bold red] {redact(e.message)}")
             if e.hint:
                 err_console.print(f"[yellow]hint:[/yellow] {e.hint}")
             raise typer.Exit(e.exit_code) from None

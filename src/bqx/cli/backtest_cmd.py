@@ -6,7 +6,9 @@ Two modes share one execution model, metrics and report (SPEC section 6):
   ``signal`` (BUY/SELL/HOLD or 1/-1/0) and/or ``prediction`` (return units, turned into
   signals with the signals settings); optional ``y_true`` and ``window`` columns feed the
   prediction metrics and the per-window table. Bars come from the store.
-* walk-forward (``--train-months/--test-months/--windows/--model/--reuse-predictions``):
+* walk-forward (``--train-months/--test-months/--windows/--model/--reuse-predictions``;
+  every run is recorded per prediction set and reported with a deflated Sharpe ratio over the
+  variants tried, :mod:`bqx.backtest.variants`):
   retrains per window with the production training code; wired to the training pipeline.
 """
 
@@ -20,6 +22,7 @@ import typer
 
 from bqx.cli._common import (
     JsonOpt,
+    backend_option,
     console,
     err_console,
     handle_errors,
@@ -107,6 +110,11 @@ def backtest_cmd(
     ),
     # walk-forward: retrain per window with the production training code
     jobs: int | None = typer.Option(None, help="Walk-forward: windows trained in parallel."),
+    backend: str = typer.Option(
+        "local",
+        help="Walk-forward: local (process pool) or ray (train.ray_address for a cluster).",
+        callback=backend_option,
+    ),
     train_months: int | None = typer.Option(
         None, min=1, help="Walk-forward: training months per window. [default: 6]"
     ),
@@ -185,8 +193,9 @@ def backtest_cmd(
                 ensure_features(plist, s, progress=update)
         with progress_bar(f"walk-forward ({wcfg.model})", enabled=not as_json) as update:
             frame, wf_info = walk_forward_predictions(
-                plist, s, wcfg, jobs=jobs, reuse=reuse_predictions, progress=update
-            )
+                plist, s, wcfg, jobs=jobs, reuse=reuse_predictions, progress=update,
+                backend=backend,
+            )  # fmt: skip
         windows_df = windows_frame(frame)
     summary = run_signals_backtest(
         frame,
@@ -202,6 +211,11 @@ def backtest_cmd(
     if wf_info is not None:
         frame.to_parquet(Path(out_dir) / "predictions.parquet", index=False)
         summary["walk_forward"] = wf_info
+        from bqx.backtest.variants import record_variant
+
+        variant = {"backtest": cfg.as_dict(), "signals": sig_settings.model_dump(mode="json"),
+                   "start": str(start), "end": str(end)}  # fmt: skip
+        wf_info["variants"] = record_variant(s.home, wf_info["key"], variant, summary)
     if as_json:
         print_json(summary)
         return
@@ -209,27 +223,11 @@ def backtest_cmd(
 
 
 def backtest_config(bt: Any, horizon: int) -> Any:
-    """:class:`~bqx.backtest.BacktestConfig` from the ``[backtest]`` settings (0 = exit off;
-    time-out None = the forecast ``horizon``). Values are validated by the engine's config,
-    whose errors say which field is wrong."""
-    from bqx.backtest import BacktestConfig
+    """:class:`~bqx.backtest.BacktestConfig` from the ``[backtest]`` settings (see
+    :func:`bqx.backtest.engine.config_from_settings`; paper trading uses the same)."""
+    from bqx.backtest.engine import config_from_settings
 
-    timeout = horizon if bt.timeout_bars is None else (bt.timeout_bars or None)
-    return BacktestConfig(
-        take_profit=bt.take_profit or None,
-        stop_loss=bt.stop_loss or None,
-        horizon=timeout,
-        reverse=bt.reverse,
-        spread_pips=bt.spread_pips,
-        slippage_pips=bt.slippage_pips,
-        commission=bt.commission_per_million / 1e6,
-        capital=bt.capital,
-        sizing=bt.sizing,
-        fraction=bt.fraction,
-        kelly_fraction=bt.kelly_fraction,
-        kelly_min_trades=bt.kelly_min_trades,
-        max_leverage=bt.max_leverage,
-    )
+    return config_from_settings(bt, horizon)
 
 
 def read_signals(path: Path, pairs: str | None = None) -> pd.DataFrame:
@@ -326,7 +324,13 @@ def run_signals_backtest(
             if col in frame.columns:
                 predictions[col] = frame[col].to_numpy()
         if "y_true" not in predictions.columns:
-            yt = realized_targets(bars, horizon=settings.horizon, target=settings.target)
+            yt = realized_targets(
+                bars,
+                horizon=settings.horizon,
+                target=settings.target,
+                interval=settings.interval,
+                max_ffill=settings.max_ffill_bars,
+            )
             predictions = predictions.merge(yt, on=["pair", "ts"], how="left")
     t2 = time.perf_counter()
     paths = write_report(
@@ -423,6 +427,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"slippage {_f(port.get('slippage_cost'), 0)}, "
         f"commission {_f(port.get('commission'), 0)}."
     )
+    var = (summary.get("walk_forward") or {}).get("variants")
+    if var:
+        console.print(
+            f"{var['variants_tried']} variant(s) tried on these out-of-sample months: deflated "
+            f"Sharpe {_pct(var['deflated_sharpe'], 1)} (the best unskilled variant would reach "
+            f"Sharpe {_f(var['expected_max_sharpe'])})."
+        )
     leak = summary.get("leakage") or {}
     if leak.get("alarm"):
         flagged = [c for c in leak.get("checks", []) if c["flagged"]]

@@ -18,6 +18,7 @@ from bqx.cli._common import (
     table,
     time_option,
 )
+from bqx.infra.redact import redact
 
 app = typer.Typer(help="Market data: simulate, ingest, validate, inspect.", no_args_is_help=True)
 
@@ -65,7 +66,7 @@ def generate_cmd(
     up = store.upsert(res.bars)
     t_write = time.perf_counter() - t1
     out: dict[str, Any] = {
-        "store": store.url,
+        "store": redact(store.url),
         "bars": len(res.bars),
         "pairs": sorted(res.bars["pair"].unique().tolist()),
         "first": res.bars["ts"].min(),
@@ -228,10 +229,12 @@ def info_cmd(
     summ = store.summary(pair)
     store.close()
     if as_json:
-        print_json({"store": store.url, "pairs": summ})
+        print_json({"store": redact(store.url), "pairs": summ})
         return
     if not len(summ):
-        console.print(f"store {store.url} is empty: run `bqx data generate` or `bqx data ingest`")
+        console.print(
+            f"store {redact(store.url)} is empty: run `bqx data generate` or `bqx data ingest`"
+        )
         return
-    table(summ.to_dict("records"), title=f"bars in {store.url}")
+    table(summ.to_dict("records"), title=f"bars in {redact(store.url)}")
     console.print(f"{len(summ)} pairs, {int(summ['rows'].sum()):,} bars")

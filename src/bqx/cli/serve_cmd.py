@@ -61,6 +61,10 @@ def serve_cmd(
 
     s = settings()
     s.ensure_home()
+    from bqx.cluster.checks import check_tracking, warn_local_state
+
+    warn_local_state(s, err_console.print)  # cluster mode: nothing silently on local disk
+    check_tracking(s)  # an MLflow server that is down: a clear error now, not a 503 later
     h = host or s.serve.host
     p = port or s.serve.port
     w = workers or s.serve.workers
@@ -103,7 +107,10 @@ def serve_cmd(
 def predict_cmd(
     pair: str = typer.Argument(..., help="e.g. EURUSD"),
     timestamp: str | None = typer.Option(
-        None, "--timestamp", "-t", help="Predict at the last bar at or before this UTC time."
+        None,
+        "--timestamp",
+        "-t",
+        help="Predict at the last bar closed by this UTC time (bars are stamped with their open).",
     ),
     no_log: bool = typer.Option(False, "--no-log", help="Do not append to the decision log."),
     as_json: bool = JsonOpt,
@@ -147,6 +154,10 @@ def predict_batch_cmd(
     start: str = typer.Option(..., help="First bar (UTC).", callback=time_option),
     end: str = typer.Option(..., help="Last bar (UTC).", callback=time_option),
     out: str = typer.Option(..., help="Output file: .parquet or .csv."),
+    jobs: int = typer.Option(1, min=1, help="Groups of pairs predicted in parallel."),
+    backend: str = typer.Option(
+        "local", help="local (process pool) or ray (train.ray_address for a cluster)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Production-model predictions, intervals and signals for every bar in a range (batch
@@ -154,8 +165,13 @@ def predict_batch_cmd(
     from bqx.serving.batch import predict_batch, write_output
 
     s = settings()
-    with progress_bar("predicting", enabled=not as_json) as update:
-        res = predict_batch(pairs, start, end, s, progress=update)
+    if jobs > 1 or backend != "local":
+        from bqx.cluster.batch import predict_batch_distributed
+
+        res = predict_batch_distributed(pairs, start, end, s, backend=backend, jobs=jobs)
+    else:
+        with progress_bar("predicting", enabled=not as_json) as update:
+            res = predict_batch(pairs, start, end, s, progress=update)
     path = write_output(res.frame, out)
     summary: dict[str, Any] = {"out": str(path), **res.summary()}
     if as_json:

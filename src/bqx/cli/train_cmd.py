@@ -67,6 +67,9 @@ def train_cmd(
 
     s = settings()
     s.ensure_home()
+    from bqx.cluster.checks import warn_local_state
+
+    warn_local_state(s, err_console.print)
     plist = normalize_pairs(None if all_pairs else pairs)
     model = model or s.train.model
     per_pair: dict[str, dict[str, Any] | None] = {}
@@ -74,10 +77,10 @@ def train_cmd(
         from bqx.training.tune import best_params
 
         for p in plist:
-            bp = best_params(p, model, s)
+            bp = best_params(p, model, s, start=start, end=end)
             if bp is None:
                 err_console.print(
-                    f"[yellow]{p}: no Optuna study for {model}; using defaults (run `bqx tune --pair {p} --model {model}`)[/yellow]"
+                    f"[yellow]{p}: no Optuna study for {model} on this data window and feature set; using defaults (run `bqx tune --pair {p} --model {model}`)[/yellow]"
                 )
             per_pair[p] = bp
     elif params:
@@ -165,6 +168,12 @@ def tune_cmd(
     timeout: float | None = typer.Option(None, help="Stop after this many seconds."),
     start: str | None = typer.Option(None, callback=time_option),
     end: str | None = typer.Option(None, callback=time_option),
+    jobs: int = typer.Option(1, min=1, help="Workers sharing the study (trials split)."),
+    backend: str = typer.Option(
+        "local",
+        help="local (process pool) or ray (train.ray_address for a cluster).",
+        callback=backend_option,
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Tune hyperparameters on the validation segment (TPE + median pruning); the best trial is
@@ -172,17 +181,23 @@ def tune_cmd(
     from bqx.training.tune import tune
 
     s = settings()
-    with progress_bar(f"tuning {pair} ({model})", total=trials, enabled=not as_json) as update:
-        res = tune(
-            pair,
-            s,
-            model=model,
-            trials=trials,
-            timeout=timeout,
-            start=start,
-            end=end,
-            progress=update,
-        )
+    if jobs > 1 or backend == "ray":
+        from bqx.cluster.tune import tune_distributed
+
+        res = tune_distributed(pair, s, model=model, trials=trials, workers=jobs,
+                               backend=backend, timeout=timeout, start=start, end=end)  # fmt: skip
+    else:
+        with progress_bar(f"tuning {pair} ({model})", total=trials, enabled=not as_json) as update:
+            res = tune(
+                pair,
+                s,
+                model=model,
+                trials=trials,
+                timeout=timeout,
+                start=start,
+                end=end,
+                progress=update,
+            )
     if as_json:
         print_json(res.as_dict())
         return

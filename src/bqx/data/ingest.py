@@ -487,8 +487,61 @@ class _Text:
     data: bytes
 
 
-def _load_bytes(path: Path, what: str) -> bytes:
+#: longest line accepted in a text file (bytes). A bar is < 200 bytes; a longer line is not
+#: a bar file, and parsing one giant line is slow and memory-hungry (issue 18 reports a 50 MB
+#: single-line file taking 30 s and 2.9 GB), so it is refused after reading this much.
+MAX_LINE_BYTES = 1 << 20
+#: largest OANDA JSON document accepted (bytes): ``json.loads`` needs many times the file
+#: size in memory; the v20 API returns at most 5,000 candles (~1 MB) per response.
+MAX_JSON_BYTES = 256 << 20
+_CHUNK = 8 << 20
+
+
+def _check_line_lengths(path: Path, what: str, limit: int) -> None:
+    """Stream ``path`` in fixed chunks (constant memory) and stop at the first line longer than
+    ``limit`` bytes, with a clear error, before anything is parsed."""
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    line_no, run = 1, 0  # run: bytes of the current line so far
+    with path.open("rb") as f:
+        while n := f.readinto(buf):
+            nl = np.flatnonzero(np.frombuffer(view[:n], dtype=np.uint8) == 10)
+            if len(nl):
+                lens = np.diff(np.concatenate(([-1], nl)))
+                lens[0] += run
+                over = np.flatnonzero(lens - 1 > limit)
+                if len(over):
+                    _line_too_long(path, what, line_no + int(over[0]), limit)
+                line_no += len(nl)
+                run = n - 1 - int(nl[-1])
+            else:
+                run += n
+            if run > limit:
+                _line_too_long(path, what, line_no, limit)
+
+
+def _line_too_long(path: Path, what: str, line: int, limit: int) -> None:
+    raise DataValidationError(
+        f"{path.name}: line {line} is longer than {limit:,} bytes; a {what} file holds one "
+        "bar per line (is it another format, or missing its line breaks?)",
+        hint="check the file and --format; split it into lines of one record each",
+    )
+
+
+def _load_bytes(path: Path, what: str, *, document: bool = False) -> bytes:
+    """The file's bytes, after bounding what parsing them can cost: line length for text
+    formats (streamed check), total size for a one-document format (``document=True``)."""
     try:
+        if document:
+            size = path.stat().st_size
+            if size > MAX_JSON_BYTES:
+                raise DataValidationError(
+                    f"{path.name} is {size:,} bytes: larger than the {MAX_JSON_BYTES:,}-byte "
+                    "limit for one OANDA JSON document",
+                    hint="split it into one file per API response (<= 5,000 candles each)",
+                )
+        else:
+            _check_line_lengths(path, what, MAX_LINE_BYTES)
         data = path.read_bytes()
     except OSError as e:
         raise DataValidationError(f"cannot read {path}: {e}") from e
@@ -1179,7 +1232,7 @@ def _read_dukascopy(path: Path, fixed_pair: str | None) -> SourceFrame:
 
 
 def _read_oanda(path: Path, fixed_pair: str | None) -> SourceFrame:
-    data = _load_bytes(path, "OANDA JSON")
+    data = _load_bytes(path, "OANDA JSON", document=True)
     try:
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

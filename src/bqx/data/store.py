@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -35,6 +37,7 @@ import pandas as pd
 from bqx.calendar import bars_lower_bound, surely_open, to_utc
 from bqx.data.bars import BAR_COLUMNS, VALUE_COLUMNS, empty_bars, normalize_bars
 from bqx.errors import StoreError
+from bqx.infra.crash import crash_point
 from bqx.universe import normalize_pairs
 
 _VALUE_SQL = ", ".join(VALUE_COLUMNS)
@@ -49,6 +52,8 @@ _AGG_SQL = ", ".join(
     + ["min(ts)", "max(ts)"]
 )
 _COLS_SQL = ", ".join(BAR_COLUMNS)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,25 @@ def _finish(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 # =========================================================================================
 # DuckDB
 # =========================================================================================
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.RLock:
+    """One lock per DuckDB file per process. Opening and closing connections to one file
+    from several threads at once raced inside DuckDB's per-process instance cache: a
+    connection could see the database before the Python client had registered its scan
+    functions ("Table Function with name pandas_scan / python_arrow_scan does not exist",
+    1.5-3 % of concurrent ``POST /v1/bars``, issue 18.12). Opening and closing take turns
+    (~15 ms each); queries on open connections still run concurrently."""
+    key = str(Path(path).resolve())
+    with _FILE_LOCKS_GUARD:
+        lock = _FILE_LOCKS.get(key)
+        if lock is None:
+            lock = _FILE_LOCKS[key] = threading.RLock()
+        return lock
+
+
 class DuckDBStore(BarStore):
     """Embedded store in one DuckDB file. Uniqueness of (pair, ts) is enforced by ``upsert``
     (the only write path) rather than an index: DuckDB's ART index makes bulk loads several
@@ -229,8 +253,9 @@ class DuckDBStore(BarStore):
         delay = 0.01
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=False)
-                con.execute("SET TimeZone='UTC'")
+                with _file_lock(self.path):
+                    con = duckdb.connect(str(self.path), read_only=False)
+                    con.execute("SET TimeZone='UTC'")
                 return con
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
@@ -254,7 +279,8 @@ class DuckDBStore(BarStore):
         try:
             yield con
         finally:
-            con.close()
+            with _file_lock(self.path):
+                con.close()
 
     @contextlib.contextmanager
     def hold(self, read_only: bool = False) -> Iterator[BarStore]:
@@ -266,12 +292,14 @@ class DuckDBStore(BarStore):
         try:
             yield self
         finally:
-            self._held.close()
+            with _file_lock(self.path):
+                self._held.close()
             self._held = None
 
     def close(self) -> None:
         if self._held is not None:
-            self._held.close()
+            with _file_lock(self.path):
+                self._held.close()
             self._held = None
 
     def ping(self) -> bool:
@@ -286,9 +314,13 @@ class DuckDBStore(BarStore):
         df = _upsert_input(bars)
         if df is None:
             return UpsertResult(0, 0, 0)
+        import pyarrow as pa
+
         differs = " OR ".join(f"i.{c} IS DISTINCT FROM b.{c}" for c in VALUE_COLUMNS)
+        # registered as Arrow (no pandas scan); connections open/close in turn (_file_lock)
+        incoming = pa.Table.from_pandas(df, preserve_index=False)
         with self._conn(read_only=False) as con:
-            con.register("incoming_df", df)
+            con.register("incoming_df", incoming)
             try:
                 con.execute("BEGIN TRANSACTION")
                 con.execute(
@@ -317,6 +349,7 @@ class DuckDBStore(BarStore):
                         "ORDER BY ts, pair"
                     )
                 con.execute("DROP TABLE incoming")
+                crash_point("store.upsert.before_commit")
                 con.execute("COMMIT")
             except Exception:
                 with contextlib.suppress(Exception):
@@ -426,24 +459,140 @@ class DuckDBStore(BarStore):
 # =========================================================================================
 class PostgresStore(BarStore):
     """Production store on PostgreSQL (psycopg 3). Uses a TimescaleDB hypertable when the
-    extension is available, a plain table with a (pair, ts) primary key otherwise."""
+    extension is available, a plain table with a (pair, ts) primary key otherwise.
 
-    def __init__(self, url: str, interval: timedelta, table: str = "bars"):
-        import psycopg
+    Connections: a small pool (at most ``pool_size``, shared by the threads of a process)
+    that heals itself. A connection that fails at the connection level (server restarted,
+    network cut) is discarded, the failure is recorded in a :class:`~bqx.infra.Breaker`, and
+    the next operation reconnects once the bounded exponential backoff (0.2 s doubling to
+    ``reconnect_max_s``) allows: no process restart is needed, and while the server is down
+    every operation fails at once with :class:`~bqx.errors.StoreError` (-> HTTP 503) instead
+    of waiting. Nothing connects in the constructor unless the server answers: a store that
+    is unreachable at start (``bqx serve`` before the database) is created anyway, reports
+    ``ping() == False`` and works as soon as the server appears (the table is created on the
+    first successful connection).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        interval: timedelta,
+        table: str = "bars",
+        *,
+        pool_size: int = 4,
+        connect_timeout_s: int = 3,
+        reconnect_max_s: float = 2.0,
+    ):
+        from bqx.infra.retry import Breaker
 
         self.url = url
         self.interval = interval
         self.table = table
-        try:
-            self._con = psycopg.connect(_pg_dsn(url), autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as e:
+        self.pool_size = max(1, int(pool_size))
+        self.connect_timeout_s = max(2, int(connect_timeout_s))  # libpq's minimum is 2 s
+        self.timescale = False
+        self.breaker = Breaker("store", base_s=0.2, max_s=reconnect_max_s)
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._schema_ok = False
+        self.reconnects = 0
+        with contextlib.suppress(StoreError), self._conn():  # unreachable: retried on use
+            pass
+
+    # -- connections ------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        import psycopg
+
+        if not self.breaker.due():
             raise StoreError(
-                f"cannot connect to PostgreSQL at {_redact(url)}: {str(e).strip()}",
+                f"PostgreSQL store {_redact(self.url)} is unavailable "
+                f"(last error: {self.breaker.last_error}); reconnecting in "
+                f"{self.breaker.seconds_until_due():.1f} s",
+                hint="check that the server runs and BQX_STORE_URL is right",
+            )
+        try:
+            con = psycopg.connect(
+                _pg_dsn(self.url),
+                autocommit=True,
+                connect_timeout=self.connect_timeout_s,
+                options="-c timezone=UTC",
+            )
+        except psycopg.Error as e:
+            self.breaker.failed(e)
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {_redact(self.url)}: {_redact(str(e).strip())}",
                 hint="check that the server runs and BQX_STORE_URL is right",
             ) from e
-        self.timescale = False
-        with self._con.cursor() as cur:
-            cur.execute("SET TIME ZONE 'UTC'")
+        if not self.breaker.healthy:
+            self.reconnects += 1
+            log.warning("bar store: reconnected to %s", _redact(self.url))
+        self.breaker.ok()
+        if not self._schema_ok:
+            try:
+                self._create_schema(con)
+            except Exception:
+                con.close()
+                raise
+        return con
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[Any]:
+        """A healthy connection for one operation; connection-level errors inside become
+        :class:`StoreError` and the connection is discarded (the pool reconnects)."""
+        import psycopg
+
+        con = None
+        with self._lock:
+            while self._idle:
+                c = self._idle.pop()
+                if not c.closed and not c.broken:
+                    con = c
+                    break
+        if con is None:
+            con = self._connect()
+        try:
+            yield con
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            with contextlib.suppress(Exception):
+                con.close()
+            self.breaker.failed(e)
+            self._drop_idle()
+            raise StoreError(
+                f"PostgreSQL store {_redact(self.url)} failed: {_redact(str(e).strip())}",
+                hint="the server may be down or restarting; the store reconnects by itself",
+            ) from e
+        except BaseException:
+            if con.closed or con.broken:
+                with contextlib.suppress(Exception):
+                    con.close()
+            else:
+                self._release(con)
+            raise
+        else:
+            self._release(con)
+
+    def _release(self, con: Any) -> None:
+        if con.closed or con.broken:
+            return
+        with self._lock:
+            if len(self._idle) < self.pool_size:
+                self._idle.append(con)
+                return
+        con.close()
+
+    def _drop_idle(self) -> None:
+        """After a connection-level failure the idle ones are suspect too: close them."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for c in idle:
+            with contextlib.suppress(Exception):
+                c.close()
+
+    def _create_schema(self, con: Any) -> None:
+        import psycopg
+
+        table = self.table
+        with con.cursor() as cur:
             cur.execute(
                 f"""CREATE TABLE IF NOT EXISTS {table} (
                     pair TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL,
@@ -464,13 +613,14 @@ class PostgresStore(BarStore):
                     self.timescale = True
                 except psycopg.Error:
                     self.timescale = False
+        self._schema_ok = True
 
     def close(self) -> None:
-        self._con.close()
+        self._drop_idle()
 
     def ping(self) -> bool:
         try:
-            with self._con.cursor() as cur:
+            with self._conn() as con, con.cursor() as cur:
                 cur.execute("SELECT 1")
                 cur.fetchone()
             return True
@@ -484,7 +634,7 @@ class PostgresStore(BarStore):
         t = self.table
         differs = " OR ".join(f"{t}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in VALUE_COLUMNS)
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in VALUE_COLUMNS)
-        with self._con.transaction(), self._con.cursor() as cur:
+        with self._conn() as con, con.transaction(), con.cursor() as cur:
             cur.execute(f"CREATE TEMP TABLE incoming (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DROP")
             with cur.copy(f"COPY incoming ({_COLS_SQL}) FROM STDIN WITH (FORMAT csv)") as cp:
                 cp.write(_to_csv_bytes(df))
@@ -497,6 +647,7 @@ class PostgresStore(BarStore):
                     FROM w"""
             )
             row = cur.fetchone()
+            crash_point("store.upsert.before_commit")
         assert row is not None
         n_new, n_changed = int(row[0]), int(row[1])
         return UpsertResult(n_new, n_changed, len(df) - n_new - n_changed)
@@ -509,11 +660,17 @@ class PostgresStore(BarStore):
         Python. Floats are printed in their shortest exact form (extra_float_digits >= 1), NULL
         as an empty field, and timestamps as integer microseconds.
         """
+        with self._conn() as con:
+            return self._copy_out_on(con, sql, params, cols)
+
+    def _copy_out_on(
+        self, con: Any, sql: str, params: Sequence[Any], cols: list[str]
+    ) -> pd.DataFrame:
         import psycopg
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        query = psycopg.ClientCursor(self._con).mogrify(sql, params) if params else sql
+        query = psycopg.ClientCursor(con).mogrify(sql, params) if params else sql
         fields = ["q.pair", "(extract(epoch FROM q.ts) * 1000000)::bigint::text"] + [
             f"coalesce(q.{c}::text, '')" for c in cols[2:]
         ]
@@ -523,7 +680,7 @@ class PostgresStore(BarStore):
             f"SELECT row_number() OVER () AS rn, {line} AS line FROM ({query}) q) z "
             "GROUP BY (rn - 1) / 50000 ORDER BY (rn - 1) / 50000"
         )
-        with self._con.cursor() as cur:
+        with con.cursor() as cur:
             cur.execute("SET extra_float_digits = 1")
             cur.execute(agg)
             chunks = [r[0] for r in cur.fetchall() if r[0]]
@@ -601,7 +758,7 @@ class PostgresStore(BarStore):
 
     def latest(self, pairs: Sequence[str] | str | None = None) -> dict[str, pd.Timestamp]:
         plist = normalize_pairs(pairs)
-        with self._con.cursor() as cur:
+        with self._conn() as con, con.cursor() as cur:
             # one index probe per pair instead of a full scan
             cur.execute(
                 f"""SELECT p.pair, (SELECT max(ts) FROM {self.table} x WHERE x.pair = p.pair)
@@ -612,7 +769,7 @@ class PostgresStore(BarStore):
         return {p: to_utc(t) for p, t in sorted(rows) if t is not None}
 
     def _pair_stats(self) -> pd.DataFrame:
-        with self._con.cursor() as cur:
+        with self._conn() as con, con.cursor() as cur:
             cur.execute(
                 f"SELECT pair, count(*), min(ts), max(ts) FROM {self.table} "
                 "GROUP BY pair ORDER BY pair"
@@ -621,7 +778,7 @@ class PostgresStore(BarStore):
         return _stats_frame(pd.DataFrame(rows, columns=["pair", "rows", "first", "last"]))
 
     def _jumps(self, pairs: list[str]) -> pd.DataFrame:
-        with self._con.cursor() as cur:
+        with self._conn() as con, con.cursor() as cur:
             cur.execute(
                 f"""SELECT pair, prev_ts, ts FROM (
                       SELECT pair, ts, lag(ts) OVER (PARTITION BY pair ORDER BY ts) AS prev_ts
@@ -641,14 +798,14 @@ class PostgresStore(BarStore):
         if e is not None:
             where.append("ts <= %s")
             params.append(e.to_pydatetime())
-        with self._con.cursor() as cur:
+        with self._conn() as con, con.cursor() as cur:
             cur.execute(f"SELECT {_AGG_SQL} FROM {self.table} WHERE {' AND '.join(where)}", params)
             row = cur.fetchone()
         return _agg_tuple(row)
 
     def drop(self) -> None:
         """Drop the bars table (tests use it to start clean)."""
-        with self._con.cursor() as cur:
+        with self._conn() as con, con.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {self.table}")
 
 
@@ -765,9 +922,9 @@ def _pg_dsn(url: str) -> str:
 
 
 def _redact(url: str) -> str:
-    import re
+    from bqx.infra.redact import redact
 
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    return redact(url)
 
 
 def open_store(

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bqx.config import Settings, load_settings
-from bqx.errors import ModelNotFoundError, RegistryError
+from bqx.errors import ModelNotFoundError, RegistryError, RegistryUnavailableError
+from bqx.infra.crash import crash_point
 from bqx.universe import normalize_pair
 
 if TYPE_CHECKING:
@@ -95,6 +97,9 @@ class Registry:
     def client(self) -> Any:
         if self._client is None:
             self.settings.ensure_home()
+            # with an MLflow server, runs print "View run ... at: http://..." on stdout,
+            # which would corrupt every --json output
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             import mlflow
             from mlflow import MlflowClient
 
@@ -114,7 +119,10 @@ class Registry:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(EXPERIMENT)
-            if exp is None:
+            if exp is None and self.uri.startswith(("http://", "https://")):
+                # an MLflow server proxies the artifacts (--serve-artifacts): no local path
+                self._experiment_id = self.client.create_experiment(EXPERIMENT)
+            elif exp is None:
                 root = self.settings.artifact_root.resolve()
                 root.mkdir(parents=True, exist_ok=True)
                 self._experiment_id = self.client.create_experiment(
@@ -192,6 +200,7 @@ class Registry:
             tags={"approval_status": PENDING, "registration": "incomplete"},
         )
         v = str(mv.version)
+        crash_point("registry.version_created")
         t = result.metrics["test"]
         naive = max(b["r2"] for b in result.metrics["baselines_test"].values())
         tags = {
@@ -209,7 +218,9 @@ class Registry:
         }
         for k, val in tags.items():
             c.set_model_version_tag(name, v, k, val)
+        crash_point("registry.version_tagged")
         c.set_model_version_tag(name, v, "registration", "complete")
+        crash_point("registry.registered")
         if result.approved:
             self._set_approval(pair, v, APPROVED, actor or "approval-rule", result.approval_reason)
         return v
@@ -246,6 +257,7 @@ class Registry:
             else:
                 mv = c.get_model_version_by_alias(name, alias or PRODUCTION)
         except Exception as e:
+            _raise_if_unavailable(e, self.uri)
             what = f"version {version}" if version is not None else f"alias '{alias or PRODUCTION}'"
             raise ModelNotFoundError(
                 f"no {what} of {name}",
@@ -266,19 +278,36 @@ class Registry:
     def _set_approval(
         self, pair: str, version: str, status: str, actor: str, reason: str | None
     ) -> None:
+        # Approval is atomic with its history (issue 18.15): the history row is written
+        # first, ``approval_status`` last, and :meth:`promote` needs both. A crash anywhere
+        # in between leaves a version that is not promotable (approve it again), never an
+        # "Approved" version without its who/when/why.
         name = model_name(pair)
         c = self.client
-        c.set_model_version_tag(name, version, "approval_status", status)
+        self.state.record_promotion(
+            normalize_pair(pair), name, action="approve" if status == APPROVED else "reject",
+            to_version=version, actor=actor, reason=reason,
+        )  # fmt: skip
+        crash_point("registry.approval.history_written")
         c.set_model_version_tag(name, version, "approval_by", actor)
         c.set_model_version_tag(
             name, version, "approval_at", pd.Timestamp.now(tz="UTC").isoformat()
         )
         if reason:
             c.set_model_version_tag(name, version, "approval_reason", reason[:500])
-        self.state.record_promotion(
-            normalize_pair(pair), name, action="approve" if status == APPROVED else "reject",
-            to_version=version, actor=actor, reason=reason,
-        )  # fmt: skip
+        crash_point("registry.approval.tags_written")
+        c.set_model_version_tag(name, version, "approval_status", status)
+
+    def approval_recorded(self, pair: str, version: str | int) -> bool:
+        """True when the latest approve/reject event of ``version`` in the history is an
+        approval (the approval tag alone is not enough: see :meth:`_set_approval`)."""
+        h = self.state.promotion_history(normalize_pair(pair))
+        if not len(h):
+            return False
+        h = h[
+            h["action"].isin(["approve", "reject"]) & (h["to_version"].astype(str) == str(version))
+        ]
+        return bool(len(h)) and str(h["action"].iloc[-1]) == "approve"
 
     def approve(
         self, pair: str, version: str | int, *, actor: str | None = None, reason: str | None = None
@@ -329,6 +358,12 @@ class Registry:
             raise RegistryError(
                 f"{model_name(pair)} version {v} is {info.approval_status}, not Approved",
                 hint=f"`bqx models approve {pair} {v}` first (after reviewing `bqx models show {pair} --version {v}`)",
+            )
+        if not self.approval_recorded(pair, v):
+            raise RegistryError(
+                f"{model_name(pair)} version {v} is tagged Approved but the approval is not in "
+                "the promotion history (an interrupted approval?)",
+                hint=f"approve it again: `bqx models approve {pair} {v} --reason ...`",
             )
         if info.feature_set_version != feature_set_version():
             raise RegistryError(
@@ -389,6 +424,20 @@ class Registry:
         art.version = info.version
         art.selection = {**art.selection, "load_seconds": time.perf_counter() - t0}
         return art
+
+
+def _raise_if_unavailable(e: BaseException, uri: str) -> None:
+    """Only "does not exist" is a missing model (404); any other failure of MLflow (server
+    down, auth, a locked SQLite file, a timeout) is the registry being unavailable (503)."""
+    from bqx.infra.outage import mlflow_not_found
+    from bqx.infra.redact import redact
+
+    if mlflow_not_found(e):
+        return
+    raise RegistryUnavailableError(
+        f"model registry {redact(uri)} failed: {redact(str(e).strip()[:300])}",
+        hint="check that the MLflow tracking server (BQX_TRACKING_URI) is reachable",
+    ) from e
 
 
 def _info(mv: Any) -> VersionInfo:

@@ -58,6 +58,13 @@ from bqx.errors import (
 from bqx.serving.auth import ApiKeyError, ApiKeys, Principal, Role, extract_key
 from bqx.serving.metrics import ServiceMetrics, create_metrics, render_latest
 from bqx.serving.ratelimit import RateLimiter, make_limiter, retry_after_header
+from bqx.serving.resilience import (
+    bound_mlflow_retries,
+    outage_body,
+    outage_response,
+    ready_within,
+    verify_key,
+)
 from bqx.serving.schemas import (
     BarsRequest,
     BarsResponse,
@@ -130,6 +137,9 @@ def error_of(exc: BaseException) -> tuple[int, dict[str, Any]]:
         if exc.hint:
             body["hint"] = exc.hint
         return exc.status, body
+    outage = outage_body(exc)  # infrastructure: 503, generic text (details stay in logs)
+    if outage is not None:
+        return 503, outage
     status, code = 400, "bad_request"
     for typ, st, c in ERROR_STATUS:
         if isinstance(exc, typ):
@@ -200,7 +210,8 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
                 "create a key with `bqx keys create --role reader`",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = ctx.keys.verify(key)
+        # off the event loop on a cache miss, with a timeout (a hung database -> 503)
+        principal = await verify_key(ctx.keys, key, ctx.settings.resilience.auth_timeout_s)
         if principal is None:
             ctx.metrics.auth_failures.labels("invalid").inc()
             raise ApiError(
@@ -366,11 +377,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from bqx.state import open_state
 
+        bound_mlflow_retries()
         svc = service or PredictionService(s, metrics=metrics)
         if svc.metrics is None:
             svc.metrics = metrics
             svc.models.metrics = metrics
-        state = open_state(s)
+        state = open_state(s, tolerate_unreachable=True)  # start before the database
         keys = ApiKeys(state)
         limiter = make_limiter(s, on_error=lambda e: metrics.rate_limit_backend_errors.inc())
         app.state.ctx = AppContext(s, svc, keys, limiter, metrics)
@@ -418,7 +430,7 @@ def create_app(
 #: Resource routers that live in modules of their own (monitoring, rollout, risk, ...):
 #: each module exposes ``router = fastapi.APIRouter()`` and may import the helpers of this
 #: module (``require``, ``_ctx``, ``_json``, ``ApiError``). Add a module here to mount it.
-ROUTER_MODULES: tuple[str, ...] = ()
+ROUTER_MODULES: tuple[str, ...] = ("bqx.rollout.api",)
 
 
 def _include_routers(app: FastAPI) -> None:
@@ -451,8 +463,10 @@ def _install_errors(app: FastAPI) -> None:
         return _json(st, body, exc.headers)
 
     @app.exception_handler(BqxError)
-    async def _bqx_error(_r: Request, exc: BqxError) -> Response:
+    async def _bqx_error(r: Request, exc: BqxError) -> Response:
         st, body = error_of(exc)
+        if st == 503 and "component" in body:
+            return outage_response(r, exc, body)
         if st >= 500:
             log.error("server fault: %s", exc)
         return _json(st, body)
@@ -486,7 +500,10 @@ def _install_errors(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _fault(_r: Request, exc: Exception) -> Response:
+    async def _fault(r: Request, exc: Exception) -> Response:
+        outage = outage_body(exc)  # a connection error that escaped un-wrapped: 503
+        if outage is not None:
+            return outage_response(r, exc, outage)
         log.exception("unhandled error")
         return _json(
             500, {"error": "internal_error", "detail": "the server failed; the error was logged"}
@@ -522,7 +539,7 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
     async def readyz(request: Request) -> Response:
         """Store reachable, registry reachable and at least one production model."""
         ctx = _ctx(request)
-        out = await run_in_threadpool(ctx.service.ready)
+        out = await ready_within(ctx.service, ctx.settings.resilience.ready_timeout_s)
         # informational, never fails readiness: without Redis limits are per worker
         lim = ctx.limiter
         shared = getattr(lim, "shared", None)

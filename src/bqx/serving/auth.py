@@ -288,6 +288,15 @@ class ApiKeys:
             self._used[key_id] = now
         return row.principal
 
+    def is_cached(self, key: str | None) -> bool:
+        """True when :meth:`verify` will not touch the database (malformed keys included)."""
+        parsed = parse_key(key) if key else None
+        if parsed is None:
+            return True
+        with self._lock:
+            hit = self._cache.get(parsed[0])
+        return hit is not None and self._clock() - hit[0] < self.ttl_s
+
     def _row(self, key_id: str) -> _Row | None:
         now = self._clock()
         with self._lock:

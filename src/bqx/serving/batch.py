@@ -8,7 +8,9 @@ pair runs :func:`bqx.features.build` (vectorised over the whole range),
 
 The numbers equal what the API answers for the same bars (the online and batch feature
 paths are one implementation; tests compare them), so a batch run can back-fill the
-decision history or feed a backtest with exactly the served signals.
+decision history or feed a backtest with exactly the served signals. ``ts`` is the bar's
+*open* time; the row uses that bar's close, so it is known at ``available_at`` = ts + one
+bar interval (what the API returns when asked with ``timestamp = available_at``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bqx.universe import normalize_pairs
 BATCH_COLUMNS: tuple[str, ...] = (
     "pair",
     "ts",
+    "available_at",
     "observed",
     "prediction",
     "lo",
@@ -168,6 +171,8 @@ def predict_batch(
             {
                 "pair": p,
                 "ts": X.index,
+                # the bar's close: the row uses the bar opening at ts, known only then
+                "available_at": pd.DatetimeIndex(X.index) + pd.Timedelta(s.interval),
                 "observed": panel.observed[rows, j],
                 "prediction": yhat,
                 "lo": lo,

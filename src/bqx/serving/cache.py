@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bqx.data.bars import BAR_COLUMNS, normalize_bars, ts_ns
-from bqx.errors import ModelNotFoundError
+from bqx.errors import ModelNotFoundError, RegistryUnavailableError
 from bqx.features import Panel, lookback
 from bqx.universe import normalize_pair
 
@@ -334,7 +334,11 @@ class ModelCache:
                 self.metrics.model_cache_hits.inc()
             return e.artifact
         if e is not None:  # stale alias check: the background refresher is not keeping up
-            self._check(pair, e)
+            try:
+                self._check(pair, e)
+            except RegistryUnavailableError as exc:  # keep serving what we have
+                log.warning("model cache: alias check of %s failed: %s", pair, exc)
+                return e.artifact
             e2 = self._entries.get(pair)
             if e2 is not None:
                 self.stats.hits += 1

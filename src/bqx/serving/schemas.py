@@ -26,6 +26,12 @@ class ErrorBody(BaseModel):
     issues: list[dict[str, Any]] | None = Field(
         None, description="POST /v1/bars: one entry per bad bar (row is 1-based in 'bars')"
     )
+    component: str | None = Field(
+        None, description="503 only: the unavailable component (store, state, registry, ...)"
+    )
+    address: str | None = Field(
+        None, description="503 only: scheme and fingerprint of the server address (redacted)"
+    )
 
 
 # -- prediction ------------------------------------------------------------------------------
@@ -36,7 +42,7 @@ class PredictRequest(_Strict):
     timestamp: datetime | None = Field(
         None,
         examples=["2024-01-05T13:40:00Z"],
-        description="Predict at the pair's last bar at or before this time (default: newest bar)",
+        description="Predict at the pair's last bar closed by this time (default: newest bar)",
     )
     strict: bool = Field(
         False,
@@ -50,6 +56,11 @@ class PredictResponse(BaseModel):
     pair: str
     timestamp: str = Field(description="The as-of bar (its open time, UTC)")
     requested_timestamp: str | None
+    available_at: str | None = Field(
+        None,
+        description="The as-of bar's close (UTC): the forecast uses no information after it. "
+        "For a requested timestamp T it is <= T (bars that had closed by T)",
+    )
     horizon_minutes: float
     prediction: float | None = Field(
         description="Forecast target in return units (0.0005 ≈ 5 pips)"
@@ -68,6 +79,11 @@ class PredictResponse(BaseModel):
     latency_ms: float
     missing_features: list[str] | None = Field(
         None, description="with signal_reason insufficient_data: the selected features that are NaN"
+    )
+    arm: str = Field(
+        "production",
+        description="Which model answered: production, or during a rollout candidate / "
+        "production, during an A/B experiment a / b",
     )
 
 

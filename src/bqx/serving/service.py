@@ -3,8 +3,10 @@
 
 A prediction for ``(pair, timestamp)``:
 
-1. **Bars**: the as-of bar is the pair's last bar at or before ``timestamp`` (default: the
-   newest bar in the store). The service reads them from its in-memory :class:`BarCache`
+1. **Bars**: the as-of bar is the pair's last bar whose *close* (open time + one bar
+   interval) is at or before ``timestamp``, so a historical request sees no information
+   after it (default, live: the newest bar in the store). The answer's ``available_at`` is
+   that close. The service reads them from its in-memory :class:`BarCache`
    when it has one (the API) and from the store otherwise (the CLI, or a timestamp older
    than the cache window); both give the same Panel rows, hence the same features.
 2. **Staleness**: if the pair's last *real* (not forward-filled) bar is more than
@@ -160,6 +162,10 @@ class Prediction:
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    #: which arm answered: "production" (no rollout), "candidate", or "a"/"b" (experiment)
+    arm: str | None = None
+    rollout_id: int | None = None
+    available_at: pd.Timestamp | None = None  # the as-of bar's close: when it was known
     #: selected features that were NaN when the forecast was refused (insufficient_data)
     missing_features: tuple[str, ...] | None = None
 
@@ -176,6 +182,7 @@ class Prediction:
             "requested_timestamp": (
                 self.requested_timestamp.isoformat() if self.requested_timestamp else None
             ),
+            "available_at": self.available_at.isoformat() if self.available_at else None,
             "horizon_minutes": self.horizon_minutes,
             "prediction": _finite(self.prediction),
             "confidence_interval": [_finite(self.interval[0]), _finite(self.interval[1])],
@@ -190,6 +197,7 @@ class Prediction:
             "feature_hash": self.feature_hash,
             "feature_cache_hit": self.feature_cache_hit,
             "latency_ms": round(self.latency_ms, 3),
+            "arm": self.arm or "production",
         }
 
 
@@ -294,6 +302,14 @@ class PredictionService:
         self._alias_checked = time.monotonic()
         self._ready_cache: tuple[float, dict[str, Any]] | None = None
         self._generation_seen = -1
+        self.router: Any = None
+        if live:
+            from bqx.rollout.routing import Router
+
+            self.router = Router(s, lambda: self.state, lambda: self.registry,
+                                 on_ended=self._reload_pairs)  # fmt: skip
+        #: the last bar-cache load/refresh error (None after a success)
+        self._bars_failure: BaseException | None = None
         self.insufficient: dict[str, str] = {}  # pair -> as-of of its last refused forecast
 
     # -- lazily built dependencies ---------------------------------------------------------
@@ -318,7 +334,8 @@ class PredictionService:
         if self._state is None:
             from bqx.state import open_state
 
-            self._state = open_state(self.settings)
+            # a server may start before its database: tables are created on first use
+            self._state = open_state(self.settings, tolerate_unreachable=self.live)
         return self._state
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -331,30 +348,37 @@ class PredictionService:
                 self.bars.load()
             except Exception as e:  # an empty or busy store must not stop the server
                 log.warning("bar cache: initial load failed (%s); will retry", e)
+                self._bars_failure = e
             out["bars_seconds"] = time.perf_counter() - t0
         if self.live and self.log_decisions:
-            from bqx.state import DecisionLogWriter
+            from bqx.serving.resilience import make_decision_writer
 
-            m = self.metrics
-
-            def on_error(_e: BaseException, n: int) -> None:
-                if m is not None:
-                    m.decision_log_errors.inc(n)
-
-            self._writer = DecisionLogWriter(self.state, on_error=on_error)
+            # buffers, spills to disk and replays across state-database outages
+            self._writer = make_decision_writer(self)
         if prewarm and self.settings.serve.prewarm:
             pairs = self.settings.serve.prewarm
-            if [p.lower() for p in pairs] == ["all"]:
-                pairs = [p for p in PAIRS if self.registry.production_version(p) is not None]
-            out["prewarm"] = self.models.prewarm(pairs)
+            try:
+                if [p.lower() for p in pairs] == ["all"]:
+                    pairs = [p for p in PAIRS if self.registry.production_version(p) is not None]
+                out["prewarm"] = self.models.prewarm(pairs)
+            except BqxError as e:  # registry down at start: models load on first use
+                log.warning("prewarm skipped: %s", e)
+                out["prewarm"] = f"skipped: {e.message}"
         return out
 
     def close(self) -> None:
         """Flush the decision log and release the store."""
+        if self.router is not None:
+            self.router.close()
         if self._writer is not None:
             self._writer.close()
         if self._store is not None:
             self._store.close()
+
+    def _reload_pairs(self, pairs: list[str]) -> None:
+        """A rollout ended: load the (possibly moved) production alias now."""
+        for p in pairs:
+            self.models.reload(p)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every decision submitted so far is written."""
@@ -371,12 +395,20 @@ class PredictionService:
         if self.bars is not None and now - self.bars.refreshed_at >= s.bars_refresh_s:
             try:
                 out["bars_changed"] = self.bars.refresh()
+                self._bars_failure = None
             except Exception as e:
                 log.warning("bar cache: refresh failed: %s", e)
                 out["bars_error"] = str(e)
+                self._bars_failure = e
         if now - self._alias_checked >= s.alias_ttl_s / 2:
             self._alias_checked = now
             out["models_changed"] = self.models.refresh_aliases()
+        if self.router is not None:
+            out["rollouts_changed"] = self.router.maybe_refresh()
+        if self._writer is not None:
+            from bqx.serving.resilience import update_metrics
+
+            update_metrics(self)
         snap = self.bars.snapshot if self.bars is not None else None
         if snap is not None and snap.generation != self._generation_seen:
             self._generation_seen = snap.generation
@@ -424,6 +456,10 @@ class PredictionService:
         if self.bars is None:
             return self._store_snapshot(req), False
         live = self.bars.snapshot
+        if live is None and self._bars_failure is not None:
+            from bqx.errors import StoreError  # an outage, not missing data: 503, not 404
+
+            raise StoreError(f"no bars cached and the store failed: {self._bars_failure}")
         if live is None:
             raise NoDataError(
                 "the service has no bars yet",
@@ -439,13 +475,18 @@ class PredictionService:
             )
         return self._store_snapshot(req), False
 
+    def _closed_by(self, t: pd.Timestamp | None) -> pd.Timestamp | None:
+        """The latest bar *open* time whose bar has closed by ``t`` (bars are stamped with
+        their open): ``t`` minus one interval. None (live: the newest bar) stays None."""
+        return None if t is None else t - pd.Timedelta(self.settings.interval)
+
     def needs_io(self, pair: str, timestamp: Any = None) -> bool:
         """True when :meth:`predict` would block on the registry or the store (model not
         cached, or a timestamp older than the in-memory window): the API then runs it in a
         worker thread instead of on the event loop."""
         try:
             p = normalize_pair(pair)
-            req = parse_timestamp(timestamp)
+            req = self._closed_by(parse_timestamp(timestamp))
         except BqxError:
             return False
         if not self.models.cached(p):
@@ -461,7 +502,8 @@ class PredictionService:
         :class:`~bqx.errors.NoDataError` or :class:`~bqx.errors.StaleDataError`.
         """
         pair = normalize_pair(pair)
-        req = parse_timestamp(timestamp)
+        asked = parse_timestamp(timestamp)
+        req = self._closed_by(asked)
         snap, from_cache = self._snapshot_for(req)
         panel = snap.panel
         if pair not in panel.pairs:
@@ -475,13 +517,13 @@ class PredictionService:
             p = panel.row_at_or_before(t, pair)
         except NoDataError:
             raise NoDataError(
-                f"no {pair} bar at or before {t.isoformat()}",
+                f"no {pair} bar closed by {asked.isoformat() if asked else t.isoformat()}",
                 hint="ask for a later timestamp (or omit it for the newest bar)",
             ) from None
         last_obs = snap.last_observed(p, j)
         if last_obs is None:  # pragma: no cover - a finite close implies an observed bar
             raise NoDataError(f"no {pair} bar at or before {t.isoformat()}")
-        self._check_stale(pair, req, t, last_obs)
+        self._check_stale(pair, asked, t, last_obs)
         key = (snap.generation, pair, p) if from_cache else None
         if key is not None:
             hit = self._features.get(key)
@@ -577,7 +619,12 @@ class PredictionService:
         req = parse_timestamp(timestamp)
         fv = self.features(pair, req)
         art = self.model(pair)
-        core = self._core(fv, art)
+        sel = self.router.select(pair, key_id) if self.router is not None else None
+        arm = None
+        if sel is None:
+            core = self._core(fv, art)
+        else:  # a rollout or experiment: the router picks the arm (bqx.rollout.routing)
+            core, art, arm = self.router.run(sel, fv, art, self._core)
         if core.missing is not None:
             self.insufficient[pair] = fv.asof.isoformat()
             if strict:
@@ -603,10 +650,16 @@ class PredictionService:
             feature_hash=fv.hash,
             feature_cache_hit=fv.cache_hit,
             latency_ms=(time.perf_counter() - t0) * 1000.0,
+            arm=arm,
+            rollout_id=sel.route.rollout_id if sel is not None else None,
+            available_at=fv.asof + pd.Timedelta(self.settings.interval),
             missing_features=core.missing,
         )
         if log and self.log_decisions:
             self._log(pred, key_id=key_id, request_time=request_time, source=source)
+            if sel is not None:
+                self.router.shadow(sel, pred, fv, self._core, lambda p: self._log(
+                    p, key_id=key_id, request_time=request_time, source="shadow"))  # fmt: skip
         if self.metrics is not None:
             self.metrics.observe_prediction(pair, pred.signal)
         return pred
@@ -643,9 +696,19 @@ class PredictionService:
     def _log(
         self, pred: Prediction, *, key_id: str | None, request_time: datetime, source: str
     ) -> None:
+        row = self.decision_row(pred, key_id=key_id, request_time=request_time, source=source)
+        if self._writer is not None:
+            self._writer.submit(row)
+        else:
+            self.state.log_decisions([row])
+
+    def decision_row(
+        self, pred: Prediction, *, key_id: str | None, request_time: datetime, source: str
+    ) -> dict[str, Any]:
+        """The decision-log row of ``pred`` (paper trading logs the same rows itself)."""
         from bqx.registry import model_name
 
-        row = {
+        return {
             "decision_id": pred.decision_id,
             "request_time": request_time,
             "pair": pred.pair,
@@ -670,12 +733,10 @@ class PredictionService:
                 "requested_ts": (
                     pred.requested_timestamp.isoformat() if pred.requested_timestamp else None
                 ),
+                "arm": pred.arm or "production",
+                "rollout_id": pred.rollout_id,
             },
         }
-        if self._writer is not None:
-            self._writer.submit(row)
-        else:
-            self.state.log_decisions([row])
 
     def predict_many(
         self, items: list[dict[str, Any]], *, key_id: str | None = None, source: str = "api"
@@ -726,20 +787,33 @@ class PredictionService:
         now = time.monotonic()
         if self._ready_cache is not None and now - self._ready_cache[0] < max_age_s:
             return self._ready_cache[1]
+        from bqx.serving.resilience import readiness_checks, update_metrics
+
         checks: dict[str, Any] = {}
-        checks["store"] = bool(self.store.ping())
+        try:
+            checks["store"] = bool(self.store.ping())
+        except Exception:  # e.g. a DuckDB file locked by another process
+            checks["store"] = False
         checks["registry"] = bool(self.registry.ping())
         n_models = len(self.models.pairs())
         if n_models == 0 and checks["registry"]:
-            for p in PAIRS:
-                if self.registry.production_version(p) is not None:
-                    n_models = 1
-                    break
+            try:
+                for p in PAIRS:
+                    if self.registry.production_version(p) is not None:
+                        n_models = 1
+                        break
+            except BqxError:
+                checks["registry"] = False
         checks["production_model"] = n_models > 0
+        more, more_ok = readiness_checks(self)  # state database, decision log
+        checks.update(more)
+        update_metrics(self, checks)
         snap = self.bars.snapshot if self.bars is not None else None
         checks["bars"] = snap is not None if self.bars is not None else None
         out = {
-            "ready": bool(checks["store"] and checks["registry"] and checks["production_model"]),
+            "ready": bool(
+                checks["store"] and checks["registry"] and checks["production_model"] and more_ok
+            ),
             "checks": checks,
             "newest_bar": snap.last_ts.isoformat() if snap is not None else None,
             "models_cached": self.models.info(),

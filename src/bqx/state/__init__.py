@@ -41,7 +41,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bqx.state import alerts, decisions, keys, promotions
+from bqx.state import (
+    alerts,
+    decisions,
+    experiments,
+    keys,
+    leases,
+    paper,
+    promotions,
+    rollouts,
+)
 from bqx.state._base import (
     StateBase,
     StateError,
@@ -59,20 +68,24 @@ from bqx.state.decisions import (
     DecisionsMixin,
     new_decision_id,
 )
+from bqx.state.experiments import ExperimentsMixin
 from bqx.state.keys import ROLES, KeysMixin
+from bqx.state.leases import LeasesMixin
+from bqx.state.paper import PaperMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
     PromotionAction,
     PromotionsMixin,
     current_actor,
 )
+from bqx.state.rollouts import RolloutExistsError, RolloutsMixin
 
 if TYPE_CHECKING:
     from bqx.config import Settings
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts)
+FAMILIES = (keys, decisions, promotions, alerts, paper, leases, rollouts, experiments)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -83,6 +96,7 @@ __all__ = [
     "AlertResult",
     "DecisionLogWriter",
     "PromotionAction",
+    "RolloutExistsError",
     "StateDB",
     "StateError",
     "Tables",
@@ -97,7 +111,17 @@ __all__ = [
 ]
 
 
-class StateDB(KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, StateBase):
+class StateDB(
+    KeysMixin,
+    DecisionsMixin,
+    PromotionsMixin,
+    AlertsMixin,
+    LeasesMixin,
+    RolloutsMixin,
+    ExperimentsMixin,
+    PaperMixin,
+    StateBase,
+):
     """The state database. Thread-safe; one engine per process (fork-safe).
 
     ``prefix`` prefixes every table and index name (tests sharing one PostgreSQL database
@@ -105,12 +129,17 @@ class StateDB(KeysMixin, DecisionsMixin, PromotionsMixin, AlertsMixin, StateBase
     """
 
 
-def open_state(settings: Settings | None = None, *, url: str | None = None) -> StateDB:
-    """Open the state database named by ``url`` or ``settings.resolved_state_url``."""
+def open_state(
+    settings: Settings | None = None, *, url: str | None = None, tolerate_unreachable: bool = False
+) -> StateDB:
+    """Open the state database named by ``url`` or ``settings.resolved_state_url``.
+
+    ``tolerate_unreachable``: a server that starts before its database gets a StateDB that
+    creates its tables on first use (the API reports not ready meanwhile)."""
     if url is None:
         if settings is None:
             from bqx.config import load_settings
 
             settings = load_settings()
         url = settings.resolved_state_url
-    return StateDB(url)
+    return StateDB(url, tolerate_unreachable=tolerate_unreachable)

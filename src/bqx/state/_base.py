@@ -126,6 +126,16 @@ class Tables:
     decisions: sa.Table
     promotions: sa.Table
     alerts: sa.Table
+    leases: sa.Table
+    ops_triggers: sa.Table
+    ops_tasks: sa.Table
+    rollouts: sa.Table
+    rollout_events: sa.Table
+    rollout_health: sa.Table
+    experiments: sa.Table
+    paper_sessions: sa.Table
+    paper_trades: sa.Table
+    paper_equity: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
@@ -158,8 +168,10 @@ def normalize_state_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Hide a password in a URL for messages."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    """Hide a password in a URL for messages (the one redaction: :func:`bqx.infra.redact`)."""
+    from bqx.infra.redact import redact
+
+    return redact(url)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -194,6 +206,7 @@ class StateBase:
         prefix: str = "",
         busy_timeout_s: float = 10.0,
         create: bool = True,
+        tolerate_unreachable: bool = False,
     ) -> None:
         if prefix and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,30}", prefix):
             raise ConfigError(f"table prefix {prefix!r} must be a short SQL identifier")
@@ -209,8 +222,17 @@ class StateBase:
             path = _sqlite_path(self.url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+        #: tables not created yet because the server was unreachable at construction
+        self._tables_pending = False
         if create:
-            self.create_tables()
+            try:
+                self.create_tables()
+            except StateError:
+                if not tolerate_unreachable:
+                    raise
+                # a server that starts before its database: create them on first use
+                log.warning("state database %s unreachable at start", redact_url(self.url))
+                self._tables_pending = True
 
     # -- engine -------------------------------------------------------------------------
     @property
@@ -287,6 +309,7 @@ class StateBase:
     def _write(self, fn: Callable[[Connection], T], *, attempts: int = 5) -> T:
         """Run ``fn`` in one write transaction (``BEGIN IMMEDIATE`` on SQLite), retrying
         the whole transaction on a lock error. ``fn`` must only touch the database."""
+        self._ensure_tables()
         for attempt in range(attempts):
             try:
                 with self.engine.connect() as conn:
@@ -304,8 +327,18 @@ class StateBase:
                 raise self._wrap(e) from e
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _ensure_tables(self) -> None:
+        if self._tables_pending:
+            self._tables_pending = False
+            try:
+                self.create_tables()
+            except Exception:
+                self._tables_pending = True
+                raise
+
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        self._ensure_tables()
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
@@ -314,7 +347,8 @@ class StateBase:
 
     def _wrap(self, e: DBAPIError) -> StateError:
         return StateError(
-            f"state database {redact_url(self.url)}: {str(e.orig).strip().splitlines()[0]}",
+            f"state database {redact_url(self.url)}: "
+            f"{redact_url((str(e.orig).strip().splitlines() or ['error'])[0])}",
             hint="check BQX_STATE_URL (default sqlite:///<home>/state.db) and that the "
             "server/file is reachable",
         )

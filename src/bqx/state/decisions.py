@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import queue
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -17,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-from bqx.state._base import StateBase, StateError, UTCDateTime, _frame, as_utc, utcnow
+from bqx.state._base import StateBase, UTCDateTime, _frame, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +134,34 @@ class DecisionsMixin(StateBase):
         }
         return self.log_decisions([row])[0]
 
-    def log_decisions(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    def log_decisions(
+        self, rows: Iterable[Mapping[str, Any]], *, if_absent: bool = False
+    ) -> list[str]:
         """Append many decisions in one transaction; returns their ids in order.
 
         Keys must be columns of :data:`DECISION_COLUMNS` (a typo is an error, not a silently
         dropped field). Missing ``decision_id``/``request_time`` are filled in.
+        ``if_absent=True`` skips rows whose ``decision_id`` is already stored (insert-if-
+        absent), so a batch can be replayed after a failure whose commit outcome is unknown.
         """
         prepared = [_prepare_decision(r) for r in rows]
         if prepared:
-            self._write(lambda conn: conn.execute(self.t.decisions.insert(), prepared))
+            stmt = self._insert_if_absent() if if_absent else self.t.decisions.insert()
+            self._write(lambda conn: conn.execute(stmt, prepared))
         return [r["decision_id"] for r in prepared]
+
+    def _insert_if_absent(self) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(self.t.decisions).on_conflict_do_nothing(
+                index_elements=["decision_id"]
+            )
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(self.t.decisions).on_conflict_do_nothing(
+            index_elements=["decision_id"]
+        )
 
     def read_decisions(
         self,
@@ -246,140 +260,6 @@ def _prepare_decision(r: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
-# background decision writer
+# background decision writer: see bqx.state.decision_writer (buffer, spill, replay)
 # ---------------------------------------------------------------------------------------
-class DecisionLogWriter:
-    """Appends decisions off the request path.
-
-    ``submit(row)`` is a queue put (microseconds); a daemon thread writes batches of up to
-    ``max_batch`` rows per transaction, so one fsync and one lock acquisition serve many
-    requests and a busy SQLite lock never stalls a request.
-
-    Nothing is dropped: when the queue is full for ``put_timeout_s`` the caller writes
-    its row synchronously (back-pressure instead of loss). A batch that fails is retried
-    ``retries`` times, then logged at ERROR with its decision ids and counted in
-    :attr:`failed` (the caller's ``on_error`` hook, e.g. a Prometheus counter, is called).
-
-    Create it in the worker process that uses it (e.g. in the FastAPI lifespan): threads
-    do not survive ``fork()``. Call :meth:`close` at shutdown to drain the queue.
-    """
-
-    _STOP = object()
-
-    def __init__(
-        self,
-        state: DecisionsMixin,
-        *,
-        max_batch: int = 500,
-        max_queue: int = 50_000,
-        put_timeout_s: float = 1.0,
-        retries: int = 3,
-        on_error: Callable[[BaseException, int], None] | None = None,
-    ) -> None:
-        self.state = state
-        self.max_batch = max_batch
-        self.put_timeout_s = put_timeout_s
-        self.retries = retries
-        self.on_error = on_error
-        self.written = 0
-        self.failed = 0
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._thread: threading.Thread | None = None
-        self._pid = -1
-        self._start_lock = threading.Lock()
-        self._closed = False
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
-        with self._start_lock:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="bqx-decision-log", daemon=True
-                )
-                self._thread.start()
-
-    def submit(self, row: Mapping[str, Any]) -> str:
-        """Queue one decision; returns its id (generated if absent). Validates at once,
-        so a bad row fails in the caller, not later on the thread."""
-        if self._closed:
-            raise StateError("decision log writer is closed")
-        prepared = _prepare_decision(row)
-        self._ensure_thread()
-        try:
-            self._q.put(prepared, timeout=self.put_timeout_s)
-        except queue.Full:
-            self.state.log_decisions([prepared])
-            self.written += 1
-        return str(prepared["decision_id"])
-
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        """Block until every row submitted before this call is written (or failed)."""
-        if self._thread is None or not self._thread.is_alive():
-            return self._q.empty()
-        done = threading.Event()
-        self._q.put(done)
-        return done.wait(timeout)
-
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Drain the queue and stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None and self._thread.is_alive():
-            self._q.put(self._STOP)
-            self._thread.join(timeout)
-
-    @property
-    def pending(self) -> int:
-        return self._q.qsize()
-
-    def _run(self) -> None:
-        while True:
-            item = self._q.get()
-            batch: list[dict[str, Any]] = []
-            markers: list[Any] = []
-            stop = False
-            while True:
-                if item is self._STOP:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    markers.append(item)
-                else:
-                    batch.append(item)
-                if stop or len(batch) >= self.max_batch:
-                    break
-                try:
-                    item = self._q.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._write_batch(batch)
-            for m in markers:
-                m.set()
-            if stop:
-                return
-
-    def _write_batch(self, batch: list[dict[str, Any]]) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                self.state.log_decisions(batch)
-                self.written += len(batch)
-                return
-            except Exception as e:
-                if attempt < self.retries:
-                    time.sleep(0.05 * 2**attempt)
-                    continue
-                self.failed += len(batch)
-                log.error(
-                    "decision log: %d decisions could not be written (%s); ids: %s",
-                    len(batch),
-                    e,
-                    ",".join(r["decision_id"] for r in batch),
-                )
-                if self.on_error is not None:
-                    try:
-                        self.on_error(e, len(batch))
-                    except Exception:  # pragma: no cover - a hook must not kill the thread
-                        log.exception("decision log on_error hook failed")
+from bqx.state.decision_writer import DecisionLogWriter  # noqa: E402, F401

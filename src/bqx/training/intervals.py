@@ -1,4 +1,6 @@
-"""Split-conformal prediction intervals, calibrated on the validation segment.
+"""Split-conformal prediction intervals, calibrated on the later half of the validation
+segment: rows the hyperparameter search never scored (tuned parameters have selected-small
+errors on the rows they were scored on, so calibrating there would be optimistic).
 
 ``absolute``: score = |y - yhat|; interval = yhat ± q.
 ``scaled`` (default): score = |y - yhat| / s(t), with s(t) the realised volatility feature

@@ -38,9 +38,23 @@ def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
     }
 
 
-def baselines(y: np.ndarray, lag: int = 61) -> dict[str, dict[str, float]]:
-    """Naive forecasts on the same rows: zero, and the last known target (``lag`` rows back,
-    which is known at t because its horizon has elapsed)."""
+#: lag (rows) of the "last known target" baseline; see :func:`baselines`
+NAIVE_LAG = 60
+
+
+def baselines(y: np.ndarray, lag: int = NAIVE_LAG) -> dict[str, dict[str, float]]:
+    """Naive forecasts on the same rows: zero, and the last known target (``lag`` rows back).
+
+    Why lag 60 (= the horizon h) and not 61: the target is ``y(t) = bqx_h(t+h) =
+    lc(t+h) - mean(lc(t..t+h-1))`` (log closes), so ``y(t-h) = lc(t) - mean(lc(t-h..t-1))``
+    uses closes up to and including bar t. The baseline forecast is made at t's *close*, when
+    that value is known: it is the most recent target, and lagging by h + 1 would hand the
+    baseline one bar of staleness and make "beats naive" easier. SPEC §3 lags *features*
+    built from past targets by >= h + 1, a one-bar safety margin that costs a feature little;
+    for the bar to beat it is not neutral, so the baseline uses the exact information set.
+    Callers pass ``lag=horizon`` (training does) when the horizon is not 60.
+    Rows are consecutive prepared rows (time order); units are the target's (log-price).
+    """
     y = np.asarray(y, float)
     lagged = np.full(len(y), np.nan)
     if len(y) > lag:
@@ -61,7 +75,7 @@ def beats_naive(test: dict[str, float], base: dict[str, dict[str, float]]) -> tu
     return bool(ok_r2 and ok_da), why
 
 
-def naive_forecasts(y: np.ndarray, lag: int = 61) -> dict[str, np.ndarray]:
+def naive_forecasts(y: np.ndarray, lag: int = NAIVE_LAG) -> dict[str, np.ndarray]:
     """The naive forecasts of :func:`baselines` as arrays on the same rows (NaN where the
     lagged target is not yet known)."""
     y = np.asarray(y, float)
@@ -72,7 +86,7 @@ def naive_forecasts(y: np.ndarray, lag: int = 61) -> dict[str, np.ndarray]:
 
 
 def skill_estimates(
-    y: np.ndarray, yhat: np.ndarray, horizon: int, level: float = 0.95, lag: int = 61
+    y: np.ndarray, yhat: np.ndarray, horizon: int, level: float = 0.95, lag: int = NAIVE_LAG
 ) -> dict[str, dict[str, Any]]:
     """Paired R² gain of ``yhat`` over each naive forecast (``zero``, ``lag61``) and over the
     test period's mean (``mean``: the R² itself), with HAC intervals at ``level`` and the

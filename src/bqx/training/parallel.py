@@ -1,4 +1,5 @@
-"""Train many pairs in parallel: a local process pool by default, Ray when asked.
+"""Train many pairs in parallel: a local process pool by default, Ray when asked
+(a private local Ray, or an existing cluster: see :mod:`bqx.cluster.executor`).
 
 Workers receive a pair name and the settings, read their own features from the feature store
 (no multi-GB frames cross process boundaries) and return the fitted artifact. The parent
@@ -9,11 +10,10 @@ the others.
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bqx.config import Settings, load_settings
@@ -30,6 +30,9 @@ class TrainOutcome:
     version: str | None = None
     promoted: bool = False
     seconds: float = 0.0
+    #: Ray node id (or ``local:<host>``) the pair trained on, and the task's cwd/home.
+    node: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         if not self.ok or self.result is None:
@@ -38,9 +41,15 @@ class TrainOutcome:
                 "ok": False,
                 "error": self.error,
                 "seconds": round(self.seconds, 1),
+                **({"node": self.node} if self.node else {}),
             }
         d = self.result.summary()
         d.update({"ok": True, "version": self.version, "promoted": self.promoted})
+        if self.node:
+            d["node"] = self.node
+        if "home" in self.info:  # a task localised on a cluster node
+            d["worker_home"] = self.info["home"]
+            d["saw_driver_home"] = self.info.get("saw_driver_home")
         return d
 
 
@@ -81,19 +90,22 @@ def train_many(
     plist = normalize_pairs(pairs)
     model = model or s.train.model
     jobs = max(1, min(jobs or s.train.jobs, len(plist)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     data = s.model_dump(mode="json")
     data["home"] = str(s.home.resolve())
     params = params or {}
     outcomes: list[TrainOutcome] = []
     reg = None
     if register:
+        from bqx.cluster.checks import check_tracking
         from bqx.registry import Registry
 
+        check_tracking(s)  # an unreachable MLflow server fails now, before any training
         reg = Registry(s)
 
-    def handle(pair: str, res: Any, err: str | None, secs: float) -> None:
+    def handle(pair: str, res: Any, err: str | None, secs: float, d: Any = None) -> None:
         out = TrainOutcome(pair, res is not None, res, err, seconds=secs)
+        if d is not None:
+            out.node, out.info = d.node, d.info
         if res is not None and reg is not None:
             try:
                 out.version = reg.log_and_register(res)
@@ -109,42 +121,18 @@ def train_many(
         if on_done:
             on_done(out, len(outcomes), len(plist))
 
-    args = [(p, data, model, params.get(p), start, end, threads) for p in plist]
-    if backend == "local":
-        if jobs == 1:
-            for a in args:
-                handle(*_work(*a))
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+    from bqx.cluster.executor import Call, Executor
 
-            ctx = mp.get_context("spawn")  # forked BLAS/OpenMP thread pools can deadlock
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
-                futs = [ex.submit(_work, *a) for a in args]
-                for f in as_completed(futs):
-                    handle(*f.result())
-    elif backend == "ray":
-        import ray
-
-        started = False
-        if not ray.is_initialized():
-            ray.init(
-                num_cpus=jobs,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-            )
-            started = True
-        try:
-            remote = ray.remote(num_cpus=1)(_work)
-            pending = [remote.remote(*a) for a in args]
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                handle(*ray.get(done[0]))
-        finally:
-            if started:
-                ray.shutdown()
-    else:
-        raise ValueError(f"unknown backend {backend!r}; use 'local' or 'ray'")
+    with Executor(s, backend, jobs) as ex:
+        threads = ex.threads_per_task(len(plist))
+        calls = [
+            Call(_work, (p, data, model, params.get(p), start, end, threads), p) for p in plist
+        ]
+        for d in ex.map(calls):
+            if d.value is None:  # the task could not even start (e.g. its node lost the store)
+                handle(plist[d.index], None, d.error, d.seconds, d)
+            else:
+                pair, res, err, secs = d.value
+                handle(pair, res, err, secs, d)
     order = {p: i for i, p in enumerate(plist)}
     return sorted(outcomes, key=lambda o: order[o.pair])

@@ -100,3 +100,21 @@ def walk_forward(
             for i, w in enumerate(out)
         ]
     return out
+
+
+def tuning_calibration_split(val: np.ndarray, gap: int = 61) -> tuple[np.ndarray, np.ndarray]:
+    """Split the validation rows into a tuning half and a later calibration half.
+
+    The tuner (:mod:`bqx.training.tune`) scores trials on the first half only; the conformal
+    interval is calibrated on the second half, ``gap`` rows later. Calibrating on rows the tuner
+    maximised would make the interval optimistic for tuned parameters (their validation errors
+    are selected to be small); the purge gap keeps the halves' labels from sharing bars.
+    """
+    half = len(val) // 2
+    tune_rows, cal_rows = val[:half], val[half + gap :]
+    if not len(tune_rows) or len(cal_rows) < 20:
+        raise ValueError(
+            f"{len(val)} validation rows are too few to split into tuning and calibration "
+            f"halves with a {gap}-row purge gap"
+        )
+    return tune_rows, cal_rows

@@ -1,5 +1,6 @@
 """Train one pair: read candidates, split with purge gaps, select on train, fit, calibrate
-intervals on validation, evaluate on test against naive baselines."""
+intervals on the later half of validation (rows the tuner never scored), evaluate on test
+against naive baselines."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from bqx.training.metrics import (
 from bqx.training.models import default_params, make_estimator, make_pipeline
 from bqx.training.selection import select_features
 from bqx.training.shrinkage import Shrinkage, fit_shrinkage
-from bqx.training.splits import chrono_split
+from bqx.training.splits import chrono_split, tuning_calibration_split
 from bqx.universe import normalize_pair
 
 #: rows whose candidates are mostly NaN (the warm-up before the longest lookback) are dropped
@@ -76,12 +77,15 @@ def load_training_frame(
     return fs.read(pair, start, end)
 
 
-def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Drop rows without a target and warm-up rows that are mostly NaN."""
+def prepare(df: pd.DataFrame, *, require_target: bool = True) -> pd.DataFrame:
+    """Drop rows without a target and warm-up rows that are mostly NaN.
+
+    ``require_target=False`` keeps rows whose (future) target is unknown: rows to *predict or
+    trade* must be chosen on information at t only (features), never on the future target."""
     y = df["target"].to_numpy()
     X = df.drop(columns=["target"])
     nan_share = np.isnan(X.to_numpy(dtype=np.float32)).mean(axis=1)
-    keep = np.isfinite(y) & (nan_share <= MAX_NAN_SHARE)
+    keep = (np.isfinite(y) | (not require_target)) & (nan_share <= MAX_NAN_SHARE)
     if not keep.any():
         raise NoDataError("no usable training rows (all targets NaN or features in warm-up)")
     return df.iloc[np.flatnonzero(keep)]
@@ -167,11 +171,13 @@ def train_frame(
     Xtr, Xva, Xte = X.iloc[sp.train], X.iloc[sp.val], X.iloc[sp.test]
     ytr, yva, yte = y[sp.train], y[sp.val], y[sp.test]
 
+    # calibrate on validation rows the tuner never scored (see tuning_calibration_split)
+    _, cal = tuning_calibration_split(sp.val, gap)
     fitted = fit_model(
         Xtr,
         ytr,
-        Xva,
-        yva,
+        X.iloc[cal],
+        y[cal],
         s,
         model=model,
         params=params,
@@ -180,7 +186,7 @@ def train_frame(
     )
     sel, pipe, conf, p = fitted.selection, fitted.pipeline, fitted.conformal, fitted.params
     t_sel, t_fit = fitted.seconds["selection"], fitted.seconds["fit"]
-    pva = fitted.val_pred
+    pva = fitted.predict(Xva)
     pte = fitted.predict(Xte)
     scale_te = Xte[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     lo, hi = conf.bounds(pte, scale_te)
@@ -188,8 +194,8 @@ def train_frame(
         "train": regression_metrics(ytr, fitted.predict(Xtr)),
         "val": regression_metrics(yva, pva),
         "test": regression_metrics(yte, pte),
-        "baselines_val": baselines(yva),
-        "baselines_test": baselines(yte),
+        "baselines_val": baselines(yva, lag=s.horizon),
+        "baselines_test": baselines(yte, lag=s.horizon),
         "test_coverage": coverage(yte, lo, hi),
         "interval_level": ts.interval_level,
     }
@@ -217,7 +223,10 @@ def train_frame(
         target=s.target,
         conformal=conf,
         metrics=metrics,
-        data_window=sp.bounds(idx),
+        data_window={
+            **sp.bounds(idx),
+            "calibration": [idx[cal[0]].isoformat(), idx[cal[-1]].isoformat()],
+        },
         selection={**sel.summary(), "importances": sel.importances.head(200).round(8).to_dict()},
         shrink=fitted.shrink or Shrinkage(1.0, 1.0, 0),
     )
@@ -243,7 +252,7 @@ def uncertainty(
     est = metric_estimates(y, yhat, horizon=horizon, level=0.95, lo=lo, hi=hi)
     return {
         "test_estimates": {k: v.as_dict() for k, v in est.items()},
-        "skill_test": skill_estimates(y, yhat, horizon, level or 0.95),
+        "skill_test": skill_estimates(y, yhat, horizon, level or 0.95, lag=horizon),
     }
 
 

@@ -3,29 +3,62 @@
 The study lives in Optuna's own storage: SQLite under the project home by default
 (``optuna.db``), any RDB URL in production (``BQX_OPTUNA_URL=postgresql://...``) so workers on
 several machines can share one study. Feature selection runs once, on the training segment,
-before the trials; every trial fits on train and is scored by R² on validation. Only the best
+before the trials; every trial fits on train and is scored by R² on the first half of
+validation (the second half calibrates the conformal interval, unseen by the search). Studies
+are keyed by pair, model, data window and feature-set/target key (:func:`study_name`). Only the best
 trial is logged to MLflow (one run, not one per trial); ``bqx train --params best`` uses it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bqx.config import Settings, load_settings
+from bqx.errors import BqxError
 from bqx.training.metrics import regression_metrics
 from bqx.training.models import default_params, make_estimator, make_pipeline
 from bqx.training.selection import select_features
-from bqx.training.splits import chrono_split
+from bqx.training.splits import chrono_split, tuning_calibration_split
 from bqx.training.train import load_training_frame, prepare
 from bqx.universe import normalize_pair
 
 
-def study_name(pair: str, model: str) -> str:
-    return f"bqx-{normalize_pair(pair)}-{model}"
+def data_key(settings: Settings) -> str:
+    """8 hex digits naming what a row *means*: feature-set version, horizon, target, bar
+    interval. Trials scored on another definition of the features or target must not mix."""
+    from bqx.features import feature_set_version
+
+    payload = json.dumps(
+        [feature_set_version(), settings.horizon, settings.target, settings.bar_interval]
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:8]
+
+
+def data_window(index: pd.DatetimeIndex) -> str:
+    """The first and last bar (UTC, minutes) of the rows a study is fitted and scored on."""
+    if not len(index):
+        return "empty"
+    return f"{index[0]:%Y%m%dT%H%M}-{index[-1]:%Y%m%dT%H%M}"
+
+
+def study_name(pair: str, model: str, window: str, key: str) -> str:
+    """One study per (pair, model, data window, feature-set/target key).
+
+    Keyed by the data window so that ``load_if_exists`` never mixes trials scored on other
+    months: a study over data that reaches later months could have seen a later model's test
+    months, and ``--params best`` would carry that selection into it."""
+    return f"bqx-{normalize_pair(pair)}-{model}-{window}-{key}"
+
+
+def _tuning_frame(pair: str, s: Settings, start: Any, end: Any) -> pd.DataFrame:
+    return prepare(load_training_frame(pair, s, start, end))
 
 
 @dataclass
@@ -95,7 +128,8 @@ def tune(
     s = settings or load_settings()
     pair = normalize_pair(pair)
     t0 = time.perf_counter()
-    df = prepare(load_training_frame(pair, s, start, end))
+    df = _tuning_frame(pair, s, start, end)
+    name = study_name(pair, model, data_window(pd.DatetimeIndex(df.index)), data_key(s))
     sp = chrono_split(len(df), s.train.train_frac, s.train.val_frac, s.horizon + 1)
     X = df.drop(columns=["target"])
     y = df["target"].to_numpy(np.float64)
@@ -105,8 +139,11 @@ def tune(
         max_features=s.train.max_features, rows=s.train.selection_rows, seed=s.train.seed, n_jobs=jobs,
         params=s.train.selection_params or None,
     )  # fmt: skip
-    Xtr, Xva = X.iloc[sp.train][sel.features], X.iloc[sp.val][sel.features]
-    ytr, yva = y[sp.train], y[sp.val]
+    # trials are scored on the first half of validation only: the second half calibrates the
+    # conformal interval and must stay unseen by the search (tuning_calibration_split)
+    scored, _ = tuning_calibration_split(sp.val, s.horizon + 1)
+    Xtr, Xva = X.iloc[sp.train][sel.features], X.iloc[scored][sel.features]
+    ytr, yva = y[sp.train], y[scored]
 
     def objective(trial: Any) -> float:
         p = default_params(model)
@@ -149,12 +186,15 @@ def tune(
     storage = s.resolved_optuna_url
     s.ensure_home()
     study = optuna.create_study(
-        study_name=study_name(pair, model),
+        study_name=name,
         storage=storage,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
         load_if_exists=True,
+    )
+    study.set_user_attr(
+        "scored", [df.index[scored[0]].isoformat(), df.index[scored[-1]].isoformat()]
     )
     callbacks = [lambda st, tr: progress(len(st.trials), trials)] if progress else None
     study.optimize(
@@ -162,8 +202,6 @@ def tune(
     )
     states = [t.state for t in study.trials]
     if not any(st == optuna.trial.TrialState.COMPLETE for st in states):
-        from bqx.errors import BqxError
-
         failed = sum(st == optuna.trial.TrialState.FAIL for st in states)
         raise BqxError(
             f"study {study.study_name}: no trial completed ({len(states)} trials, {failed} failed)",
@@ -208,13 +246,26 @@ def _log_best(s: Settings, res: TuneResult, features: list[str]) -> None:
         )
 
 
-def best_params(pair: str, model: str, settings: Settings | None = None) -> dict[str, Any] | None:
-    """Best parameters of the pair's study for ``model`` (None when there is no study)."""
+def best_params(
+    pair: str,
+    model: str,
+    settings: Settings | None = None,
+    *,
+    start: Any = None,
+    end: Any = None,
+) -> dict[str, Any] | None:
+    """Best parameters of the study tuned on the same data window (``start``/``end`` resolved
+    to the rows training will use) and feature set; None when there is no such study."""
     import optuna
 
     s = settings or load_settings()
     try:
-        study = optuna.load_study(study_name=study_name(pair, model), storage=s.resolved_optuna_url)
+        df = _tuning_frame(normalize_pair(pair), s, start, end)
+    except BqxError:
+        return None
+    name = study_name(pair, model, data_window(pd.DatetimeIndex(df.index)), data_key(s))
+    try:
+        study = optuna.load_study(study_name=name, storage=s.resolved_optuna_url)
         return dict(study.best_trial.params)
     except (KeyError, ValueError):
         return None
