@@ -39,7 +39,7 @@ def _gap_end(settings) -> pd.Timestamp:
 
 
 def test_feed_gap_returns_insufficient_data_listing_missing_features(settings, keys):
-    t = _gap_end(settings)
+    t = _gap_end(settings) + pd.Timedelta(minutes=1)  # the first bar after the gap has closed
     svc = PredictionService(settings, live=False)
     p = svc.predict("EURUSD", t.isoformat(), log=False)
     d = p.as_dict()
