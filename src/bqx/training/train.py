@@ -139,7 +139,9 @@ def fit_model(
     pipe.fit(Xtr, ytr)
     t_fit = time.perf_counter() - t1
     pcal = np.asarray(pipe.predict(Xcal), dtype=np.float64)
-    shrink = fit_shrinkage(ycal, pcal)  # out of sample; intervals are calibrated around it
+    shrink = fit_shrinkage(
+        ycal, pcal, settings.horizon
+    )  # out of sample; intervals are calibrated around it
     pcal = shrink.apply(pcal)
     scale = Xcal[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     conf = calibrate(ycal, pcal, scale, level=ts.interval_level, method=ts.interval_method)
