@@ -17,17 +17,30 @@ cd "$(dirname "$0")/.."
 export BQX_HOME="${BQX_HOME:-.bqx-demo}"
 BQX=.venv/bin/bqx
 
-echo "== 1/5 simulating 21 days of M1 bars for the 28 pairs"
+# elapsed time per step (issue 15: the demo says where its minutes go)
+T0=$(date +%s)
+TS=$T0
+step() {  # step "title": close the previous step with its time, open the next
+  local now; now=$(date +%s)
+  if [ "$TS" != "$T0" ] || [ -n "${STEP:-}" ]; then
+    echo "   (${STEP:-}: $((now - TS)) s; demo so far $((now - T0)) s)"
+  fi
+  STEP="$1"; TS=$now
+  [ -n "$1" ] && echo "== $1"
+  return 0
+}
+
+step "1/5 simulating 21 days of M1 bars for the 28 pairs (simulator, seed 42, planted signal 0.2 = oracle R² 0.2)"
 $BQX data generate --days 21 --pairs all --seed 42 --signal-strength 0.2 --start 2024-03-01
 $BQX data info
 
-echo "== 2/5 building the feature store"
+step "2/5 building the feature store"
 $BQX features build --pairs all
 
-echo "== 3/5 training 28 pairs (default model: SPEC random forest), 2 in parallel"
+step "3/5 training 28 pairs (default model: SPEC random forest), 2 in parallel"
 $BQX train --all --jobs 2 --promote --no-build-features || echo "(some pairs failed: see above)"
 
-echo "== 4/5 registry"
+step "4/5 registry"
 # Versions the approval rule did not approve (on 3 weeks of data many do not beat the naive
 # baselines: that is the rule working) are approved and promoted here by hand, with the reason
 # recorded in the history, so that the API has a model for every pair. Do not do this with
@@ -52,7 +65,14 @@ for v in todo:
 PY
 $BQX models list
 
-echo "== 5/5 serving"
+step "5/5 serving"
 if [ -f scripts/serve_demo.sh ]; then
   bash scripts/serve_demo.sh
 fi
+
+# ---- more capabilities --------------------------------------------------------------------
+# Later steps (monitoring dashboard, decision layer, ...) go here, one `step "title"` and a
+# command each, so that their time is printed like the others'. Keep each under ~30 s.
+
+step ""
+echo "== demo done in $(($(date +%s) - T0)) s"

@@ -105,3 +105,33 @@ def test_at_the_very_first_bar_is_all_nan_history_not_a_crash(bars_small):
     assert s.name == first and s.isna().mean() > 0.9
     row = F.build(bars_small, "EURUSD").iloc[0]
     assert np.array_equal(s.to_numpy(), row.to_numpy(), equal_nan=True)
+
+
+def test_at_subset_equals_the_full_online_call_bit_for_bit(panel_medium):
+    """at_array(only=...) computes just the columns a model uses (issue 15 item 4): every
+    computed value equals the full call's bit for bit, the rest are NaN; subsets span
+    lagged and causal columns, a family's single spec, and whole families."""
+    cols = F.columns()
+    rng = np.random.default_rng(15)
+    subsets = [
+        list(rng.choice(cols, 70, replace=False)),
+        ["rsi_14_lag240", "macd_hist", "cmo_14"],
+        [c for c in cols if c.startswith(("w60_", "agg_")) and c.endswith("_lag61")][:3],
+        cols,
+    ]
+    ts = panel_medium.timestamps()
+    for k, only in enumerate(subsets):
+        ix = [cols.index(c) for c in only]
+        rest = np.setdiff1d(np.arange(len(cols)), ix)
+        for i in [*rng.integers(0, len(ts), 6), 3, len(ts) - 1]:
+            pair = PAIRS[int(i) % len(PAIRS)]
+            full, a1 = F.at_array(panel_medium, pair, ts[i])
+            sub, a2 = F.at_array(panel_medium, pair, ts[i], only=only)
+            assert a1 == a2
+            assert np.array_equal(sub[ix], full[ix], equal_nan=True), (k, pair, ts[i])
+            assert np.isnan(sub[rest]).all()
+
+
+def test_at_subset_rejects_unknown_columns(panel_medium):
+    with pytest.raises(ValueError, match="unknown feature columns"):
+        F.at_array(panel_medium, "EURUSD", only=["no_such_feature"])

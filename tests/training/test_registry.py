@@ -106,3 +106,33 @@ def test_promotion_reverts_alias_when_history_write_fails(trained, monkeypatch):
     with pytest.raises(RuntimeError):
         reg.promote("EURUSD", v)
     assert reg.production_version("EURUSD") is None
+
+
+def test_fast_reads_equal_the_mlflow_client(trained, monkeypatch):
+    """`bqx models list/show` read MLflow's tables directly (no mlflow import, issue 15);
+    the answers must equal the MLflow client's, aliases, tags and artifact meta included."""
+    from bqx.registry import sqlread
+
+    s, r1, r2 = trained
+    reg = Registry(s)
+    if len(reg.versions("EURUSD")) < 2:
+        reg.log_and_register(r1)
+        reg.log_and_register(r2)
+    reg.approve("EURUSD", "2", reason="fast read test")
+    reg.promote("EURUSD", "2", reason="fast read test")
+    fast = [i.as_dict() for i in reg.versions()]
+    fast_prod = reg.get("EURUSD").as_dict()
+    assert sqlread.versions(reg.uri, None) is not None  # the fast path did answer
+    with monkeypatch.context() as m:
+        m.setattr(sqlread, "versions", lambda *a, **k: None)  # force the MLflow client
+        slow = [i.as_dict() for i in reg.versions()]
+        slow_prod = reg.get("EURUSD").as_dict()
+    assert fast == slow and len(fast) >= 2
+    assert fast_prod == slow_prod and "production" in fast_prod["aliases"]
+    meta = sqlread.local_meta(fast_prod["source"])
+    loaded = reg.load("EURUSD").meta()
+    loaded["selection"].pop("load_seconds", None)
+    import json
+
+    assert meta == json.loads(json.dumps(loaded, default=str))
+    assert sqlread.versions("http://127.0.0.1:1/", None) is None  # a server: client answers

@@ -28,6 +28,7 @@ def _register_optional() -> None:
         ("bqx.cli.serve_cmd", None),
         ("bqx.cli.keys_cmd", "keys"),
         ("bqx.cli.backtest_cmd", None),
+        ("bqx.cli.monitor_cmd", None),
         ("bqx.cli.ops_cmd", None),
         ("bqx.cli.rollout_cmd", "rollout"),
         ("bqx.cli.experiments_cmd", "experiments"),

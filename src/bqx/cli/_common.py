@@ -7,6 +7,8 @@ commands so that ``bqx --help`` stays fast.
 from __future__ import annotations
 
 import math
+import numbers
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -41,19 +44,54 @@ def print_json(obj: Any) -> None:
 
 
 def table(
-    rows: list[dict[Any, Any]], title: str | None = None, columns: list[str] | None = None
+    rows: list[dict[Any, Any]],
+    title: str | None = None,
+    columns: list[str] | None = None,
+    width: int | None = None,
 ) -> None:
-    """Print rows as a rich table."""
+    """Print rows as a rich table that fits the terminal (80 columns when not a terminal).
+
+    Cells never wrap: numbers get 4 significant digits, timestamps (also ISO strings) are
+    cut to the minute, headers wrap at their underscores only, and when the columns still
+    do not fit, the rightmost ones are left out with a note saying which (``--json`` has
+    everything)."""
     if not rows:
         console.print(f"[dim]{title + ': ' if title else ''}(nothing)[/dim]")
         return
     cols = columns or list(rows[0].keys())
-    t = Table(title=title, show_lines=False)
-    for c in cols:
-        t.add_column(str(c), overflow="fold")
-    for r in rows:
-        t.add_row(*[_fmt(r.get(c)) for c in cols])
-    console.print(t)
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    heads = [str(c).replace("_", " ") for c in cols]
+    # a column needs its longest word (cells wrap at spaces only) and wants its longest cell
+    need = [
+        max([len(w) for w in h.split()] + [len(w) for row in cells for w in row[i].split()] + [1])
+        for i, h in enumerate(heads)
+    ]
+    widths = [max(need[i], *(len(row[i]) for row in cells)) for i in range(len(cols))]
+    avail = width or console.width
+    keep = len(cols)
+    while True:
+        over = sum(widths[:keep]) + 2 * (keep - 1) - avail  # 1 pad + 1 divider between columns
+        for i in sorted(range(keep), key=lambda i: need[i] - widths[i]):  # most slack first
+            cut = min(over, widths[i] - need[i])
+            if cut > 0:
+                widths[i] -= cut
+                over -= cut
+        if over <= 0 or keep == 1:
+            break
+        keep -= 1
+    t = Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+    for i in range(keep):
+        t.add_column(heads[i], width=widths[i], overflow="fold")
+    for row in cells:
+        t.add_row(*row[:keep])
+    if keep < len(cols):
+        t.caption = f"not shown (narrow terminal; see --json): {', '.join(map(str, cols[keep:]))}"
+    console.print(t, width=avail)
+
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?$")
 
 
 def _fmt(v: Any) -> str:
@@ -61,12 +99,17 @@ def _fmt(v: Any) -> str:
 
     if v is None or v is pd.NaT:
         return ""
-    if isinstance(v, float):
+    if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral):
+        v = float(v)
         if not math.isfinite(v):
             return "nan"
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, pd.Timestamp | datetime):
         return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, str) and _ISO.match(v):
+        return v[:16].replace("T", " ")
+    if isinstance(v, list | tuple):
+        return ",".join(map(str, v))
     return str(v)
 
 

@@ -170,6 +170,8 @@ def ingest_cmd(
         f"({res.upsert.inserted:,} new, {res.upsert.updated:,} updated, "
         f"{res.upsert.unchanged:,} unchanged) in {res.seconds:.2f}s"
     )
+    for note in d["notes"]:
+        console.print(f"[dim]{note}[/dim]")
     if res.rows_rejected:
         console.print(
             f"[yellow]{res.rows_rejected:,} bad rows quarantined to {res.quarantine_file}[/yellow]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from bqx.cli._common import JsonOpt, console, handle_errors, print_json, settings, table
@@ -19,20 +21,6 @@ def _reg():
     return Registry(settings())
 
 
-_LIST_COLS = [
-    "pair",
-    "version",
-    "model",
-    "approval_status",
-    "aliases",
-    "test_r2",
-    "naive_r2",
-    "test_da",
-    "coverage",
-    "created",
-]
-
-
 @app.command("list")
 @handle_errors
 def list_cmd(
@@ -44,9 +32,30 @@ def list_cmd(
     if as_json:
         print_json(rows)
         return
-    for r in rows:
-        r["aliases"] = ",".join(r["aliases"])
-    table(rows, title="registered models", columns=_LIST_COLS)
+    table([_list_row(r) for r in rows], title="registered models")
+
+
+_STATUS = {"PendingManualApproval": "pending", "Approved": "approved", "Rejected": "rejected"}
+
+
+def _list_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A row of ``models list`` that fits 80 columns: short status and time, 3 significant
+    digits (``--json`` has the full values, ``models show`` the coverage)."""
+
+    def g(v: object) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else ""
+
+    return {
+        "pair": r["pair"],
+        "v": r["version"],
+        "model": r["model"],
+        "status": _STATUS.get(str(r["approval_status"]), r["approval_status"]),
+        "aliases": ", ".join(r["aliases"]),
+        "test_r2": g(r["test_r2"]),
+        "naive_r2": g(r["naive_r2"]),
+        "test_DA": g(r["test_da"]),
+        "created": str(r["created"])[:16].replace("T", " "),
+    }
 
 
 @app.command("show")
@@ -57,19 +66,23 @@ def show_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Metadata of one version: metrics, baselines, selected features, data window, interval."""
+    from bqx.registry.sqlread import local_meta
+
     reg = _reg()
     info = reg.get(pair, version)
-    art = reg.load(pair, version=info.version)
-    d = {"version": info.as_dict(), "meta": art.meta()}
+    meta = local_meta(info.source)  # meta.json on disk: no MLflow/joblib import
+    if meta is None:
+        meta = reg.load(pair, version=info.version).meta()
+    d = {"version": info.as_dict(), "meta": meta}
     if as_json:
         print_json(d)
         return
-    m = art.metrics
+    m = meta["metrics"]
     console.print(
         f"[bold]{info.pair} v{info.version}[/bold] {info.model} {info.approval_status} aliases={info.aliases}"
     )
-    console.print(f"data window: {art.data_window}")
-    console.print(f"interval: {art.conformal.as_dict()}")
+    console.print(f"data window: {meta['data_window']}")
+    console.print(f"interval: {meta['conformal']}")
     rows = [{"segment": k, **m[k]} for k in ("train", "val", "test")]
     rows += [{"segment": f"naive {b} (test)", **v} for b, v in m["baselines_test"].items()]
     table(rows, title="metrics", columns=["segment", "n", "r2", "mae", "rmse", "da"])
@@ -77,9 +90,10 @@ def show_cmd(
 
     if urows := uncertainty_rows(m):
         table(urows, title="test, overlap-aware (HAC)", columns=list(urows[0]))
-    console.print(f"shrinkage: {art.shrinkage.as_dict()}")
+    console.print(f"shrinkage: {meta.get('shrinkage') or 'none (trained before it existed)'}")
+    feats = meta["features"]
     console.print(
-        f"{len(art.features)} selected features: {', '.join(art.features[:20])}{' ...' if len(art.features) > 20 else ''}"
+        f"{len(feats)} selected features: {', '.join(feats[:20])}{' ...' if len(feats) > 20 else ''}"
     )
 
 

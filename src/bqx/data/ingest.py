@@ -171,6 +171,7 @@ class ValidationReport:
     issues: pd.DataFrame
     ok: bool
     missing_fields: list[str]
+    guessed: list[str] = field(default_factory=list)  # column guesses, in words
 
     @property
     def rows_rejected(self) -> int:
@@ -184,7 +185,7 @@ class ValidationReport:
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
             "missing_fields": list(self.missing_fields),
-            "notes": _notes(self.missing_fields),
+            "notes": self.guessed + _notes(self.missing_fields),
             **_issues_dict(self.issues),
         }
 
@@ -205,6 +206,7 @@ class IngestResult:
     missing_fields: list[str]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    guessed: list[str] = field(default_factory=list)  # column guesses, in words
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -216,7 +218,7 @@ class IngestResult:
             "upsert": self.upsert.as_dict(),
             "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
             "missing_fields": list(self.missing_fields),
-            "notes": _notes(self.missing_fields),
+            "notes": self.guessed + _notes(self.missing_fields),
             **_issues_dict(self.issues),
             "seconds": round(self.seconds, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -295,6 +297,7 @@ def validate_file(
         issues=issues,
         ok=not len(issues),
         missing_fields=src.missing_fields,
+        guessed=list(src.bars.attrs.get("guessed", [])),
     )
 
 
@@ -371,6 +374,7 @@ def ingest_file(
         missing_fields=src.missing_fields,
         seconds=time.perf_counter() - t0,
         timings=timings,
+        guessed=list(src.bars.attrs.get("guessed", [])),
     )
 
 
@@ -799,7 +803,9 @@ def _parse_strings(s: pd.Series, tz: str, fmt: str | None) -> pd.DatetimeIndex:
         retry = np.flatnonzero(np.asarray(idx.isna()) & s.notna().to_numpy(dtype=bool))
         if len(retry):
             sub = s.iloc[retry]
-            guess = guess_datetime_format(str(sub.iloc[0]))
+            first = str(sub.iloc[0])
+            # dotted dates (Dukascopy "05.03.2024 10:00:00.000") are day-first
+            guess = guess_datetime_format(first, dayfirst=bool(_DOTTED_DATE.match(first)))
             if guess is not None:
                 try:
                     got = as_ns(_to_datetime(sub, guess, tz))
@@ -994,6 +1000,8 @@ def _resolve_columns(
             if a in by_norm and by_norm[a] not in fields.values():
                 fields[k] = by_norm[a]
                 break
+    if "ts" not in fields and columns and _is_index_name(columns[0]):
+        fields["ts"] = columns[0]  # a pandas index written by to_csv()/to_parquet()
     time_col = None
     if (
         "ts" not in (mapping or {})
@@ -1016,9 +1024,39 @@ def _resolve_columns(
     return fields, ts_format, time_col
 
 
+_INDEX_NAMES = re.compile(r"^(|unnamed: ?0|index|level 0)$")
+_DOTTED_DATE = re.compile(r"\s*\d{2}\.\d{2}\.\d{4}\b")
+_COMMA_DECIMAL = re.compile(r"^\s*-?\d+,\d+\s*$")
+
+
+def _is_index_name(name: str) -> bool:
+    return bool(_INDEX_NAMES.match(_norm_name(name)))
+
+
+def _guesses(
+    fields: Mapping[str, str], mapping: Mapping[str, str] | None, time_col: str | None
+) -> list[str]:
+    """What the reader guessed, in words (issue 15: it says what it guessed)."""
+    out = []
+    for k, col in fields.items():
+        if k in (mapping or {}) or col == k:
+            continue
+        if k == "ts" and time_col is not None:
+            out.append(f"guessed ts = {col!r} + ' ' + {time_col!r} (date and time columns)")
+        elif k == "ts" and _is_index_name(col):
+            out.append(f"guessed ts = the unnamed first column {col!r} (a pandas index)")
+        else:
+            out.append(f"guessed {k} = {col!r}")
+    return out
+
+
 def _floats(s: pd.Series | None, n: int) -> np.ndarray:
     if s is None:
         return np.full(n, np.nan)
+    if not pd.api.types.is_numeric_dtype(s):
+        sample = s.dropna().head(50).astype(str)
+        if len(sample) and sample.str.match(_COMMA_DECIMAL).all():
+            s = s.astype(str).str.replace(",", ".", regex=False)  # "1,0856" (comma decimals)
     return np.asarray(pd.to_numeric(s, errors="coerce"), dtype="float64")
 
 
@@ -1076,6 +1114,15 @@ def _from_table(
     values = {c: _floats(frame[fields[c]] if c in fields else None, n) for c in VALUE_COLUMNS}
     missing = [c for c in ("volume", "spread") if c not in fields]
     bars = _bars(pair, idx, values)
+    guessed = _guesses(fields, mapping, time_col)
+    if any(
+        not pd.api.types.is_numeric_dtype(frame[fields[c]])
+        and frame[fields[c]].dropna().head(50).astype(str).str.match(_COMMA_DECIMAL).all()
+        for c in VALUE_COLUMNS
+        if c in fields and len(frame)
+    ):
+        guessed.append("guessed comma decimals (1,0856 = 1.0856)")
+    bars.attrs["guessed"] = guessed
     return bars, _ts_issues(idx, why, rows, pair), missing
 
 
@@ -1091,6 +1138,8 @@ def _read_csv(
     cols = _split_header(head, sep)
     # keep the timestamp column(s) as text: parsing is ours (time zones, formats, epochs)
     ts_cols = [c for c in cols if _norm_name(c) in _ALIASES["ts"]]
+    if cols and _is_index_name(cols[0]):
+        ts_cols.append(cols[0])
     if mapping and "ts" in mapping:
         ts_cols.append(str(mapping["ts"]))
     text = _read_text(path, data, sep=sep, names=None, string_columns=ts_cols)
@@ -1140,7 +1189,11 @@ def _read_parquet(
 
 
 def _has_named_index(frame: pd.DataFrame) -> bool:
-    return any(n is not None for n in frame.index.names)
+    """A named index, or an unnamed DatetimeIndex (pandas ``to_parquet`` of a time series):
+    kept as a column, so the timestamps are not dropped."""
+    return any(n is not None for n in frame.index.names) or isinstance(
+        frame.index, pd.DatetimeIndex
+    )
 
 
 def _read_histdata(path: Path, fixed_pair: str | None) -> SourceFrame:

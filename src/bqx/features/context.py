@@ -12,7 +12,7 @@ lags), and the context is just the lookback window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,11 @@ class Family:
     lagged: bool
     specs: tuple[Spec, ...]
     compute: Callable[[Ctx, Arr], Arr]
+    #: Optional: ``(ctx, pos, idx) -> (len(pos), len(idx))``, only the specs ``idx`` (the
+    #: online path of a model that uses a few of the family's features). Must equal the
+    #: matching columns of ``compute`` bit for bit; without it the online path computes the
+    #: whole family and keeps the columns it needs.
+    compute_subset: Callable[[Ctx, Arr, Sequence[int]], Arr] | None = None
 
     @property
     def names(self) -> list[str]:

@@ -185,22 +185,31 @@ def as_panel(
     return Panel.from_bars(bars, interval=interval, max_ffill=max_ffill)
 
 
-def _eval_family(fam: Family, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    """Evaluate a family at ``pos`` (NaN for negative positions)."""
-    ok = pos >= 0
-    if ok.all():
+def _eval_family(
+    fam: Family, ctx: Ctx, pos: np.ndarray, idx: Sequence[int] | None = None
+) -> np.ndarray:
+    """Evaluate a family at ``pos`` (NaN for negative positions); with ``idx`` only those of
+    its specs (columns in ``idx`` order)."""
+    m = len(fam.specs) if idx is None else len(idx)
+
+    def run(p: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            vals = fam.compute(ctx, pos)
-        if vals.shape != (len(pos), len(fam.specs)):
+            if idx is None:
+                vals = fam.compute(ctx, p)
+            elif fam.compute_subset is not None:
+                vals = fam.compute_subset(ctx, p, idx)
+            else:
+                vals = fam.compute(ctx, p)[:, list(idx)]
+        if vals.shape != (len(p), m):
             raise ValueError(f"family {fam.name} returned shape {vals.shape}")
         return vals
-    out = np.full((len(pos), len(fam.specs)), np.nan)
+
+    ok = pos >= 0
+    if ok.all():
+        return run(pos)
+    out = np.full((len(pos), m), np.nan)
     if ok.any():
-        with np.errstate(all="ignore"):
-            vals = fam.compute(ctx, pos[ok])
-        if vals.shape != (int(ok.sum()), len(fam.specs)):
-            raise ValueError(f"family {fam.name} returned shape {vals.shape}")
-        out[ok] = vals
+        out[ok] = run(pos[ok])
     return out
 
 
@@ -354,9 +363,16 @@ def at_array(
     *,
     interval: timedelta | None = None,
     max_ffill: int = 5,
+    only: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, pd.Timestamp]:
     """Like :func:`at` but returns (values in ``columns()`` order, as-of timestamp): the fast
-    path for serving (no pandas objects on the way)."""
+    path for serving (no pandas objects on the way).
+
+    With ``only`` (candidate column names: a model's selected features and what its
+    intervals read), only those are computed (families none of them belong to are skipped,
+    families that can are asked for just those specs) and every other entry is NaN. Each
+    computed value is the one of the full call bit for bit: same history window, same rows,
+    same arithmetic (tested in ``tests/features/test_parity.py``)."""
     pair = normalize_pair(pair)
     if isinstance(bars, Panel):
         panel = bars
@@ -365,6 +381,10 @@ def at_array(
         p = panel.row_at_or_before(ts, pair)
     else:
         panel, p = _online_panel(bars, pair, ts, interval, max_ffill)
+    if only is not None:
+        return _at_subset(panel, pair, p, _subset_plan(tuple(only))), pd.Timestamp(
+            int(panel.ts[p]), tz="UTC"
+        )
     out = np.empty(len(_layout().columns))
     for fam, need, lag_rel, cur_ix, lag_ix, causal_k, causal_ix in _online_plan():
         # each family sees only the rows its declared lookback needs
@@ -473,6 +493,62 @@ def _online_plan_cached(version: str) -> list[tuple[Any, ...]]:
 
 def _online_plan() -> list[tuple[Any, ...]]:
     return _online_plan_cached(_layout().version)
+
+
+def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> np.ndarray:
+    out = np.full(len(_layout().columns), np.nan)
+    for fam, need, rel, idx, row_ix, col_ix, out_ix in plan:
+        c0 = max(0, p - need)  # the same window and rows as the full call
+        ctx = Ctx(panel.slice_rows(c0, p + 1), pair)
+        vals = _eval_family(fam, ctx, (p - c0) - rel, idx)
+        out[out_ix] = vals[row_ix, col_ix]
+    return out
+
+
+def _subset_plan(names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    return _subset_plan_cached(_layout().version, names)
+
+
+@lru_cache(maxsize=256)
+def _subset_plan_cached(version: str, names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """The online plan restricted to the families, specs and lags that ``names`` need:
+    per family (family, rows of history, row offsets, spec indices or None for all,
+    then for each wanted value its row, its column in the evaluated block and its output
+    index). Row offsets and history windows are those of the full plan, so values match."""
+    col_ix = _col_index()
+    unknown = [n for n in names if n not in col_ix]
+    if unknown:
+        raise ValueError(f"unknown feature columns: {unknown[:5]}")
+    want = {col_ix[n] for n in names}
+    plan: list[tuple[Any, ...]] = []
+    for fam, need, rel, cur_ix, lag_ix, causal_k, causal_ix in _online_plan():
+        # every (row of rel, spec k) -> output index, as the full plan writes it
+        cells: list[tuple[int, int, int]] = [(0, k, int(o)) for k, o in enumerate(cur_ix)]
+        if lag_ix is not None:
+            for i, o in enumerate(lag_ix):  # lag-major per spec: (spec, lag)
+                k, li = divmod(i, len(LAGS))
+                cells.append((1 + li, k, int(o)))
+        if causal_ix is not None:
+            for k, o in zip(causal_k, causal_ix, strict=True):
+                cells.append((len(rel) - 1, int(k), int(o)))
+        cells = [c for c in cells if c[2] in want]
+        if not cells:
+            continue
+        specs = sorted({k for _, k, _ in cells})
+        where = {k: i for i, k in enumerate(specs)}
+        idx = None if len(specs) == len(fam.specs) else tuple(specs)
+        plan.append(
+            (
+                fam,
+                need,
+                rel,
+                idx,
+                np.array([r for r, _, _ in cells]),
+                np.array([(k if idx is None else where[k]) for _, k, _ in cells]),
+                np.array([o for _, _, o in cells]),
+            )
+        )
+    return plan
 
 
 @lru_cache(maxsize=4)

@@ -183,6 +183,10 @@ class Registry:
                 (Path(tmp) / "model" / "selected_features.txt").write_text(
                     "\n".join(art.features) + "\n"
                 )
+                if result.extra.get("baseline"):  # monitoring drift reference (issue 12)
+                    from bqx.monitoring.baseline import write_baseline
+
+                    write_baseline(Path(tmp) / "model", result.extra["baseline"])
                 mlflow.log_artifacts(str(d), artifact_path="model")
             source = f"{run.info.artifact_uri}/model"
             run_id = run.info.run_id
@@ -227,6 +231,9 @@ class Registry:
 
     # ---- queries -----------------------------------------------------------------------
     def versions(self, pair: str | None = None) -> list[VersionInfo]:
+        fast = _fast_versions(self.uri, pair)  # no mlflow import (bqx.registry.sqlread)
+        if fast is not None:
+            return fast
         c = self.client
         flt = f"name = '{model_name(pair)}'" if pair else "name LIKE 'bqx-%'"
         out = []
@@ -250,6 +257,9 @@ class Registry:
         self, pair: str, version: str | int | None = None, alias: str | None = None
     ) -> VersionInfo:
         name = model_name(pair)
+        fast = _fast_get(self.uri, pair, version, alias)
+        if fast is not None:
+            return fast
         c = self.client
         try:
             if version is not None:
@@ -424,6 +434,32 @@ class Registry:
         art.version = info.version
         art.selection = {**art.selection, "load_seconds": time.perf_counter() - t0}
         return art
+
+
+def _fast_versions(uri: str, pair: str | None) -> list[VersionInfo] | None:
+    from types import SimpleNamespace
+
+    from bqx.registry import sqlread
+
+    rows = sqlread.versions(uri, [model_name(pair)] if pair else None)
+    if rows is None:
+        return None
+    out = [_info(SimpleNamespace(**{**r, "creation_timestamp": r["creation_time"]})) for r in rows]
+    return sorted(out, key=lambda i: (i.pair, int(i.version)))
+
+
+def _fast_get(
+    uri: str, pair: str, version: str | int | None, alias: str | None
+) -> VersionInfo | None:
+    """One version by number or alias from the tables; None when not found there (the MLflow
+    client then answers, with its own error)."""
+    infos = _fast_versions(uri, pair)
+    for i in infos or []:
+        if (version is not None and i.version == str(version)) or (
+            version is None and (alias or PRODUCTION) in i.aliases
+        ):
+            return i
+    return None
 
 
 def _raise_if_unavailable(e: BaseException, uri: str) -> None:

@@ -430,7 +430,7 @@ def create_app(
 #: Resource routers that live in modules of their own (monitoring, rollout, risk, ...):
 #: each module exposes ``router = fastapi.APIRouter()`` and may import the helpers of this
 #: module (``require``, ``_ctx``, ``_json``, ``ApiError``). Add a module here to mount it.
-ROUTER_MODULES: tuple[str, ...] = ("bqx.rollout.api",)
+ROUTER_MODULES: tuple[str, ...] = ("bqx.rollout.api", "bqx.monitoring.api")
 
 
 def _include_routers(app: FastAPI) -> None:

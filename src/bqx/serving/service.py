@@ -103,6 +103,19 @@ def feature_hash(values: np.ndarray) -> str:
     ).hexdigest()
 
 
+def _needed_columns(svc: Any, pair: str) -> tuple[str, ...] | None:
+    """The columns the production model of ``pair`` reads (None: compute all, and let the
+    caller raise the model's error after the data checks, in the usual order; also None
+    while a rollout or experiment routes the pair: another model may answer)."""
+    router = getattr(svc, "router", None)
+    if router is not None and router.select(pair, None) is not None:
+        return None
+    try:
+        return svc.model(pair).needed_columns
+    except BqxError:
+        return None
+
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -119,7 +132,7 @@ class FeatureVector:
     vol_ratio: float | None
     cache_hit: bool
     source: str  # "cache" (in-memory bars) or "store"
-    key: tuple[int, str, int] | None  # (generation, pair, row) when cacheable
+    key: tuple[Any, ...] | None  # (generation, pair, row[, columns]) when cacheable
 
     def as_dict(self, with_values: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -495,7 +508,9 @@ class PredictionService:
         return snap is None or not snap.covers(req)
 
     # -- features --------------------------------------------------------------------------
-    def features(self, pair: str, timestamp: Any = None) -> FeatureVector:
+    def features(
+        self, pair: str, timestamp: Any = None, only: tuple[str, ...] | None = None
+    ) -> FeatureVector:
         """Candidate features of ``pair`` at its last bar at or before ``timestamp``.
 
         Raises :class:`~bqx.errors.UnknownPairError`, :class:`InvalidInputError`,
@@ -524,13 +539,15 @@ class PredictionService:
         if last_obs is None:  # pragma: no cover - a finite close implies an observed bar
             raise NoDataError(f"no {pair} bar at or before {t.isoformat()}")
         self._check_stale(pair, asked, t, last_obs)
-        key = (snap.generation, pair, p) if from_cache else None
+        key: Any = (snap.generation, pair, p) if from_cache else None
         if key is not None:
-            hit = self._features.get(key)
-            if hit is not None:
+            hit = self._features.get(key) or (only and self._features.get((*key, only)))
+            if hit:
                 return replace(hit, cache_hit=True)
+            key = (*key, only) if only else key
         t0 = time.perf_counter()
-        values, asof = at_array(panel, pair, pd.Timestamp(int(panel.ts[p]), tz="UTC"))
+        asof_ts = pd.Timestamp(int(panel.ts[p]), tz="UTC")
+        values, asof = at_array(panel, pair, asof_ts, only=only)  # only: what the model reads
         values.flags.writeable = False
         vr = vol_ratio_at(snap, j, p) if self.settings.signals.vol_scaling else None
         fv = FeatureVector(
@@ -617,7 +634,7 @@ class PredictionService:
         request_time = request_time or datetime.now(UTC)
         pair = normalize_pair(pair)
         req = parse_timestamp(timestamp)
-        fv = self.features(pair, req)
+        fv = self.features(pair, req, only=_needed_columns(self, pair))
         art = self.model(pair)
         sel = self.router.select(pair, key_id) if self.router is not None else None
         arm = None

@@ -47,6 +47,7 @@ from bqx.state import (
     experiments,
     keys,
     leases,
+    notices,
     paper,
     promotions,
     rollouts,
@@ -71,6 +72,7 @@ from bqx.state.decisions import (
 from bqx.state.experiments import ExperimentsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
+from bqx.state.notices import NoticesMixin
 from bqx.state.paper import PaperMixin
 from bqx.state.promotions import (
     PROMOTION_ACTIONS,
@@ -85,7 +87,7 @@ if TYPE_CHECKING:
 
 #: The table families, in creation order. A new family: a module with ``define(md, p)``
 #: and a mixin; add the module here and the mixin to :class:`StateDB`.
-FAMILIES = (keys, decisions, promotions, alerts, paper, leases, rollouts, experiments)
+FAMILIES = (keys, decisions, promotions, alerts, paper, leases, rollouts, experiments, notices)
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -120,6 +122,7 @@ class StateDB(
     RolloutsMixin,
     ExperimentsMixin,
     PaperMixin,
+    NoticesMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

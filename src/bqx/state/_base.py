@@ -136,6 +136,7 @@ class Tables:
     paper_sessions: sa.Table
     paper_trades: sa.Table
     paper_equity: sa.Table
+    alert_notices: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata

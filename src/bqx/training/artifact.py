@@ -54,6 +54,16 @@ class ModelArtifact:
     def shrinkage(self) -> Shrinkage:
         return getattr(self, "shrink", IDENTITY)
 
+    @property
+    def needed_columns(self) -> tuple[str, ...]:
+        """The candidate columns serving must compute for this model: its selected features
+        and the feature its intervals scale by (the online path computes only these)."""
+        extra = self.conformal.scale_feature
+        cols = list(self.features)
+        if extra and extra not in cols:
+            cols.append(extra)
+        return tuple(cols)
+
     def predict_frame(self, X: pd.DataFrame) -> np.ndarray:
         """Batch prediction (shrunk) from a frame holding (at least) the selected columns."""
         return self.shrinkage.apply(np.asarray(self.pipeline.predict(X), dtype=np.float64))

@@ -15,6 +15,7 @@ import pandas as pd
 from bqx.config import Settings, load_settings
 from bqx.errors import NoDataError
 from bqx.features import columns, feature_set_version
+from bqx.monitoring.baseline import training_baseline
 from bqx.training.artifact import ModelArtifact
 from bqx.training.intervals import SCALE_FEATURE, calibrate, coverage
 from bqx.training.metrics import (
@@ -192,8 +193,9 @@ def train_frame(
     pte = fitted.predict(Xte)
     scale_te = Xte[SCALE_FEATURE].to_numpy(np.float64) if ts.interval_method == "scaled" else None
     lo, hi = conf.bounds(pte, scale_te)
+    ptr = fitted.predict(Xtr)  # shrunk, as served (also the monitoring baseline)
     metrics: dict[str, Any] = {
-        "train": regression_metrics(ytr, fitted.predict(Xtr)),
+        "train": regression_metrics(ytr, ptr),
         "val": regression_metrics(yva, pva),
         "test": regression_metrics(yte, pte),
         "baselines_val": baselines(yva, lag=s.horizon),
@@ -241,6 +243,8 @@ def train_frame(
         approval_reason=why,
         seconds={"selection": t_sel, "fit": t_fit, "total": total},
         rows={"train": len(sp.train), "val": len(sp.val), "test": len(sp.test), "gap": gap},
+        # monitoring: drift reference frozen from the training segment (issue 12)
+        extra={"baseline": training_baseline(Xtr, list(sel.features), ptr, ytr)},
     )
 
 

@@ -8,6 +8,8 @@ comparable across pairs (e.g. ``macd`` is (EMA12 - EMA26) / close).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from bqx.features._ops import (
@@ -152,81 +154,148 @@ def adx(ctx: Ctx, n: int = 14) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a[0], a[1], a[2]
 
 
-def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    c, h, lo, v = ctx.c, ctx.h, ctx.l, ctx.v
-    cols: list[np.ndarray] = []
-    add = cols.append
-    for n in (7, 14, 28):
-        add(rsi(ctx, n))
-    macd = ema_close(ctx, 12) - ema_close(ctx, 26)
-    sig = ema(macd, span_alpha(9))
-    add(safe_div(macd, c))
-    add(safe_div(sig, c))
-    add(safe_div(macd - sig, c))
-    k14 = 100.0 * safe_div(c - ll(ctx, 14), hh(ctx, 14) - ll(ctx, 14))
-    add(k14)
-    add(rolling_mean(k14, 3))
-    a, pdi, mdi = adx(ctx, 14)
-    add(a)
-    add(pdi)
-    add(mdi)
-    tp = (h + lo + c) / 3.0
+def _macd(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
+    def f() -> np.ndarray:
+        macd = ema_close(ctx, 12) - ema_close(ctx, 26)
+        return np.stack([macd, ema(macd, span_alpha(9))])
+
+    m = ctx.memo("macd", f)
+    return m[0], m[1]
+
+
+def _k14(ctx: Ctx) -> np.ndarray:
+    return ctx.memo("k14", lambda: 100.0 * safe_div(ctx.c - ll(ctx, 14), hh(ctx, 14) - ll(ctx, 14)))
+
+
+def _tp(ctx: Ctx) -> np.ndarray:
+    return ctx.memo("tp", lambda: (ctx.h + ctx.l + ctx.c) / 3.0)
+
+
+def _cci(ctx: Ctx) -> np.ndarray:
+    tp = _tp(ctx)
     sma_tp = rolling_mean(tp, 20)
     mad = rolling(
         tp, 20, lambda win, axis=1: np.abs(win - win.mean(axis=1, keepdims=True)).mean(axis=1)
     )
-    add(safe_div(tp - sma_tp, 0.015 * mad))
-    add(-100.0 * safe_div(hh(ctx, 28) - c, hh(ctx, 28) - ll(ctx, 28)))
-    add(100.0 * safe_div(atr(ctx, 14), c))
-    add(100.0 * safe_div(atr(ctx, 28), c))
-    for span in (10, 20, 50, 100):
-        add(safe_div(c, ema_close(ctx, span)) - 1.0)
-    for w in (10, 20, 50, 100, 200):
-        add(safe_div(c, sma_close(ctx, w)) - 1.0)
-    for n in (5, 10, 20, 120):
-        add(safe_div(c, shift(c, n)) - 1.0)
-    add(safe_div(sma_close(ctx, 50), sma_close(ctx, 200)) - 1.0)
-    add(safe_div(ema_close(ctx, 10), ema_close(ctx, 50)) - 1.0)
+    return safe_div(tp - sma_tp, 0.015 * mad)
+
+
+def _stochrsi(ctx: Ctx) -> np.ndarray:
     r14 = rsi(ctx, 14)
     rmin, rmax = rolling_min(r14, 14), rolling_max(r14, 14)
-    add(safe_div(r14 - rmin, rmax - rmin))
-    # money flow index on tick volume
+    return safe_div(r14 - rmin, rmax - rmin)
+
+
+def _mfi(ctx: Ctx) -> np.ndarray:
+    """Money flow index on tick volume."""
+    tp = _tp(ctx)
     tp_prev = shift(tp, 1)
-    flow = tp * v
+    flow = tp * ctx.v
     up = np.where(tp > tp_prev, flow, 0.0)
     dn = np.where(tp < tp_prev, flow, 0.0)
     bad = np.isnan(tp_prev) | np.isnan(flow)
     up[bad] = np.nan
     dn[bad] = np.nan
     su, sd = rolling_sum(up, 14), rolling_sum(dn, 14)
-    add(100.0 * safe_div(su, su + sd))
-    add(100.0 * (25.0 - bars_since_max(h, 26)) / 25.0)
-    add(100.0 * (25.0 - bars_since_min(lo, 26)) / 25.0)
-    # ultimate oscillator
+    return 100.0 * safe_div(su, su + sd)
+
+
+def _ultosc(ctx: Ctx) -> np.ndarray:
+    c, lo = ctx.c, ctx.l
     pc = shift(c, 1)
     bp = c - np.fmin(lo, pc) + 0.0 * pc
     tr = true_range(ctx)
     avgs = [safe_div(rolling_sum(bp, k), rolling_sum(tr, k)) for k in (7, 14, 28)]
-    add(100.0 * (4 * avgs[0] + 2 * avgs[1] + avgs[2]) / 7.0)
+    return 100.0 * (4 * avgs[0] + 2 * avgs[1] + avgs[2]) / 7.0
+
+
+def _trix(ctx: Ctx) -> np.ndarray:
     al = span_alpha(15)
-    e3 = ema(ema(ema(c, al), al), al)
-    add(1e4 * (safe_div(e3, shift(e3, 1)) - 1.0))
-    add(safe_div(c - ema_close(ctx, 20), 2.0 * atr(ctx, 10)))
-    add(safe_div(c - ll(ctx, 55), hh(ctx, 55) - ll(ctx, 55)))
-    add(safe_div(c - shift(sma_close(ctx, 20), 11), c))
-    add(safe_div(c - (hh(ctx, 9) + ll(ctx, 9)) / 2.0, c))
-    add(safe_div(c - (hh(ctx, 26) + ll(ctx, 26)) / 2.0, c))
-    e13 = ema_close(ctx, 13)
-    add(safe_div(h - e13, c))
-    add(safe_div(lo - e13, c))
-    d = c - pc
+    e3 = ema(ema(ema(ctx.c, al), al), al)
+    return 1e4 * (safe_div(e3, shift(e3, 1)) - 1.0)
+
+
+def _cmo(ctx: Ctx) -> np.ndarray:
+    c = ctx.c
+    d = c - shift(c, 1)
     gu = rolling_sum(np.maximum(d, 0.0), 14)
     gd = rolling_sum(np.maximum(-d, 0.0), 14)
-    add(100.0 * safe_div(gu - gd, gu + gd))
+    return 100.0 * safe_div(gu - gd, gu + gd)
+
+
+def _vortex(ctx: Ctx) -> np.ndarray:
+    h, lo = ctx.h, ctx.l
     vp = rolling_sum(np.abs(h - shift(lo, 1)), 14)
     vm = rolling_sum(np.abs(lo - shift(h, 1)), 14)
-    add(safe_div(vp - vm, rolling_sum(tr, 14)))
-    return np.stack([x[pos] for x in cols], axis=1)
+    return safe_div(vp - vm, rolling_sum(true_range(ctx), 14))
 
 
-FAMILY = Family("technical", True, _specs(), compute)
+def _ema_ratio(span: int) -> Callable[[Ctx], np.ndarray]:
+    return lambda ctx: safe_div(ctx.c, ema_close(ctx, span)) - 1.0
+
+
+def _sma_ratio(w: int) -> Callable[[Ctx], np.ndarray]:
+    return lambda ctx: safe_div(ctx.c, sma_close(ctx, w)) - 1.0
+
+
+def _roc(n: int) -> Callable[[Ctx], np.ndarray]:
+    return lambda ctx: safe_div(ctx.c, shift(ctx.c, n)) - 1.0
+
+
+def _rsi(n: int) -> Callable[[Ctx], np.ndarray]:
+    return lambda ctx: rsi(ctx, n)
+
+
+#: One function per feature, in ``_TABLE`` order: the online path evaluates only the
+#: features a model uses (:func:`compute_subset`); shared intermediates are memoised on the
+#: context, so computing all of them costs what one pass did.
+_SERIES: tuple[Callable[[Ctx], np.ndarray], ...] = (
+    _rsi(7),
+    _rsi(14),
+    _rsi(28),
+    lambda ctx: safe_div(_macd(ctx)[0], ctx.c),
+    lambda ctx: safe_div(_macd(ctx)[1], ctx.c),
+    lambda ctx: safe_div(_macd(ctx)[0] - _macd(ctx)[1], ctx.c),
+    _k14,
+    lambda ctx: rolling_mean(_k14(ctx), 3),
+    lambda ctx: adx(ctx, 14)[0],
+    lambda ctx: adx(ctx, 14)[1],
+    lambda ctx: adx(ctx, 14)[2],
+    _cci,
+    lambda ctx: -100.0 * safe_div(hh(ctx, 28) - ctx.c, hh(ctx, 28) - ll(ctx, 28)),
+    lambda ctx: 100.0 * safe_div(atr(ctx, 14), ctx.c),
+    lambda ctx: 100.0 * safe_div(atr(ctx, 28), ctx.c),
+    *(_ema_ratio(span) for span in (10, 20, 50, 100)),
+    *(_sma_ratio(w) for w in (10, 20, 50, 100, 200)),
+    *(_roc(n) for n in (5, 10, 20, 120)),
+    lambda ctx: safe_div(sma_close(ctx, 50), sma_close(ctx, 200)) - 1.0,
+    lambda ctx: safe_div(ema_close(ctx, 10), ema_close(ctx, 50)) - 1.0,
+    _stochrsi,
+    _mfi,
+    lambda ctx: 100.0 * (25.0 - bars_since_max(ctx.h, 26)) / 25.0,
+    lambda ctx: 100.0 * (25.0 - bars_since_min(ctx.l, 26)) / 25.0,
+    _ultosc,
+    _trix,
+    lambda ctx: safe_div(ctx.c - ema_close(ctx, 20), 2.0 * atr(ctx, 10)),
+    lambda ctx: safe_div(ctx.c - ll(ctx, 55), hh(ctx, 55) - ll(ctx, 55)),
+    lambda ctx: safe_div(ctx.c - shift(sma_close(ctx, 20), 11), ctx.c),
+    lambda ctx: safe_div(ctx.c - (hh(ctx, 9) + ll(ctx, 9)) / 2.0, ctx.c),
+    lambda ctx: safe_div(ctx.c - (hh(ctx, 26) + ll(ctx, 26)) / 2.0, ctx.c),
+    lambda ctx: safe_div(ctx.h - ema_close(ctx, 13), ctx.c),
+    lambda ctx: safe_div(ctx.l - ema_close(ctx, 13), ctx.c),
+    _cmo,
+    _vortex,
+)
+assert len(_SERIES) == len(_TABLE)
+
+
+def compute_subset(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """The features ``idx`` (positions in ``_TABLE``) at ``pos``: (len(pos), len(idx))."""
+    return np.stack([_SERIES[k](ctx)[pos] for k in idx], axis=1)
+
+
+def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    return compute_subset(ctx, pos, range(len(_SERIES)))
+
+
+FAMILY = Family("technical", True, _specs(), compute, compute_subset)

@@ -1,0 +1,125 @@
+"""``bqx monitor`` (run, baseline) and ``bqx alerts`` (list, resolve)."""
+
+from __future__ import annotations
+
+import typer
+
+from bqx.cli._common import JsonOpt, console, handle_errors, print_json, settings, table
+
+app = typer.Typer(help="Monitoring: matured outcomes, live quality, drift baselines, alerts.")
+alerts_app = typer.Typer(help="Alerts raised by monitoring (de-duplicated by fingerprint).")
+
+
+@app.command("run")
+@handle_errors
+def run(as_json: bool = JsonOpt) -> None:
+    """One pass: mature decisions, live quality per pair and version, alert rules."""
+    from bqx.monitoring import run_once
+
+    rep = run_once(settings())
+    if as_json:
+        print_json(rep)
+        return
+    rows = [
+        {
+            "pair": r["pair"],
+            "ver": r["model_version"],
+            "win": r["window"],
+            "n": r["n"],
+            "R²": _fmt(r["metrics"]["r2"]),
+            "DA": _fmt(r["metrics"]["da"]),
+            "n_eff": round(r["metrics"]["r2"]["n_eff"] or 0),
+        }
+        for r in rep["quality"]["rows"]
+    ]
+    table(rows, title="Live quality")
+    m = rep["mature"] or {}
+    a = rep["alerts"] or {}
+    console.print(
+        f"matured {m.get('matured', 0)}/{m.get('pending', 0)} pending; "
+        f"alerts firing {len(a.get('firing', []))}, resolved {len(a.get('resolved', []))}; "
+        f"{rep['seconds']:.2f} s"
+    )
+
+
+def _fmt(d: dict) -> str:
+    from bqx.stats import Estimate
+
+    return Estimate.from_dict(d).fmt()
+
+
+@app.command("baseline")
+@handle_errors
+def baseline(
+    pair: str = typer.Argument(..., help="Pair, e.g. EURUSD."),
+    version: str = typer.Argument(..., help="Registered version number."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compute and attach a baseline to a version registered without one."""
+    import numpy as np
+
+    from bqx.monitoring.baseline import save_baseline, training_baseline
+    from bqx.registry import Registry
+    from bqx.training.splits import chrono_split
+    from bqx.training.train import load_training_frame, prepare
+
+    s = settings()
+    reg = Registry(s)
+    art = reg.load(pair, version=version)
+    df = prepare(load_training_frame(pair, s))
+    sp = chrono_split(len(df), s.train.train_frac, s.train.val_frac, s.horizon + 1)
+    X = df.drop(columns=["target"]).iloc[sp.train]
+    y = df["target"].to_numpy(np.float64)[sp.train]
+    pred = np.asarray(art.pipeline.predict(X), np.float64)
+    b = training_baseline(X, list(art.features), pred, y)
+    save_baseline(reg, pair, version, b)
+    out = {"pair": pair, "version": version, "columns": len(b["columns"]), "rows": b["rows"]}
+    if as_json:
+        print_json(out)
+    else:
+        console.print(
+            f"baseline for {pair} v{version}: {out['columns']} columns, {out['rows']} rows"
+        )
+
+
+@alerts_app.command("list")
+@handle_errors
+def list_(
+    open_only: bool = typer.Option(True, "--open/--all", help="Only open alerts."),
+    pair: str | None = typer.Option(None, "--pair", help="One pair."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Alerts, oldest first."""
+    from bqx.state import open_state
+
+    df = open_state(settings()).read_alerts(open_only=open_only, pair=pair)
+    rows = df.to_dict(orient="records")
+    if as_json:
+        print_json(rows)
+        return
+    table(
+        [{k: r[k] for k in ("id", "severity", "rule", "pair", "count", "message")} for r in rows],
+        title="Alerts",
+    )
+
+
+@alerts_app.command("resolve")
+@handle_errors
+def resolve(
+    fingerprint: str = typer.Argument(..., help="The alert's fingerprint (see list)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Resolve an open alert by hand."""
+    from bqx.state import open_state
+
+    n = open_state(settings()).resolve_alert(fingerprint)
+    if as_json:
+        print_json({"fingerprint": fingerprint, "resolved": n})
+    else:
+        console.print(f"resolved {n} alert(s)")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``bqx monitor`` and ``bqx alerts`` to the root CLI."""
+    root.add_typer(app, name="monitor")
+    root.add_typer(alerts_app, name="alerts")

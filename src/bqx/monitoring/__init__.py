@@ -1,0 +1,54 @@
+"""Monitoring: matured outcomes, drift, live quality and alerts (issue 12).
+
+Python API for other packages (e.g. the operator loop):
+
+* :func:`bqx.monitoring.mature.mature` (state, store) -> :class:`MatureResult`
+* :func:`bqx.monitoring.drift.build_baseline` / :func:`drift_report` (baseline, window)
+* :func:`bqx.monitoring.quality.quality_report` (decisions frame, test_metrics=...)
+* :class:`bqx.monitoring.alerts.AlertManager` (state, notifiers).evaluate([Condition...])
+* :func:`run_once` (settings): one whole pass (what ``bqx monitor run`` and the operator's
+  monitoring task run)
+"""
+
+from typing import Any
+
+from bqx.monitoring.alerts import AlertManager, Condition
+from bqx.monitoring.drift import build_baseline, column_baseline, column_drift, drift_report
+from bqx.monitoring.mature import MatureResult, mature, mature_frame
+from bqx.monitoring.notifiers import LogNotifier, SmtpNotifier, WebhookNotifier
+from bqx.monitoring.quality import quality_report, r2_drop_verdict
+
+
+def run_once(settings: Any) -> dict[str, Any]:
+    """One monitoring pass over the stores named by ``settings``: maturing, live quality,
+    alert rules (:func:`bqx.monitoring.run.run_pass`). The operator (``bqx ops run``) calls
+    it every ``ops.monitor_every_s``."""
+    from bqx.data.store import open_store
+    from bqx.monitoring.run import run_pass
+    from bqx.registry import Registry
+    from bqx.state import open_state
+
+    store = open_store(settings=settings)
+    try:
+        return run_pass(open_state(settings), store, Registry(settings))
+    finally:
+        store.close()
+
+
+__all__ = [
+    "AlertManager",
+    "Condition",
+    "LogNotifier",
+    "MatureResult",
+    "SmtpNotifier",
+    "WebhookNotifier",
+    "build_baseline",
+    "column_baseline",
+    "column_drift",
+    "drift_report",
+    "mature",
+    "mature_frame",
+    "quality_report",
+    "r2_drop_verdict",
+    "run_once",
+]

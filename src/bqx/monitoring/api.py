@@ -1,0 +1,81 @@
+"""API resources of monitoring (mounted via ROUTER_MODULES in bqx.serving.app).
+
+    GET /v1/alerts                        reader  alerts (?open=true|false, ?pair=)
+    GET /v1/monitoring/quality/{pair}     reader  live quality per version and window
+    GET /v1/monitoring/summary            reader  open alerts by severity, matured counts
+
+An unknown pair is a 422 listing the valid pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from bqx.serving.app import ApiError, _ctx, _json, require
+from bqx.serving.auth import Role
+
+router = APIRouter(tags=["monitoring"])
+_reader = [Depends(require(Role.reader))]
+
+
+def _out(status: int, obj: Any) -> Response:
+    import json
+
+    from bqx.jsonutil import dumps
+
+    return _json(status, json.loads(dumps(obj, indent=None)))
+
+
+def _pair(pair: str) -> str:
+    from bqx.universe import PAIRS
+
+    p = pair.upper().replace("/", "").replace("_", "")
+    if p not in PAIRS:
+        raise ApiError(422, "unknown_pair", f"unknown pair {pair!r}; valid: {', '.join(PAIRS)}")
+    return p
+
+
+@router.get("/v1/alerts", dependencies=_reader)
+async def alerts(request: Request, open: bool = True, pair: str | None = None) -> Response:
+    """Alerts, oldest first (default: only open ones)."""
+    state = _ctx(request).service.state
+    p = _pair(pair) if pair else None
+    df = await run_in_threadpool(state.read_alerts, open_only=open, pair=p)
+    return _out(200, {"alerts": df.to_dict(orient="records")})
+
+
+@router.get("/v1/monitoring/quality/{pair}", dependencies=_reader)
+async def quality(pair: str, request: Request) -> Response:
+    """Live R², MAE, RMSE, DA, coverage per model version over 1 d and 7 d windows, each
+    with its overlap-aware standard error and effective sample size."""
+    from bqx.monitoring.quality import quality_report
+
+    p = _pair(pair)
+    state = _ctx(request).service.state
+    end = pd.Timestamp.now(tz="UTC")
+
+    def go() -> dict[str, Any]:
+        d = state.read_decisions(p, start=end - pd.Timedelta(days=8), by="asof_ts")
+        return quality_report(d, now=end)
+
+    return _out(200, {"pair": p, **(await run_in_threadpool(go))})
+
+
+@router.get("/v1/monitoring/summary", dependencies=_reader)
+async def summary(request: Request) -> Response:
+    """Open alerts by severity and the open alerts themselves."""
+    state = _ctx(request).service.state
+    df = await run_in_threadpool(state.read_alerts, open_only=True)
+    by = df["severity"].value_counts().to_dict() if not df.empty else {}
+    return _out(
+        200,
+        {
+            "open_alerts": {s: int(by.get(s, 0)) for s in ("critical", "warning", "info")},
+            "alerts": df.to_dict(orient="records"),
+        },
+    )

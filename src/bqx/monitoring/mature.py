@@ -1,0 +1,109 @@
+"""Matured outcomes: fill ``decisions.realized_target`` once a decision's target is known.
+
+One definition of the target: :func:`bqx.features.pipeline.target_series`, the very
+function training labels come from, on the same trading-time grid (forward-fill limit
+and gap handling included). A decision whose horizon runs past the data, or across a gap
+that training treats as NaN, stays unmatured (NULL) and is retried on the next pass -
+so the step is incremental (only NULL rows are read) and idempotent (a second run finds
+nothing new to write and changes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bqx.features.pipeline import target_series
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MatureResult:
+    """How many pending decisions were looked at, matured, and still wait per pair."""
+
+    pending: int
+    matured: int
+    waiting: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pending": self.pending, "matured": self.matured, "waiting": self.waiting}
+
+
+def mature_frame(
+    decisions: pd.DataFrame,
+    bars: pd.DataFrame,
+    *,
+    target: str = "bqx",
+    max_ffill: int = 5,
+) -> pd.Series:
+    """Realised targets for ``decisions`` (index: decision_id; NaN = not yet known).
+
+    ``decisions`` needs columns decision_id, pair, asof_ts, horizon; ``bars`` is the long
+    bar frame (pair, ts, ...). Pure function: no database.
+    """
+    out = pd.Series(np.nan, index=decisions["decision_id"].astype(str), dtype=float)
+    if decisions.empty or bars.empty:
+        return out
+    for (pair, horizon), grp in decisions.groupby(["pair", "horizon"], sort=False):
+        pb = bars[bars["pair"] == pair]
+        if pb.empty:
+            continue
+        y = target_series(
+            pb, str(pair), horizon=int(str(horizon)), target=target, max_ffill=max_ffill
+        )
+        asof = pd.DatetimeIndex(pd.to_datetime(grp["asof_ts"], utc=True))
+        vals = y.reindex(asof).to_numpy()
+        ids = grp["decision_id"].astype(str).tolist()
+        out.loc[ids] = vals
+    return out
+
+
+def mature(
+    state: Any,
+    store: Any,
+    *,
+    pairs: list[str] | None = None,
+    target: str = "bqx",
+    max_ffill: int = 5,
+    at: Any = None,
+    limit: int = 1_000_000,
+) -> MatureResult:
+    """Fill ``realized_target`` for every pending decision whose target is now known.
+
+    ``state`` is a :class:`bqx.state.StateDB`, ``store`` a bar store with
+    ``read(pairs=..., start=..., end=...)`` returning the long bar frame. Only decisions
+    with a prediction, an ``asof_ts`` and a ``horizon`` and no realised target are read.
+    """
+    d = state.t.decisions
+    import sqlalchemy as sa
+
+    q = (
+        sa.select(d.c.decision_id, d.c.pair, d.c.asof_ts, d.c.horizon)
+        .where(
+            d.c.realized_target.is_(None),
+            d.c.asof_ts.is_not(None),
+            d.c.horizon.is_not(None),
+        )
+        .limit(limit)
+    )
+    if pairs:
+        q = q.where(d.c.pair.in_(list(pairs)))
+    with state._read() as conn:
+        rows = conn.execute(q).all()
+    if not rows:
+        return MatureResult(0, 0, {})
+    df = pd.DataFrame(rows, columns=["decision_id", "pair", "asof_ts", "horizon"])
+    df["asof_ts"] = pd.to_datetime(df["asof_ts"], utc=True)
+    need = sorted(df["pair"].unique())
+    start = df["asof_ts"].min() - pd.Timedelta(days=2)  # history for the target's grid
+    bars = store.read(pairs=need, start=start)
+    vals = mature_frame(df, bars, target=target, max_ffill=max_ffill)
+    ok = vals[np.isfinite(vals.to_numpy())]
+    n = state.set_realized(ok.to_dict(), at=at) if len(ok) else 0
+    waiting = df[~df["decision_id"].astype(str).isin(ok.index)].groupby("pair").size()
+    return MatureResult(len(df), int(n), {str(k): int(v) for k, v in waiting.items()})

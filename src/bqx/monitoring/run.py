@@ -1,0 +1,96 @@
+"""One monitoring pass: mature, live quality (R²-drop rule), alerts.
+
+:func:`run_pass` is the entry point for ``bqx monitor run`` and the operator loop. A pass
+over an empty decision log returns an empty, valid report. Failures of a step are caught,
+reported in the report's ``errors`` and raised as a critical ``monitoring_failure`` alert
+(monitoring never dies of one bad pair).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+
+from bqx.monitoring.alerts import AlertManager, Condition
+from bqx.monitoring.mature import mature
+from bqx.monitoring.notifiers import LogNotifier, Notifier
+from bqx.monitoring.quality import quality_report
+
+log = logging.getLogger(__name__)
+
+
+def test_metrics_by_version(registry: Any, pairs: list[str]) -> dict[str, dict[str, dict]]:
+    """``{pair: {version: {"r2": test R², "da": test DA}}}`` from the registry."""
+    out: dict[str, dict[str, dict]] = {}
+    for p in pairs:
+        try:
+            vs = registry.versions(p)
+        except Exception:
+            log.warning("registry unavailable for %s", p, exc_info=True)
+            continue
+        out[p] = {str(v.version): {"r2": v.test_r2, "da": v.test_da} for v in vs}
+    return out
+
+
+def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condition]:
+    """One ``quality_r2_drop`` condition per (pair, version) over ``window``."""
+    conds = []
+    for r in report["rows"]:
+        if r["window"] != window:
+            continue
+        v = r["r2_drop"]
+        fp = f"quality_r2_drop:{r['pair']}:{r['model_version']}"
+        if v["drop"] is None:
+            continue
+        m = r["metrics"]["r2"]
+        msg = (
+            f"live R² {m['value']:.3f} (se {m['se']:.3f}, n_eff {m['n_eff']:.0f}) vs test "
+            f"{r['test'].get('r2', float('nan')):.3f}: drop {v['drop']:.3f}, "
+            + ("statistically significant" if v["significant"] else "within noise")
+        )
+        conds.append(Condition("quality_r2_drop", v["alert"], msg, "critical", r["pair"], fp))
+    return conds
+
+
+def run_pass(
+    state: Any,
+    store: Any = None,
+    registry: Any = None,
+    *,
+    notifiers: list[Notifier] | None = None,
+    now: Any = None,
+    lookback: pd.Timedelta = pd.Timedelta(days=8),
+) -> dict[str, Any]:
+    """Mature pending decisions, compute live quality per (pair, version), evaluate
+    alert rules and deliver notices. Returns a JSON-ready report."""
+    t0 = time.perf_counter()
+    errors: list[str] = []
+    report: dict[str, Any] = {"mature": None, "quality": {"rows": []}, "alerts": None}
+    conds: list[Condition] = []
+    if store is not None:
+        try:
+            report["mature"] = mature(state, store).as_dict()
+        except Exception as e:
+            errors.append(f"mature: {type(e).__name__}: {e}")
+    end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    dec = state.read_decisions(start=end - lookback, by="asof_ts")
+    if not dec.empty:
+        pairs = sorted(dec["pair"].unique())
+        tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}
+        tm = {v: m for p in tm_all.values() for v, m in p.items()}
+        rows = []
+        for p, g in dec.groupby("pair"):
+            rows += quality_report(g, now=end, test_metrics=tm_all.get(str(p), tm))["rows"]
+        report["quality"] = {"rows": rows}
+        conds += quality_conditions(report["quality"])
+    conds.append(
+        Condition("monitoring_failure", bool(errors), "; ".join(errors) or "ok", "critical")
+    )
+    am = AlertManager(state, notifiers if notifiers is not None else [LogNotifier()])
+    report["alerts"] = am.evaluate(conds, at=end)
+    report["errors"] = errors
+    report["seconds"] = time.perf_counter() - t0
+    return report
