@@ -46,6 +46,9 @@ class TrainSettings(BaseModel):
     #: Approval rule: "beats_naive" (R² and directional accuracy both beat the naive
     #: baselines on the test segment), "always" or "never" (manual approval only).
     approval_rule: Literal["beats_naive", "always", "never"] = "beats_naive"
+    #: Confidence of "beats naive": the lower end of this two-sided interval of the test R²
+    #: gain over every naive baseline (HAC, overlap-aware) must be > 0; 0 = point estimates.
+    approval_level: float = Field(0.95, ge=0, lt=1)
     jobs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
     seed: int = 42
     #: An existing Ray cluster (``host:6379``, ``auto`` or ``ray://host:10001``) for
@@ -77,6 +80,11 @@ class ServeSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     #: Seconds between refreshes of the in-memory bar cache from the store.
     bars_refresh_s: float = 1.0
+    #: Share of a version's selected features that must be finite to forecast; below it the
+    #: answer is prediction null, HOLD, reason insufficient_data (bqx.training.validity).
+    #: 0.75: just below the lowest share among the rows training keeps (0.757 measured,
+    #: docs/performance.md), so serving refuses only inputs unlike any training row.
+    min_valid_features: float = Field(0.75, ge=0, le=1)
     #: Seconds between reads of the active rollouts/experiments (every worker follows a
     #: change within this time; <= 5 s).
     rollout_refresh_s: float = Field(1.0, gt=0, le=5)

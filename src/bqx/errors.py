@@ -56,5 +56,15 @@ class RegistryError(BqxError):
     """A registry operation is not allowed (e.g. promoting a rejected version)."""
 
 
+class InsufficientDataError(BqxError):
+    """Too few of the version's selected features are finite to forecast (``strict`` calls).
+
+    ``missing`` lists the selected features that are NaN (e.g. after a feed gap)."""
+
+    def __init__(self, message: str, missing: list[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.missing = missing
+
+
 class RegistryUnavailableError(BqxError):
     """The model registry (MLflow) could not be reached or failed: not "model missing"."""

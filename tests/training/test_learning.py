@@ -72,8 +72,11 @@ def test_random_walk_gives_nothing():
     res = train_frame("EURUSD", df, s)
     t = res.metrics["test"]
     assert t["n"] > 70_000
-    assert t["r2"] <= 0.01, t
-    assert abs(t["da"] - 0.5) <= 0.02, t
+    assert -0.01 <= t["r2"] <= 0.01, t  # the shrinkage keeps "no view" from going negative
+    if res.artifact.shrinkage.beta > 0:  # shrinkage keeps the sign
+        assert abs(t["da"] - 0.5) <= 0.02, t
+    else:  # "no view": every forecast is 0, which has no direction
+        assert t["da"] == 0.0, t
     assert not res.approved
 
 

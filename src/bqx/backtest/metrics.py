@@ -11,7 +11,7 @@ Conventions (stated in every output under ``"conventions"``):
   ``sqrt(mean(min(r, 0)^2))`` over all days.
 * CAGR annualises the total return over the number of trading days / N.
 * Drawdowns come from the bar-by-bar marked-to-market equity (finer than daily).
-* Significance: a one-sample t-test of daily returns against 0, an iid bootstrap (seeded)
+* Significance: a one-sample t-test of daily returns against 0, a block bootstrap (seeded)
   95 % interval of the annualised Sharpe ratio, and the probabilistic Sharpe ratio
   (Bailey & Lopez de Prado 2012) against a benchmark Sharpe of 0, with the skewness and
   (Pearson) kurtosis of the daily returns.
@@ -139,24 +139,28 @@ def sharpe_bootstrap_ci(
     n_boot: int = 2000,
     seed: int = 0,
     periods_per_year: int = PERIODS_PER_YEAR,
+    block: int | None = None,
 ) -> tuple[float, float]:
-    """Percentile interval of the annualised Sharpe from an iid bootstrap of the days."""
+    """Percentile interval of the annualised Sharpe from a circular moving-block bootstrap of
+    the days (:func:`bqx.stats.block_bootstrap`). Blocks (default: the Newey-West window
+    :func:`bqx.stats.default_lags`, >= 1 day) keep the serial dependence of daily P&L -
+    positions that span midnight, volatility clustering - that an iid resample would erase
+    (and so understate the width)."""
+    from bqx.stats import block_bootstrap, default_lags
+
     r = np.asarray(returns, dtype="float64")
     r = r[np.isfinite(r)]
     n = len(r)
     if n < 3 or r.std() == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    out = np.empty(n_boot)
-    for i0 in range(0, n_boot, 256):  # chunks bound memory for long histories
-        k = min(256, n_boot - i0)
-        s = r[rng.integers(0, n, size=(k, n))]
-        sd = s.std(axis=1, ddof=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[i0 : i0 + k] = s.mean(axis=1) / sd * math.sqrt(periods_per_year)
-    out = out[np.isfinite(out)]
-    a = (1.0 - level) / 2.0
-    return (float(np.quantile(out, a)), float(np.quantile(out, 1 - a)))
+    b = max(1, default_lags(n) if block is None else int(block))
+
+    def sr(x: np.ndarray) -> float:
+        sd = x.std(ddof=1)
+        return float(x.mean() / sd * math.sqrt(periods_per_year)) if sd > 0 else float("nan")
+
+    e = block_bootstrap(sr, [r], block=b, n_boot=n_boot, level=level, seed=seed)
+    return (e.lo, e.hi)
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,12 @@ def drawdown(equity: pd.Series) -> Drawdown:
     )
 
 
+def _ess(r: np.ndarray) -> float:
+    from bqx.stats import effective_sample_size
+
+    return effective_sample_size(r) if len(r) > 1 else float(len(r))
+
+
 def returns_metrics(
     equity: pd.Series,
     *,
@@ -278,6 +288,8 @@ def returns_metrics(
             "p_value": p_two,
             "p_value_one_sided": p_one,
             "sharpe_ci95": [lo, hi],
+            "sharpe_ci_method": "block_bootstrap",
+            "n_eff_days": _ess(r),
             "psr": probabilistic_sharpe(r, 0.0),
             "skew": float(stats.skew(r)) if n_days > 2 else float("nan"),
             "kurtosis": float(stats.kurtosis(r, fisher=False)) if n_days > 3 else float("nan"),

@@ -90,6 +90,7 @@ def predict_window(
     """Fit on the window's training months, predict its test months (runs in a worker)."""
     from bqx.training.intervals import SCALE_FEATURE
     from bqx.training.train import fit_model, prepare
+    from bqx.training.validity import valid_rows
 
     s = Settings.model_validate(settings_data)
     gap = s.horizon + 1
@@ -114,7 +115,8 @@ def predict_window(
     )
     fitted = fit_model(Xf, yf, Xc, yc, s, model=cfg.model, params=cfg.params or None, n_jobs=n_jobs)
     Xt = test.drop(columns=["target"])
-    pred = np.asarray(fitted.pipeline.predict(Xt), dtype=np.float64)
+    pred = fitted.predict(Xt)
+    pred[~valid_rows(fitted.selection.features, Xt, s.serve.min_valid_features)] = np.nan
     scale = Xt[SCALE_FEATURE].to_numpy(np.float64) if fitted.conformal.scale_feature else None
     lo, hi = fitted.conformal.bounds(pred, scale)
     return pd.DataFrame(

@@ -86,6 +86,11 @@ def show_cmd(
     rows = [{"segment": k, **m[k]} for k in ("train", "val", "test")]
     rows += [{"segment": f"naive {b} (test)", **v} for b, v in m["baselines_test"].items()]
     table(rows, title="metrics", columns=["segment", "n", "r2", "mae", "rmse", "da"])
+    from bqx.training.report import uncertainty_rows
+
+    if urows := uncertainty_rows(m):
+        table(urows, title="test, overlap-aware (HAC)", columns=list(urows[0]))
+    console.print(f"shrinkage: {meta.get('shrinkage') or 'none (trained before it existed)'}")
     feats = meta["features"]
     console.print(
         f"{len(feats)} selected features: {', '.join(feats[:20])}{' ...' if len(feats) > 20 else ''}"

@@ -237,12 +237,30 @@ def generate(
     start: Any = "2024-01-01",
     interval: timedelta = timedelta(minutes=1),
     progress: Callable[[int, int], None] | None = None,
+    *,
+    signal_on_share: float = 1.0,
+    signal_switch_days: float = 5.0,
+    tail_df: float | None = None,
+    vol_clustering: float = 1.0,
 ) -> SimResult:
     """Simulate ``days`` calendar days of bars for ``pairs`` (default all 28).
 
     Deterministic for a seed; the currencies are always simulated together, so a pair's data
     does not depend on which other pairs were requested.
+
+    Realism options (what real FX does to models; defaults = the original simulator, same
+    bytes): ``signal_on_share`` < 1 switches the planted signal on and off (a two-state
+    Markov chain: mean "off" spell ``signal_switch_days`` days, "on" spells scaled so the
+    long-run "on" share is ``signal_on_share``; 0 = the signal never appears);
+    ``tail_df`` makes the bar shocks Student-t with that many degrees of freedom (unit
+    variance; 3-5 = FX-like heavy tails); ``vol_clustering`` multiplies the dispersion of
+    the log-volatility process (> 1 = stronger volatility clustering). The oracle
+    (:func:`oracle_prediction`) assumes the signal is always on.
     """
+    if not 0.0 <= signal_on_share <= 1.0:
+        raise ValueError("signal_on_share must be in [0, 1]")
+    if tail_df is not None and tail_df <= 2:
+        raise ValueError("tail_df must be > 2 (finite variance)")
     plist = normalize_pairs(pairs)
     if days <= 0:
         raise ValueError("days must be positive")
@@ -261,7 +279,15 @@ def generate(
     sig = sig / (1.0 + kappa)
     lam = _lam()
     phi_h = 0.5 ** (1.0 / (6 * bars_per_hour))
-    h_sd = 0.25
+    h_sd = 0.25 * float(vol_clustering)
+    extra = np.random.default_rng([seed, 10_007])  # realism draws: the main stream is unchanged
+    sig_on = 1.0
+    p_off = p_on = 0.0
+    if signal_on_share < 1.0:
+        stay = max(1.0, signal_switch_days * 24 * bars_per_hour)
+        p_on = 1.0 / stay if signal_on_share > 0 else 0.0  # off -> on
+        p_off = p_on * (1 - signal_on_share) / signal_on_share if signal_on_share > 0 else 1.0
+        sig_on = float(extra.random() < signal_on_share)
     regime = _Regime(rng, bars_per_hour)
     x = np.log(np.array([START_USD_VALUE[c] for c in CURRENCIES]))
     m = np.zeros(ncur)
@@ -291,12 +317,23 @@ def generate(
         scale = sig[None, :] * (season * reg)[:, None] * np.exp(h_path - 0.5 * h_sd**2)
         # intrabar correlated sub-steps
         z = rng.standard_normal((n, SUBSTEPS, ncur)) @ chol.T
+        if tail_df is not None:  # Student-t bars: normal / sqrt(chi2/df), unit variance
+            w = np.sqrt((tail_df - 2.0) / extra.chisquare(tail_df, (n, 1, ncur)))
+            z = z * w
         sub = z * (scale[:, None, :] / np.sqrt(SUBSTEPS))
         noise = sub.sum(axis=1)  # (n, ncur): the bar's shock n_c(t)
         # m(t) = lam m(t-1) + (1-lam) n(t); drift(t) = kappa m(t-1)
         m_path, zi_m = lfilter([1 - lam], [1.0, -lam], noise, axis=0, zi=(lam * m)[None, :])
         m_prev = np.vstack([m[None, :], m_path[:-1]])
-        drift = kappa * m_prev
+        if signal_on_share < 1.0:
+            on = np.empty(n)
+            flips = extra.random(n)
+            for i in range(n):  # two-state Markov chain, bar by bar
+                sig_on = float(flips[i] >= p_off) if sig_on else float(flips[i] < p_on)
+                on[i] = sig_on
+            drift = kappa * m_prev * on[:, None]
+        else:
+            drift = kappa * m_prev
         m = m_path[-1].copy()
         del zi_m
         # cumulative path at sub-steps: x(t-1) + drift*(k/K) + cumsum(sub)

@@ -47,6 +47,7 @@ from bqx.errors import (
     BqxError,
     ConfigError,
     DataValidationError,
+    InsufficientDataError,
     ModelNotFoundError,
     NoDataError,
     RegistryError,
@@ -100,6 +101,7 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (ModelNotFoundError, 404, "model_not_found"),
     (NoDataError, 404, "no_data"),
     (StaleDataError, 409, "stale_data"),
+    (InsufficientDataError, 409, "insufficient_data"),
     (RegistryError, 409, "conflict"),
     (StoreError, 503, "store_unavailable"),
     (StateError, 503, "state_unavailable"),
@@ -578,7 +580,9 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
         t0: float | None = request.scope.get("bqx.t0")
 
         def call() -> Prediction:
-            return svc.predict(body.pair, body.timestamp, key_id=key_id, started=t0)
+            return svc.predict(
+                body.pair, body.timestamp, key_id=key_id, started=t0, strict=body.strict
+            )
 
         pred = await run_in_threadpool(call) if svc.needs_io(body.pair, body.timestamp) else call()
         if body.risk_check or body.explain:  # bqx.decision: risk check, SHAP explanation

@@ -27,6 +27,8 @@ import pandas as pd
 from bqx.calendar import to_utc
 from bqx.config import Settings, load_settings
 from bqx.errors import BqxError, ModelNotFoundError, NoDataError
+from bqx.training.validity import REASON as INSUFFICIENT
+from bqx.training.validity import valid_rows
 from bqx.universe import normalize_pairs
 
 #: Output columns, in order.
@@ -160,6 +162,8 @@ def predict_batch(
             continue
         art = arts[p]
         yhat = art.predict_frame(X)
+        valid = valid_rows(art.features, X, s.serve.min_valid_features)
+        yhat[~valid] = np.nan
         lo, hi = art.intervals_frame(yhat, X)
         j = panel.col(p)
         rows = np.searchsorted(panel.ts, pd.DatetimeIndex(X.index).asi8)
@@ -177,6 +181,7 @@ def predict_batch(
                 "model": art.model,
                 "model_version": str(art.version),
                 "horizon_minutes": float(art.horizon * minutes),
+                "valid_inputs": valid,
             }
         )
         if s.signals.vol_scaling:
@@ -190,6 +195,7 @@ def predict_batch(
     t3 = time.perf_counter()
     frame = pd.concat(parts, ignore_index=True)
     frame = decide_many(frame, s.signals)
+    frame.loc[~frame["valid_inputs"].to_numpy(bool), "reason"] = INSUFFICIENT
     sec["signals"] = time.perf_counter() - t3
     frame = frame[[c for c in BATCH_COLUMNS if c in frame.columns]]
     sec["total"] = time.perf_counter() - t0

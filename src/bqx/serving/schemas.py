@@ -48,6 +48,11 @@ class PredictRequest(_Strict):
         False, description="Add a pre-trade risk check with a recommended quantity"
     )
     explain: bool = Field(False, description="Add the SHAP explanation (computed synchronously)")
+    strict: bool = Field(
+        False,
+        description="409 insufficient_data instead of prediction null when too many of the "
+        "model's features are missing (serve.min_valid_features)",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -76,6 +81,9 @@ class PredictResponse(BaseModel):
     feature_hash: str
     feature_cache_hit: bool
     latency_ms: float
+    missing_features: list[str] | None = Field(
+        None, description="with signal_reason insufficient_data: the selected features that are NaN"
+    )
     arm: str = Field(
         "production",
         description="Which model answered: production, or during a rollout candidate / "

@@ -62,6 +62,8 @@ from bqx.errors import (
 from bqx.features import at_array, columns, feature_set_version
 from bqx.serving.cache import BarCache, ModelCache, PanelSnapshot, make_snapshot, window_rows
 from bqx.signals import Signal, decide, volatility_ratio
+from bqx.training.validity import REASON as INSUFFICIENT
+from bqx.training.validity import missing_features, raise_insufficient
 from bqx.universe import PAIRS, normalize_pair
 
 log = logging.getLogger(__name__)
@@ -179,10 +181,16 @@ class Prediction:
     rollout_id: int | None = None
     available_at: pd.Timestamp | None = None  # the as-of bar's close: when it was known
     regime: dict[str, Any] | None = None  # bqx.decision.regime: filtered HMM posterior
+    #: selected features that were NaN when the forecast was refused (insufficient_data)
+    missing_features: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (non-finite numbers become None): the API response body."""
+        extra = (
+            {} if self.missing_features is None else {"missing_features": [*self.missing_features]}
+        )
         return {
+            **extra,
             "decision_id": self.decision_id,
             "pair": self.pair,
             "timestamp": self.timestamp.isoformat(),
@@ -215,6 +223,7 @@ class _Core:
     lo: float
     hi: float
     signal: Signal
+    missing: tuple[str, ...] | None = None
 
 
 class _LRU:
@@ -319,6 +328,7 @@ class PredictionService:
         self.regime = RegimeTracker(s.regime, lambda: self.state)
         #: the last bar-cache load/refresh error (None after a success)
         self._bars_failure: BaseException | None = None
+        self.insufficient: dict[str, str] = {}  # pair -> as-of of its last refused forecast
 
     # -- lazily built dependencies ---------------------------------------------------------
     @property
@@ -621,6 +631,7 @@ class PredictionService:
         started: float | None = None,
         log: bool = True,
         source: str = "api",
+        strict: bool = False,
     ) -> Prediction:
         """One decision for ``pair`` at its last bar at or before ``timestamp``.
 
@@ -642,6 +653,12 @@ class PredictionService:
             core = self._core(fv, art)
         else:  # a rollout or experiment: the router picks the arm (bqx.rollout.routing)
             core, art, arm = self.router.run(sel, fv, art, self._core)
+        if core.missing is not None:
+            self.insufficient[pair] = fv.asof.isoformat()
+            if strict:
+                raise_insufficient(pair, core.missing, len(art.features))
+        else:
+            self.insufficient.pop(pair, None)
         regime = self.regime.for_prediction(self, fv, art)
         pred = Prediction(
             decision_id=new_decision_id(),
@@ -666,6 +683,7 @@ class PredictionService:
             rollout_id=sel.route.rollout_id if sel is not None else None,
             regime=regime,
             available_at=fv.asof + pd.Timedelta(self.settings.interval),
+            missing_features=core.missing,
         )
         if log and self.log_decisions:
             self._log(pred, key_id=key_id, request_time=request_time, source=source)
@@ -684,7 +702,8 @@ class PredictionService:
             hit = self._cores.get(key)
             if hit is not None:
                 return hit
-        yhat = float(art.predict_vector(fv.values))
+        missing = missing_features(art, fv.values, self.settings.serve.min_valid_features)
+        yhat = float(art.predict_vector(fv.values)) if missing is None else float("nan")
         if math.isfinite(yhat):
             lo, hi = art.interval(yhat, fv.values)
         else:
@@ -699,7 +718,9 @@ class PredictionService:
             stale=False,
             settings=self.settings.signals,
         )
-        core = _Core(yhat, float(lo), float(hi), sig)
+        if missing is not None:
+            sig = Signal("HOLD", 0.0, INSUFFICIENT, sig.threshold)
+        core = _Core(yhat, float(lo), float(hi), sig, None if missing is None else (*missing,))
         if key is not None:
             self._cores.put(key, core)
         return core
@@ -740,6 +761,7 @@ class PredictionService:
             "extra": {
                 "source": source,
                 "model": pred.model,
+                **({"missing_features": [*pred.missing_features]} if pred.missing_features else {}),
                 "requested_ts": (
                     pred.requested_timestamp.isoformat() if pred.requested_timestamp else None
                 ),
@@ -828,6 +850,7 @@ class PredictionService:
             "checks": checks,
             "newest_bar": snap.last_ts.isoformat() if snap is not None else None,
             "models_cached": self.models.info(),
+            "insufficient_data": dict(sorted(self.insufficient.items())),
         }
         self._ready_cache = (now, out)
         return out

@@ -65,6 +65,7 @@ SIDE: dict[str, int] = {"BUY": 1, "SELL": -1, "HOLD": 0}
 #: Every reason a decision can carry, in precedence order (first match wins).
 REASONS: tuple[str, ...] = (
     "no_prediction",
+    "insufficient_data",
     "stale_data",
     "market_closed",
     "rollover",

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from bqx.training.intervals import Conformal
+from bqx.training.shrinkage import IDENTITY, Shrinkage
 
 ARTIFACT_FILE = "artifact.joblib"
 META_FILE = "meta.json"
@@ -38,6 +39,9 @@ class ModelArtifact:
     #: bqx.decision.regime.RegimeModel fitted on the training segment (None: not fitted)
     regime: Any = None
     _fast: Any = field(default=None, repr=False, compare=False)
+    #: out-of-sample shrinkage of the point forecast (bqx.training.shrinkage); artifacts
+    #: pickled before it existed load without the attribute and predict unshrunk
+    shrink: Shrinkage = IDENTITY
 
     # ---- prediction --------------------------------------------------------------------
     @property
@@ -47,6 +51,10 @@ class ModelArtifact:
 
             self._fast = FastPredictor(self.pipeline, self.all_columns)
         return self._fast
+
+    @property
+    def shrinkage(self) -> Shrinkage:
+        return getattr(self, "shrink", IDENTITY)
 
     @property
     def needed_columns(self) -> tuple[str, ...]:
@@ -59,12 +67,13 @@ class ModelArtifact:
         return tuple(cols)
 
     def predict_frame(self, X: pd.DataFrame) -> np.ndarray:
-        """Batch prediction from a frame holding (at least) the selected columns."""
-        return np.asarray(self.pipeline.predict(X), dtype=np.float64)
+        """Batch prediction (shrunk) from a frame holding (at least) the selected columns."""
+        return self.shrinkage.apply(np.asarray(self.pipeline.predict(X), dtype=np.float64))
 
     def predict_vector(self, x: np.ndarray) -> float:
-        """One forecast from the full candidate vector (``all_columns`` order): the serving path."""
-        return self.fast.predict_one(x)
+        """One forecast (shrunk) from the full candidate vector (``all_columns`` order): the
+        serving path."""
+        return self.fast.predict_one(x) * self.shrinkage.beta
 
     def scale_of(self, x: np.ndarray) -> float | None:
         if self.conformal.scale_feature is None:
@@ -94,6 +103,7 @@ class ModelArtifact:
             "horizon": self.horizon,
             "target": self.target,
             "conformal": self.conformal.as_dict(),
+            "shrinkage": self.shrinkage.as_dict(),
             "metrics": self.metrics,
             "data_window": self.data_window,
             "selection": self.selection,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -71,3 +73,60 @@ def beats_naive(test: dict[str, float], base: dict[str, dict[str, float]]) -> tu
     ok_da = np.isfinite(test["da"]) and test["da"] > da_bar
     why = f"test R² {test['r2']:.4f} vs naive {r2_bar:.4f}; test DA {test['da']:.4f} vs naive {da_bar:.4f}"
     return bool(ok_r2 and ok_da), why
+
+
+def naive_forecasts(y: np.ndarray, lag: int = NAIVE_LAG) -> dict[str, np.ndarray]:
+    """The naive forecasts of :func:`baselines` as arrays on the same rows (NaN where the
+    lagged target is not yet known)."""
+    y = np.asarray(y, float)
+    lagged = np.full(len(y), np.nan)
+    if len(y) > lag:
+        lagged[lag:] = y[:-lag]
+    return {"zero": np.zeros(len(y)), f"lag{lag}": lagged}
+
+
+def skill_estimates(
+    y: np.ndarray, yhat: np.ndarray, horizon: int, level: float = 0.95, lag: int = NAIVE_LAG
+) -> dict[str, dict[str, Any]]:
+    """Paired R² gain of ``yhat`` over each naive forecast (``zero``, ``lag61``) and over the
+    test period's mean (``mean``: the R² itself), with HAC intervals at ``level`` and the
+    effective sample size under the ``horizon``-bar overlap (:mod:`bqx.stats`), as dicts."""
+    from bqx.stats import r2_estimate, skill_vs_baseline
+
+    out = {
+        name: skill_vs_baseline(y, yhat, base, horizon=horizon, level=level).as_dict()
+        for name, base in naive_forecasts(y, lag).items()
+    }
+    # the R² itself = the gain over the test period's own mean (a constant no forecaster
+    # knows in advance): a drift bet or a near-zero forecast cannot pass this one by luck
+    out["mean"] = r2_estimate(y, yhat, horizon=horizon, level=level).as_dict()
+    return out
+
+
+def beats_naive_confident(
+    test: dict[str, float], skill: dict[str, dict[str, Any]], level: float
+) -> tuple[bool, str]:
+    """Approval with confidence: the lower end of the ``level`` interval of the R² gain over
+    EVERY naive baseline (zero, last known target, the test mean) is above 0 (i.e. better at one-sided confidence (1+level)/2), and
+    the point directional accuracy beats a coin flip. Overlapping 60-bar targets make
+    neighbouring rows nearly copies, so the interval uses the effective sample size, not n."""
+    ok_skill = bool(skill) and all(
+        s.get("lo") is not None and np.isfinite(s["lo"]) and s["lo"] > 0 for s in skill.values()
+    )
+    ok_da = np.isfinite(test["da"]) and test["da"] > 0.5
+    parts = [
+        f"R² gain vs {k} {_pm(s)} (n_eff {s.get('n_eff') or float('nan'):.0f})"
+        for k, s in skill.items()
+    ]
+    why = (
+        f"{'beats' if ok_skill else 'does not beat'} naive with {level:.0%} confidence: "
+        + "; ".join(parts)
+        + f"; test DA {test['da']:.4f} vs 0.5"
+    )
+    return bool(ok_skill and ok_da), why
+
+
+def _pm(s: dict[str, Any]) -> str:
+    from bqx.stats import Estimate
+
+    return Estimate.from_dict(s).fmt()
