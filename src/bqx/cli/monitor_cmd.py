@@ -12,11 +12,18 @@ alerts_app = typer.Typer(help="Alerts raised by monitoring (de-duplicated by fin
 
 @app.command("run")
 @handle_errors
-def run(as_json: bool = JsonOpt) -> None:
-    """One pass: mature decisions, live quality per pair and version, alert rules."""
+def run(
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="End of the live windows (UTC; default now): for replayed periods."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """One pass: mature decisions, input drift, live quality per pair and version, alert
+    rules, capture purge."""
+    from bqx.cli._common import parse_time
     from bqx.monitoring import run_once
 
-    rep = run_once(settings())
+    rep = run_once(settings(), now=parse_time(as_of, "--as-of"))
     if as_json:
         print_json(rep)
         return

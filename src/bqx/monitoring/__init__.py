@@ -21,10 +21,11 @@ from bqx.monitoring.notifiers import LogNotifier, SmtpNotifier, WebhookNotifier
 from bqx.monitoring.quality import quality_report, r2_drop_verdict
 
 
-def run_once(settings: Any) -> dict[str, Any]:
+def run_once(settings: Any, now: Any = None) -> dict[str, Any]:
     """One monitoring pass over the stores named by ``settings``: maturing, live quality,
     alert rules (:func:`bqx.monitoring.run.run_pass`). The operator (``bqx ops run``) calls
-    it every ``ops.monitor_every_s``."""
+    it every ``ops.monitor_every_s``. ``now`` (default: the clock) ends the live windows:
+    set it to look at a replayed or historical period."""
     from bqx.data.store import open_store
     from bqx.monitoring.run import run_pass
     from bqx.registry import Registry
@@ -34,7 +35,11 @@ def run_once(settings: Any) -> dict[str, Any]:
     days = settings.monitor.capture_retention_days
     try:
         return run_pass(
-            open_state(settings), store, Registry(settings), retention=pd.Timedelta(days=days)
+            open_state(settings),
+            store,
+            Registry(settings),
+            now=now,
+            retention=pd.Timedelta(days=days),
         )
     finally:
         store.close()

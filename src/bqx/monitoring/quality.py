@@ -51,16 +51,36 @@ def window_metrics(frame: pd.DataFrame, horizon: int | None, level: float = 0.95
     return {"n": len(f), "metrics": {k: v.as_dict() for k, v in est.items()}}
 
 
+#: Below this many effective samples a live R² is inconclusive (no verdict, no alert): an
+#: hour of overlapping 60-bar targets is worth ~1-20 independent values, and R² over a window
+#: whose target barely varies is dominated by that window's own variance.
+MIN_N_EFF = 30.0
+
+
 def r2_drop_verdict(
-    live: Estimate, test_r2: float | None, *, drop: float = R2_DROP, level: float = 0.95
+    live: Estimate,
+    test_r2: float | None,
+    *,
+    drop: float = R2_DROP,
+    level: float = 0.95,
+    min_n_eff: float = MIN_N_EFF,
 ) -> dict[str, Any]:
     """Is live R² more than ``drop`` below the test-set R², and is the drop significant?
 
     ``significant``: the one-sided upper bound of live R² (normal, overlap-aware se) is
-    below ``test_r2`` (the test figure is taken as known). ``alert``: both.
+    below ``test_r2`` (the test figure is taken as known). ``alert``: both. With fewer than
+    ``min_n_eff`` effective samples the verdict is ``inconclusive`` (no alert).
     """
     if test_r2 is None or not live.finite or not math.isfinite(test_r2):
         return {"drop": None, "z": None, "significant": False, "alert": False}
+    if not (live.n_eff >= min_n_eff):
+        return {
+            "drop": float(test_r2) - live.value,
+            "z": None,
+            "significant": False,
+            "alert": False,
+            "inconclusive": f"n_eff {live.n_eff:.0f} < {min_n_eff:g}",
+        }
     from scipy.stats import norm
 
     d = float(test_r2) - live.value
