@@ -102,8 +102,8 @@ def record_variant(
     dsr, sr0 = deflated_sharpe(
         sr,
         int(port.get("trading_days") or 0),
-        float(sig.get("skew", float("nan"))),
-        float(sig.get("kurtosis", float("nan"))),
+        _num(sig.get("skew")),
+        _num(sig.get("kurtosis")),
         n,
         var,
     )
@@ -117,3 +117,8 @@ def record_variant(
         "note": "DSR: probability that the Sharpe beats the best of the variants tried on "
         "these out-of-sample months by luck (Bailey & López de Prado 2014)",
     }
+
+
+def _num(v: object) -> float:
+    """A metric that may be missing (None: too few days to estimate it) as a float (NaN)."""
+    return float(v) if isinstance(v, int | float) else float("nan")
