@@ -22,6 +22,7 @@ PREDICT_FIELDS = {
     "timestamp",
     "requested_timestamp",
     "available_at",
+    "regime",
     "horizon_minutes",
     "prediction",
     "confidence_interval",

@@ -75,7 +75,10 @@ def shap_values(art: Any, x: np.ndarray) -> tuple[np.ndarray, float, float]:
         sv = np.asarray(ex.shap_values(Xt, check_additivity=False), dtype=np.float64).reshape(-1)
     base = float(np.asarray(ex.expected_value).reshape(-1)[0])
     out = float(np.asarray(est.predict(Xt)).reshape(-1)[0])
-    return sv, base, out
+    # the served forecast is beta x the estimator's output (out-of-sample shrinkage, issue 10):
+    # SHAP values are linear in the model, so the served forecast's are beta x these
+    beta = float(art.shrinkage.beta) if hasattr(art, "shrinkage") else 1.0
+    return sv * beta, base * beta, out * beta
 
 
 def explain(

@@ -428,7 +428,11 @@ class PredictionService:
             self._alias_checked = now
             out["models_changed"] = self.models.refresh_aliases()
         if self.router is not None:
-            out["rollouts_changed"] = self.router.maybe_refresh()
+            try:
+                out["rollouts_changed"] = self.router.maybe_refresh()
+            except Exception as e:  # state DB down: keep routing as it was, retry next tick
+                log.warning("rollouts: refresh failed (%s); routing unchanged", e)
+                out["rollouts_error"] = str(e)
         if self._writer is not None:
             from bqx.serving.resilience import update_metrics
 

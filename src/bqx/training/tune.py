@@ -185,14 +185,15 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = s.resolved_optuna_url
     s.ensure_home()
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
-        load_if_exists=True,
-    )
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)  # fmt: skip
+    except Exception:
+        # workers of a distributed tuning run (bqx.cluster.tune) create the study at once:
+        # the loser of that race loads the winner's study
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     study.set_user_attr(
         "scored", [df.index[scored[0]].isoformat(), df.index[scored[-1]].isoformat()]
     )
