@@ -164,7 +164,10 @@ class OpsSettings(BaseModel):
     pairs: list[str] = Field(default_factory=lambda: ["all"])
     #: Open alerts (critical) of these rules trigger a retrain.
     drift_rules: list[str] = Field(default_factory=lambda: ["drift"])
-    quality_rules: list[str] = Field(default_factory=lambda: ["quality", "quality_drop"])
+    #: alert rules that trigger a retrain; "quality_r2_drop" is what bqx.monitoring raises
+    quality_rules: list[str] = Field(
+        default_factory=lambda: ["quality", "quality_drop", "quality_r2_drop"]
+    )
     #: No alert-triggered retrain of a pair within this many hours of its last trigger
     #: (a persisting alert whose candidates fail the gate must not retrain in a loop).
     retrain_cooldown_h: float = Field(6.0, ge=0)
