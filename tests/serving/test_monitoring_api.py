@@ -17,3 +17,28 @@ def test_monitoring_api(client, keys, settings) -> None:
     r = client.get("/v1/monitoring/quality/XXXYYY", headers=hdr(keys["reader"]))
     assert r.status_code == 422 and "EURUSD" in r.json()["detail"]
     assert client.get("/v1/alerts").status_code == 401
+
+
+def test_drift_endpoint_reports_captured_inputs(client, keys) -> None:
+    """A served decision's captured inputs are compared with the version's baseline."""
+    import time
+
+    r = client.post("/v1/predict", json={"pair": "EURUSD"}, headers=hdr(keys["reader"]))
+    assert r.status_code == 200
+    client.app.state.ctx.service.flush()
+    body: dict = {}
+    end = r.json()["available_at"]  # the simulated bars are historical: window ends there
+    for _ in range(50):  # the capture writer is a background thread
+        body = client.get(
+            "/v1/monitoring/drift/EURUSD", params={"end": end}, headers=hdr(keys["reader"])
+        ).json()
+        if body.get("pairs") or body.get("no_baseline"):
+            break
+        time.sleep(0.1)
+    assert body["pair"] == "EURUSD" and body["window_hours"] == 24
+    rows = body["pairs"] + body["no_baseline"]
+    assert rows and rows[0]["model_version"] == r.json()["model_version"]
+    r = client.get("/v1/monitoring/drift/XXXYYY", headers=hdr(keys["reader"]))
+    assert r.status_code == 422
+    r = client.get("/v1/monitoring/drift/EURUSD?hours=0", headers=hdr(keys["reader"]))
+    assert r.status_code == 422

@@ -2,6 +2,7 @@
 
     GET /v1/alerts                        reader  alerts (?open=true|false, ?pair=)
     GET /v1/monitoring/quality/{pair}     reader  live quality per version and window
+    GET /v1/monitoring/drift/{pair}       reader  drift of captured inputs vs the baseline
     GET /v1/monitoring/summary            reader  open alerts by severity, matured counts
 
 An unknown pair is a 422 listing the valid pairs.
@@ -64,6 +65,36 @@ async def quality(pair: str, request: Request) -> Response:
         return quality_report(d, now=end)
 
     return _out(200, {"pair": p, **(await run_in_threadpool(go))})
+
+
+@router.get("/v1/monitoring/drift/{pair}", dependencies=_reader)
+async def drift(
+    pair: str, request: Request, hours: float = 24.0, end: str | None = None
+) -> Response:
+    """Drift of the inputs captured over the ``hours`` of served bars before ``end`` (default
+    now; set it to look at a replayed or historical period) against each
+    served version's frozen training baseline: per feature KL, PSI, KS, Wasserstein, missing
+    and out-of-range shares, and the worst feature. Versions without a baseline are listed
+    under ``no_baseline`` (``bqx monitor baseline PAIR VERSION`` makes one)."""
+    from bqx.monitoring.run import drift_pass
+
+    p = _pair(pair)
+    if not (0 < hours <= 24 * 31):
+        raise ApiError(422, "invalid_input", "hours must be in (0, 744]")
+    try:
+        t_end = pd.Timestamp(end) if end else pd.Timestamp.now(tz="UTC")
+        t_end = t_end.tz_localize("UTC") if t_end.tzinfo is None else t_end.tz_convert("UTC")
+        if t_end is pd.NaT or t_end - pd.Timedelta(hours=hours) is pd.NaT:
+            raise ValueError(end)
+    except (ValueError, TypeError, OverflowError):
+        raise ApiError(422, "invalid_input", f"end {end!r} is not an ISO timestamp") from None
+    svc = _ctx(request).service
+
+    def go() -> dict[str, Any]:
+        rep, _ = drift_pass(svc.state, svc.registry, t_end, pd.Timedelta(hours=hours), pair=p)
+        return rep
+
+    return _out(200, {"pair": p, "window_hours": hours, **(await run_in_threadpool(go))})
 
 
 @router.get("/v1/monitoring/summary", dependencies=_reader)

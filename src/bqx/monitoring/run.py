@@ -56,7 +56,11 @@ def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condi
 
 
 def drift_pass(
-    state: Any, registry: Any, end: pd.Timestamp, window: pd.Timedelta = pd.Timedelta(hours=24)
+    state: Any,
+    registry: Any,
+    end: pd.Timestamp,
+    window: pd.Timedelta = pd.Timedelta(hours=24),
+    pair: str | None = None,
 ) -> tuple[dict[str, Any], list[Condition]]:
     """Drift of the captured model inputs of the last ``window`` of served bars against each
     (pair, version)'s frozen training baseline. Severity warning/critical raises a ``drift``
@@ -66,36 +70,36 @@ def drift_pass(
     from bqx.monitoring.baseline import BaselineMissingError, load_baseline, parse_baseline
     from bqx.monitoring.drift import drift_report
 
-    cap = state.read_captures(None, end - window, end)
+    cap = state.read_captures(pair, end - window, end)
     out: dict[str, Any] = {"pairs": [], "no_baseline": []}
     conds: list[Condition] = []
     if cap.empty:
         return out, conds
     meta = {"decision_id", "pair", "asof_ts", "model_version"}
     worst_by_pair: dict[str, tuple[str, str]] = {}
-    for (pair, version), g in cap.groupby(["pair", "model_version"]):
+    for (p, version), g in cap.groupby(["pair", "model_version"]):
         try:
-            base = parse_baseline(load_baseline(registry, str(pair), str(version)))
+            base = parse_baseline(load_baseline(registry, str(p), str(version)))
         except BaselineMissingError:
-            out["no_baseline"].append({"pair": pair, "model_version": version})
+            out["no_baseline"].append({"pair": p, "model_version": version})
             continue
         win = {c: g[c].to_numpy(float) for c in g.columns if c not in meta and c in base}
         rep = drift_report(base, win)
-        rep.update(pair=pair, model_version=version, n=len(g))
+        rep.update(pair=p, model_version=version, n=len(g))
         out["pairs"].append(rep)
         w = rep.get("worst") or {}
         msg = (
             f"{rep['over_critical']} critical / {rep['over_warning']} warning features "
             f"(v{version}); worst {w.get('name')} KL {w.get('kl')}"
         )
-        prev = worst_by_pair.get(str(pair))
+        prev = worst_by_pair.get(str(p))
         rank = {"ok": 0, "warning": 1, "critical": 2}
         if prev is None or rank.get(rep["severity"], 0) > rank.get(prev[0], 0):
-            worst_by_pair[str(pair)] = (rep["severity"], msg)
-    for pair, (sev, msg) in worst_by_pair.items():
+            worst_by_pair[str(p)] = (rep["severity"], msg)
+    for wp, (sev, msg) in worst_by_pair.items():
         firing = sev in ("warning", "critical")
         conds.append(
-            Condition("drift", firing, msg, sev if firing else "warning", pair, f"drift:{pair}")
+            Condition("drift", firing, msg, sev if firing else "warning", wp, f"drift:{wp}")
         )
     return out, conds
 
