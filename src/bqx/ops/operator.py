@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from bqx.deps import LazyDeps
 from bqx.universe import PAIRS
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class Operator:
+class Operator(LazyDeps):
     def __init__(
         self,
         settings: Any,
@@ -70,29 +71,11 @@ class Operator:
 
     # -- dependencies ---------------------------------------------------------------------
     @property
-    def state(self) -> Any:
-        if self._state is None:
-            from bqx.state import open_state
-
-            self._state = open_state(self.settings)
-        return self._state
-
-    @property
-    def registry(self) -> Any:
-        if self._registry is None:
-            from bqx.registry import Registry
-
-            self._registry = Registry(self.settings)
-        return self._registry
-
-    @property
     def store(self) -> Any:
-        if self._store is None:
-            from bqx.data.store import open_store
-
-            self._store = open_store(settings=self.settings)
-            self.rollouts._store = self._store
-        return self._store
+        """The bar store (opened on first use), shared with the rollout manager."""
+        store = LazyDeps.store.fget(self)  # type: ignore[attr-defined]
+        self.rollouts._store = store
+        return store
 
     @property
     def leader(self) -> bool:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from bqx.deps import LazyDeps
 from bqx.rollout import (
     RolloutConflictError,
     RolloutInputError,
@@ -74,7 +75,7 @@ class Verdict:
         }
 
 
-class RolloutManager:
+class RolloutManager(LazyDeps):
     """Start, steer and evaluate rollouts (library API under the CLI, the API and the
     operator). ``store`` is needed only for quality checks (realised targets)."""
 
@@ -92,30 +93,6 @@ class RolloutManager:
         self._registry = registry
         self._store = store
         self.clock = clock or utcnow
-
-    @property
-    def state(self) -> Any:
-        if self._state is None:
-            from bqx.state import open_state
-
-            self._state = open_state(self.settings)
-        return self._state
-
-    @property
-    def registry(self) -> Any:
-        if self._registry is None:
-            from bqx.registry import Registry
-
-            self._registry = Registry(self.settings)
-        return self._registry
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from bqx.data.store import open_store
-
-            self._store = open_store(settings=self.settings)
-        return self._store
 
     # -- queries --------------------------------------------------------------------------
     def active(self, pair: str) -> dict[str, Any] | None:

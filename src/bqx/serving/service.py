@@ -52,6 +52,7 @@ from bqx.calendar import TimestampRangeError, to_utc
 from bqx.config import Settings, load_settings
 from bqx.data.bars import normalize_bars
 from bqx.decision.regime import RegimeTracker
+from bqx.deps import LazyDeps
 from bqx.errors import (
     BqxError,
     DataValidationError,
@@ -265,7 +266,7 @@ def vol_ratio_at(snapshot: PanelSnapshot, col: int, row: int) -> float | None:
     return v if math.isfinite(v) else None
 
 
-class PredictionService:
+class PredictionService(LazyDeps):
     """Features -> model -> interval -> signal -> decision log, for one process.
 
     ``live=True`` (the API): an in-memory :class:`BarCache` (call :meth:`start`), the
@@ -330,31 +331,10 @@ class PredictionService:
         self._bars_failure: BaseException | None = None
         self.insufficient: dict[str, str] = {}  # pair -> as-of of its last refused forecast
 
-    # -- lazily built dependencies ---------------------------------------------------------
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from bqx.data.store import open_store
-
-            self._store = open_store(settings=self.settings)
-        return self._store
-
-    @property
-    def registry(self) -> Any:
-        if self._registry is None:
-            from bqx.registry import Registry
-
-            self._registry = Registry(self.settings)
-        return self._registry
-
-    @property
-    def state(self) -> Any:
-        if self._state is None:
-            from bqx.state import open_state
-
-            # a server may start before its database: tables are created on first use
-            self._state = open_state(self.settings, tolerate_unreachable=self.live)
-        return self._state
+    # -- lazily built dependencies (store, registry, state: bqx.deps.LazyDeps) -------------
+    def _state_options(self) -> dict[str, Any]:
+        # a server may start before its database: tables are created on first use
+        return {"tolerate_unreachable": self.live}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, *, prewarm: bool = True) -> dict[str, Any]:
