@@ -62,6 +62,10 @@ def tune_distributed(
         )
     s.ensure_home()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not storage.startswith("sqlite"):
+        # create Optuna's schema once, here: workers that each create it on a fresh database
+        # race on CREATE TABLE and one of them fails
+        optuna.storages.RDBStorage(storage)
     n = max(1, min(workers, trials))
     per = [trials // n + (1 if i < trials % n else 0) for i in range(n)]
     data = s.model_dump(mode="json")
@@ -73,11 +77,24 @@ def tune_distributed(
             Call(_tune_part, (pair, data, model, k, timeout, start, end, seed + i), pair)
             for i, k in enumerate(per)
         ]
-        for d in ex.map(calls):
+        failed = []
+        for d in ex.map(calls):  # completion order: Done.index says which call
             if d.error:
-                errors.append(d.error)
+                failed.append(calls[d.index])
             elif d.value:
                 names.add(str(d.value))
+        if failed:  # one retry: a worker lost to a transient error (a node, the DB) runs again
+            for d in ex.map(failed):
+                if d.error:
+                    errors.append(d.error)
+                elif d.value:
+                    names.add(str(d.value))
+    if errors:  # a lost worker means fewer trials than asked: say so instead of a short study
+        raise BqxError(
+            f"tuning {pair}: {len(errors)} of {n} workers failed: "
+            + "; ".join(e.strip().splitlines()[-1] for e in errors[:3]),
+            hint="the trials that completed stay in the study; rerun to add the missing ones",
+        )
     if len(names) > 1:  # the workers resolved different data windows (bars arrived meanwhile)
         raise BqxError(
             f"tuning {pair}: workers tuned different data windows ({', '.join(sorted(names))})",

@@ -193,7 +193,7 @@ def tune(
     except Exception:
         # workers of a distributed tuning run (bqx.cluster.tune) create the study at once:
         # the loser of that race loads the winner's study
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        study = _load_after_race(name, storage, sampler, pruner)
     study.set_user_attr(
         "scored", [df.index[scored[0]].isoformat(), df.index[scored[-1]].isoformat()]
     )
@@ -224,6 +224,22 @@ def tune(
     if log_to_mlflow:
         _log_best(s, res, sel.features)
     return res
+
+
+def _load_after_race(name: str, storage: str, sampler: Any, pruner: Any) -> Any:
+    """Load a study another worker is creating at this moment: its row may not be committed
+    yet when our ``create_study`` failed on the unique name, so retry briefly."""
+    import optuna
+
+    for attempt in range(20):
+        try:
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                                     pruner=pruner)  # fmt: skip
+        except KeyError:
+            if attempt == 19:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _log_best(s: Settings, res: TuneResult, features: list[str]) -> None:
