@@ -289,6 +289,22 @@ class MonitorSettings(BaseModel):
     capture_rate: float = Field(1.0, ge=0, le=1)
     #: Captured inputs older than this many days are purged by the monitoring pass.
     capture_retention_days: float = Field(30, gt=0)
+    #: Each serving process writes its per-route request counts and latency histogram to
+    #: the state DB this often (seconds); monitoring's operational rules read them.
+    stats_flush_s: float = Field(15, gt=0)
+    #: Critical ``http_5xx_rate`` alert when a route's 5xx share over the last
+    #: ``error_window_min`` minutes exceeds this (SPEC: 5 % over 5 min).
+    error_rate_critical: float = Field(0.05, ge=0, le=1)
+    error_window_min: float = Field(5, gt=0)
+    #: Warning ``http_latency_p99`` alert when a route's p99 over the last
+    #: ``latency_window_min`` minutes exceeds this many ms (SPEC: 500 ms over 10 min).
+    p99_warning_ms: float = Field(500, gt=0)
+    latency_window_min: float = Field(10, gt=0)
+    #: Fewer requests than this in a window: no verdict (a single failed request of two
+    #: is not a 50 % error rate worth waking someone for).
+    ops_min_requests: int = Field(20, ge=1)
+    #: Request statistics older than this (hours) are purged by the monitoring pass.
+    stats_retention_h: float = Field(24, gt=0)
 
 
 class Settings(BaseSettings):
