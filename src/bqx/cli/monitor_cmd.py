@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from bqx.cli._common import JsonOpt, console, handle_errors, print_json, settings, table
@@ -62,7 +64,10 @@ def status(
     from bqx.state import open_state
 
     s = settings()
-    st = monitor_status(open_state(s), Registry(s), pair)
+    uri = s.resolved_tracking_uri
+    # no registry database yet: no versions (do not create one just to look)
+    fresh = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists()
+    st = monitor_status(open_state(s), None if fresh else Registry(s), pair)
     if as_json:
         print_json(st)
         return
@@ -78,28 +83,31 @@ def status(
     rows = []
     for r in st["pairs"]:
         roles = [(r["production"], "prod"), (r["candidate"], "cand")]
-        versions = [(v, role) for v, role in roles if v is not None] or [(None, "")]
-        for v, role in versions:
+        versions = [(v, role) for v, role in roles if v is not None]
+        known = {str(v) for v, _ in versions}
+        # versions with live quality but neither production nor candidate (e.g. retired)
+        versions += [(v, "") for v in sorted(r["quality"], key=_vkey) if v not in known]
+        for i, (v, role) in enumerate(versions or [(None, "")]):
             q = r["quality"].get(str(v), {}) if v is not None else {}
             d = r["drift"] or {}
-            first = role != "cand"
+            first = i == 0
             rows.append(
                 {
                     "pair": r["pair"] if first else "",
-                    "version": f"v{v} {role}" if v is not None else "-",
+                    "version": f"v{v} {role}".strip() if v is not None else "-",
                     "R² 1d": _r2_cell(q.get("1d")),
                     "R² 7d": _r2_cell(q.get("7d")),
                     "drift": (
-                        f"{d.get('severity')} {d.get('feature') or ''}"
-                        if first and d and (v is None or d.get("model_version") == str(v))
-                        else ("" if first or not d else f"{d.get('severity')}")
+                        f"{d.get('severity')} {d.get('feature') or ''} (v{d['model_version']})"
+                        if first and d
+                        else ""
                     ),
                     "alerts": r["open_alerts"] if first else "",
                     "nf": r["notifier_failures"] if first else "",
                     "pass": r["last_pass_at"][11:16] if first and r["last_pass_at"] else "",
                 }
             )
-    table(rows, title="Monitoring status (nf: notifier failures; pass: UTC time)")
+    table(rows, title="Monitoring (nf: notifier failures)")
     if st["open_alerts_unpaired"]:
         console.print(f"{st['open_alerts_unpaired']} open alert(s) not tied to a pair")
     for name, n in st["notifiers"].items():
@@ -108,6 +116,10 @@ def status(
                 f"notifier {name}: {n['failures']} failed deliveries, {n['pending']} pending"
                 + (f"; last error: {n['last_error']}" if n["last_error"] else "")
             )
+
+
+def _vkey(v: str) -> tuple[int, str]:
+    return (int(v), v) if v.isdigit() else (1 << 30, v)
 
 
 def _r2_cell(w: dict | None) -> str:
