@@ -178,3 +178,36 @@ def test_status_shows_quality_drift_alerts_and_notifier_failures(
     assert max(len(line) for line in res.output.splitlines()) <= 80, res.output
     res = CliRunner().invoke(app, ["monitor", "status", "--pair", "XXXYYY"])
     assert res.exit_code != 0
+
+
+def test_notifiers_come_from_settings_and_webhook_is_hidden(tmp_path: Path) -> None:
+    """``[monitor] webhook_url`` makes run_pass post to a real HTTP receiver; ``bqx config
+    show`` does not print the webhook's secret path."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    got: list[dict] = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        s = Settings(home=tmp_path / "h")
+        s.monitor.webhook_url = f"http://127.0.0.1:{srv.server_port}/T000/B000/secret"
+        state = StateDB(f"sqlite:///{tmp_path / 's.db'}")
+        state.raise_alert("training_failed", "EURUSD: boom", severity="critical", pair="EURUSD")
+        rep = run_pass(state, monitor=s.monitor)
+        assert rep["alerts"]["sent"] >= 2  # the log and the webhook
+        assert got and "CRITICAL" in got[0]["text"] and got[0]["alert"]["pair"] == "EURUSD"
+        shown = s.public_dict()["monitor"]["webhook_url"]
+        assert "secret" not in shown and shown.startswith("http://127.0.0.1/")
+    finally:
+        srv.shutdown()

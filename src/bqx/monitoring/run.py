@@ -16,7 +16,7 @@ import pandas as pd
 
 from bqx.monitoring.alerts import AlertManager, Condition
 from bqx.monitoring.mature import mature
-from bqx.monitoring.notifiers import LogNotifier, Notifier
+from bqx.monitoring.notifiers import Notifier
 from bqx.monitoring.quality import quality_report
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,15 @@ def run_pass(
     conds.append(
         Condition("monitoring_failure", bool(errors), "; ".join(errors) or "ok", "critical")
     )
-    am = AlertManager(state, notifiers if notifiers is not None else [LogNotifier()])
+    from datetime import timedelta
+
+    from bqx.monitoring.notifiers import notifiers_from_settings
+
+    am = AlertManager(
+        state,
+        notifiers if notifiers is not None else notifiers_from_settings(cfg),
+        repeat_interval=timedelta(hours=cfg.repeat_interval_h),
+    )
     report["alerts"] = am.evaluate(conds, at=end)
     report["errors"] = errors
     report["seconds"] = time.perf_counter() - t0
