@@ -117,3 +117,23 @@ def test_cli_ack_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert "carol" in res.output and "ack" in res.output
     res = r.invoke(app, ["alerts", "ack", "999"])
     assert res.exit_code != 0 and "no open alert with id 999" in res.output
+
+
+def test_a_not_null_column_cannot_be_migrated(tmp_path: Path) -> None:
+    """The migration adds only nullable columns (old rows get NULL); a NOT NULL column
+    missing from an existing table is a clear error, not a half-migrated database."""
+    from bqx.state._base import StateError, add_missing_columns
+
+    eng = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with eng.begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    md = sa.MetaData()
+    sa.Table("t", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("a", sa.Text))
+    with eng.begin() as c:
+        assert add_missing_columns(c, md) == ["t.a"]
+        assert add_missing_columns(c, md) == []  # idempotent
+    md2 = sa.MetaData()
+    sa.Table("t", md2, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("b", sa.Text, nullable=False))  # fmt: skip
+    with eng.begin() as c, pytest.raises(StateError, match="not nullable"):
+        add_missing_columns(c, md2)

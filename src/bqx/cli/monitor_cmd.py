@@ -42,6 +42,23 @@ def run(
         for r in rep["quality"]["rows"]
     ]
     table(rows, title="Live quality")
+    ops = (rep.get("ops") or {}).get("latency") or {}
+    if ops:
+        errs = rep["ops"]["errors"]
+        table(
+            [
+                {
+                    "route": r,
+                    "requests": v["requests"],
+                    "5xx %": round(100 * (errs.get(r, {}).get("error_rate") or 0.0), 2),
+                    "p50 ms": round(v["p50_ms"], 1),
+                    "p95 ms": round(v["p95_ms"], 1),
+                    "p99 ms": round(v["p99_ms"], 1),
+                }
+                for r, v in ops.items()
+            ],
+            title=f"Service, last {rep['ops']['windows_min']['latency']:g} min (all instances)",
+        )
     m = rep["mature"] or {}
     a = rep["alerts"] or {}
     console.print(
