@@ -289,6 +289,36 @@ class MonitorSettings(BaseModel):
     capture_rate: float = Field(1.0, ge=0, le=1)
     #: Captured inputs older than this many days are purged by the monitoring pass.
     capture_retention_days: float = Field(30, gt=0)
+    #: Each serving process writes its per-route request counts and latency histogram to
+    #: the state DB this often (seconds); monitoring's operational rules read them.
+    stats_flush_s: float = Field(15, gt=0)
+    #: Critical ``http_5xx_rate`` alert when a route's 5xx share over the last
+    #: ``error_window_min`` minutes exceeds this (SPEC: 5 % over 5 min).
+    error_rate_critical: float = Field(0.05, ge=0, le=1)
+    error_window_min: float = Field(5, gt=0)
+    #: Warning ``http_latency_p99`` alert when a route's p99 over the last
+    #: ``latency_window_min`` minutes exceeds this many ms (SPEC: 500 ms over 10 min).
+    p99_warning_ms: float = Field(500, gt=0)
+    latency_window_min: float = Field(10, gt=0)
+    #: Fewer requests than this in a window: no verdict (a single failed request of two
+    #: is not a 50 % error rate worth waking someone for).
+    ops_min_requests: int = Field(20, ge=1)
+    #: Request statistics older than this (hours) are purged by the monitoring pass.
+    stats_retention_h: float = Field(24, gt=0)
+    #: Alert notifiers (the log notifier is always on). A Slack-compatible webhook URL
+    #: (shown as ``scheme://host/...`` by ``bqx config show``: the path is the secret).
+    webhook_url: str | None = None
+    #: E-mail over SMTP: ``smtp_host`` enables it. The password is never a setting: it is
+    #: read from the environment variable named by ``smtp_password_env`` when sending.
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "bqx@localhost"
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password_env: str = "BQX_SMTP_PASSWORD"
+    #: A firing alert is notified again after this many hours (not once acknowledged).
+    repeat_interval_h: float = Field(4, gt=0)
 
 
 class Settings(BaseSettings):
@@ -411,6 +441,12 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """Settings as plain JSON-able data, with resolved URLs (for ``bqx config show``)."""
         d = self.model_dump(mode="json")
+        hook = d.get("monitor", {}).get("webhook_url")
+        if hook:  # a webhook's path is its credential (Slack, Teams)
+            from urllib.parse import urlsplit
+
+            u = urlsplit(hook)
+            d["monitor"]["webhook_url"] = f"{u.scheme}://{u.hostname}/..."
         d["resolved"] = {
             "store_url": self.resolved_store_url,
             "state_url": self.resolved_state_url,

@@ -5,7 +5,8 @@ and ``alert_notices`` (what each notifier has been told). Semantics, as Alertman
 
 * a condition that holds raises/bumps its alert (same fingerprint -> same row);
 * a firing alert notifies once; again only on escalation (higher severity than last
-  sent) or after ``repeat_interval``;
+  sent) or after ``repeat_interval`` - not the latter once acknowledged
+  (``bqx alerts ack``);
 * a condition evaluated and found clear resolves its open alert and sends a resolve
   notification to every notifier that was told it fired;
 * delivery failures are retried with backoff inside the pass, then left pending and
@@ -95,7 +96,12 @@ class AlertManager:
                         escalated = _RANK[str(r.severity)] > _RANK.get(
                             str(prev.get("sent_severity")), -1
                         )
-                        due = when - pd.Timestamp(prev["sent_at"]) >= self.repeat_interval
+                        # acknowledged: no repeats (an escalation is still news)
+                        acked = pd.notna(getattr(r, "acked_at", None))
+                        due = (
+                            not acked
+                            and when - pd.Timestamp(prev["sent_at"]) >= self.repeat_interval
+                        )
                         if not (escalated or due):
                             continue
                     kind = "firing"

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bqx.monitoring.alerts import AlertManager, Condition
 from bqx.monitoring.mature import mature
-from bqx.monitoring.notifiers import LogNotifier, Notifier
+from bqx.monitoring.notifiers import Notifier
 from bqx.monitoring.quality import quality_report
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,23 @@ def run_pass(
     now: Any = None,
     lookback: pd.Timedelta = pd.Timedelta(days=8),
     retention: pd.Timedelta | None = pd.Timedelta(days=30),
+    monitor: Any = None,
+    ops_now: Any = None,
 ) -> dict[str, Any]:
-    """Mature pending decisions, compute live quality per (pair, version), evaluate
-    alert rules and deliver notices. Returns a JSON-ready report."""
+    """Mature pending decisions, compute live quality per (pair, version), input drift,
+    the operational rules (5xx rate, p99 latency: :mod:`bqx.monitoring.opsrules`),
+    evaluate alert rules and deliver notices; record the pass (``monitor_runs``, what
+    ``bqx monitor status`` shows). Returns a JSON-ready report.
+
+    ``monitor``: :class:`bqx.config.MonitorSettings` (defaults when None). ``now`` ends
+    the live windows of quality and drift (may be a replayed past); the operational rules
+    look at the service's recent requests, so they end at ``ops_now`` (default: the clock).
+    """
+    from bqx.config import MonitorSettings
+
+    cfg = monitor if monitor is not None else MonitorSettings()
     t0 = time.perf_counter()
+    started = pd.Timestamp.now(tz="UTC")
     errors: list[str] = []
     report: dict[str, Any] = {"mature": None, "quality": {"rows": []}, "alerts": None}
     conds: list[Condition] = []
@@ -126,22 +139,35 @@ def run_pass(
         except Exception as e:
             errors.append(f"mature: {type(e).__name__}: {e}")
     end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
-    dec = state.read_decisions(start=end - lookback, by="asof_ts")
-    if not dec.empty:
-        pairs = sorted(dec["pair"].unique())
-        tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}
-        tm = {v: m for p in tm_all.values() for v, m in p.items()}
-        rows = []
-        for p, g in dec.groupby("pair"):
-            rows += quality_report(g, now=end, test_metrics=tm_all.get(str(p), tm))["rows"]
-        report["quality"] = {"rows": rows}
-        conds += quality_conditions(report["quality"])
+    try:
+        dec = state.read_decisions(start=end - lookback, by="asof_ts")
+        if not dec.empty:
+            pairs = sorted(dec["pair"].unique())
+            tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}
+            tm = {v: m for p in tm_all.values() for v, m in p.items()}
+            rows = []
+            for p, g in dec.groupby("pair"):
+                rows += quality_report(g, now=end, test_metrics=tm_all.get(str(p), tm))["rows"]
+            report["quality"] = {"rows": rows}
+            conds += quality_conditions(report["quality"])
+    except Exception as e:
+        errors.append(f"quality: {type(e).__name__}: {e}")
     if registry is not None and hasattr(state, "read_captures"):
         try:
             report["drift"], dconds = drift_pass(state, registry, end)
             conds += dconds
         except Exception as e:
             errors.append(f"drift: {type(e).__name__}: {e}")
+    if hasattr(state, "read_service_stats"):
+        from bqx.monitoring.opsrules import ops_conditions
+
+        clock = pd.Timestamp(ops_now) if ops_now is not None else pd.Timestamp.now(tz="UTC")
+        try:
+            report["ops"], oconds = ops_conditions(state, cfg, clock)
+            conds += oconds
+            state.purge_service_stats(clock - pd.Timedelta(hours=cfg.stats_retention_h))
+        except Exception as e:
+            errors.append(f"ops: {type(e).__name__}: {e}")
     if retention is not None and hasattr(state, "purge_captures"):
         try:
             report["purged_captures"] = state.purge_captures(end - retention)
@@ -150,8 +176,56 @@ def run_pass(
     conds.append(
         Condition("monitoring_failure", bool(errors), "; ".join(errors) or "ok", "critical")
     )
-    am = AlertManager(state, notifiers if notifiers is not None else [LogNotifier()])
+    from datetime import timedelta
+
+    from bqx.monitoring.notifiers import notifiers_from_settings
+
+    am = AlertManager(
+        state,
+        notifiers if notifiers is not None else notifiers_from_settings(cfg),
+        repeat_interval=timedelta(hours=cfg.repeat_interval_h),
+    )
     report["alerts"] = am.evaluate(conds, at=end)
     report["errors"] = errors
     report["seconds"] = time.perf_counter() - t0
+    if hasattr(state, "record_monitor_run"):
+        try:
+            state.record_monitor_run(
+                as_of=end,
+                seconds=report["seconds"],
+                errors=errors,
+                summary=pass_summary(report),
+                started_at=started,
+            )
+        except Exception as e:  # the pass itself is done: report, do not fail it
+            log.warning("monitoring pass not recorded: %s", e)
     return report
+
+
+def pass_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What ``bqx monitor status`` shows per pair from one pass: live R² (estimate dict
+    with se and n_eff) and DA per (version, window), the worst drift feature."""
+    pairs: dict[str, dict[str, Any]] = {}
+    for r in report.get("quality", {}).get("rows", []):
+        d = pairs.setdefault(str(r["pair"]), {"quality": {}, "drift": None})
+        v = d["quality"].setdefault(str(r["model_version"]), {})
+        v[str(r["window"])] = {
+            "n": r["n"],
+            "r2": r["metrics"].get("r2"),
+            "da": r["metrics"].get("da"),
+        }
+    for rep in (report.get("drift") or {}).get("pairs", []):
+        d = pairs.setdefault(str(rep["pair"]), {"quality": {}, "drift": None})
+        w = rep.get("worst") or {}
+        cur = d["drift"]
+        rank = {"insufficient": -1, "ok": 0, "warning": 1, "critical": 2}
+        if cur is None or rank.get(rep["severity"], -1) > rank.get(cur["severity"], -1):
+            d["drift"] = {
+                "model_version": str(rep["model_version"]),
+                "severity": rep["severity"],
+                "feature": w.get("name"),
+                "kl": w.get("kl"),
+                "over_warning": rep["over_warning"],
+                "over_critical": rep["over_critical"],
+            }
+    return {"pairs": pairs}

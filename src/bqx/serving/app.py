@@ -263,8 +263,8 @@ class MetricsMiddleware:
     """Counts requests by route template/method/status and records latency; stores the
     start time in the scope so handlers can report end-to-end ``latency_ms``."""
 
-    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: Any, metrics: ServiceMetrics, stats: Any = None) -> None:
+        self.app, self.metrics, self.stats = app, metrics, stats
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -287,7 +287,10 @@ class MetricsMiddleware:
         finally:
             m.in_flight.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            m.observe_request(route, scope["method"], status, time.perf_counter() - t0)
+            dt = time.perf_counter() - t0
+            m.observe_request(route, scope["method"], status, dt)
+            if self.stats is not None:  # for monitoring's 5xx / latency rules
+                self.stats.observe(route, status, dt)
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -372,6 +375,9 @@ def create_app(
     s = settings or load_settings()
     s.ensure_home()
     metrics = create_metrics()
+    from bqx.serving.opstats import RequestStats
+
+    stats = RequestStats()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -390,7 +396,7 @@ def create_app(
         await run_in_threadpool(lambda: svc.registry.client)
         info = await run_in_threadpool(svc.start)
         log.info("prediction service started: %s", info)
-        task = asyncio.create_task(_maintenance(svc, keys))
+        task = asyncio.create_task(_maintenance(svc, keys, stats, state, s.monitor.stats_flush_s))
         try:
             yield
         finally:
@@ -399,6 +405,8 @@ def create_app(
                 await task
             with contextlib.suppress(Exception):
                 keys.flush_last_used()
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(stats.flush, state)
             await run_in_threadpool(svc.close)
 
     app = FastAPI(
@@ -421,7 +429,7 @@ def create_app(
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
             max_age=600,
         )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, stats=stats)
     _routes(app, metrics)
     _include_routers(app)
     return app
@@ -444,12 +452,22 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(importlib.import_module(mod).router)
 
 
-async def _maintenance(svc: PredictionService, keys: ApiKeys) -> None:
-    """Refresh bars and model aliases off the request path; flush key usage marks."""
-    last_keys = time.monotonic()
+async def _maintenance(
+    svc: PredictionService,
+    keys: ApiKeys,
+    stats: Any = None,
+    state: Any = None,
+    stats_every_s: float = 15.0,
+) -> None:
+    """Refresh bars and model aliases off the request path; flush key usage marks and
+    the per-route request statistics (:mod:`bqx.serving.opstats`)."""
+    last_keys = last_stats = time.monotonic()
     while True:
-        await asyncio.sleep(TICK_S)
+        await asyncio.sleep(min(TICK_S, stats_every_s))
         try:
+            if stats is not None and time.monotonic() - last_stats >= stats_every_s:
+                last_stats = time.monotonic()
+                await run_in_threadpool(stats.flush, state)
             await run_in_threadpool(svc.maintain)
             if time.monotonic() - last_keys > KEYS_FLUSH_S:
                 last_keys = time.monotonic()

@@ -49,12 +49,14 @@ from bqx.state import (
     forensics,
     keys,
     leases,
+    monitor_runs,
     notices,
     outbox,
     paper,
     positions,
     promotions,
     rollouts,
+    service_stats,
 )
 from bqx.state._base import (
     StateBase,
@@ -78,6 +80,7 @@ from bqx.state.experiments import ExperimentsMixin
 from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
+from bqx.state.monitor_runs import MonitorRunsMixin
 from bqx.state.notices import NoticesMixin
 from bqx.state.outbox import OutboxMixin
 from bqx.state.paper import PaperMixin
@@ -89,6 +92,7 @@ from bqx.state.promotions import (
     current_actor,
 )
 from bqx.state.rollouts import RolloutExistsError, RolloutsMixin
+from bqx.state.service_stats import ServiceStatsMixin
 
 if TYPE_CHECKING:
     from bqx.config import Settings
@@ -109,6 +113,8 @@ FAMILIES = (
     outbox,
     notices,
     captures,
+    monitor_runs,
+    service_stats,
 )
 
 __all__ = [
@@ -153,6 +159,8 @@ class StateDB(
     ForensicsMixin,
     OutboxMixin,
     CapturesMixin,
+    MonitorRunsMixin,
+    ServiceStatsMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).
