@@ -289,6 +289,9 @@ class MonitorSettings(BaseModel):
     capture_rate: float = Field(1.0, ge=0, le=1)
     #: Captured inputs older than this many days are purged by the monitoring pass.
     capture_retention_days: float = Field(30, gt=0)
+    #: Seconds between refreshes of the service's monitoring gauges and /dashboard data
+    #: (read from the state DB by a background thread, never on a request).
+    gauges_refresh_s: float = Field(10.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -49,6 +49,7 @@ from bqx.state import (
     forensics,
     keys,
     leases,
+    monitor_runs,
     notices,
     outbox,
     paper,
@@ -78,6 +79,7 @@ from bqx.state.experiments import ExperimentsMixin
 from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
+from bqx.state.monitor_runs import MonitorRunsMixin
 from bqx.state.notices import NoticesMixin
 from bqx.state.outbox import OutboxMixin
 from bqx.state.paper import PaperMixin
@@ -109,6 +111,7 @@ FAMILIES = (
     outbox,
     notices,
     captures,
+    monitor_runs,
 )
 
 __all__ = [
@@ -153,6 +156,7 @@ class StateDB(
     ForensicsMixin,
     OutboxMixin,
     CapturesMixin,
+    MonitorRunsMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

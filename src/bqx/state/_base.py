@@ -142,6 +142,7 @@ class Tables:
     account: sa.Table
     forensics: sa.Table
     outbox: sa.Table
+    monitor_runs: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
