@@ -201,3 +201,37 @@ def test_dashboard_renders_live_data_in_chromium(chromium: str, live: Live, tmp_
     ]
     assert bad == [], bad
     assert live.key not in dom  # the key leaves the address bar and is not written anywhere
+
+
+# -- the demo's new lines (the whole demo takes minutes: its new parts are tested alone) -----
+def test_demo_traffic_and_dashboard_hint(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_traffic", ROOT / "scripts/demo_traffic.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    end = httpx.post(
+        f"{live.base}/v1/predict", json={"pair": "GBPUSD"}, headers=hdr(live.key)
+    ).json()["timestamp"]
+    args = ["--url", live.base, "--end", end, "--pairs", "EURUSD,GBPUSD", "--n", "3"]
+    assert mod.main([*args, "--key", live.key, "--live", "2"]) == 0
+    assert "8 forecasts served, 0 refused, 2 pairs" in capsys.readouterr().out
+    assert mod.main([*args, "--key", "nope"]) == 1
+    assert "refused the key" in capsys.readouterr().err
+    # serve_demo.sh keeps the key in the demo home; demo.sh prints the URL beside the curl
+    (tmp_path / "demo.key").write_text("k3y\n")
+    fn = re.search(
+        r"^dashboard_hint\(\) \{.*?^\}", (ROOT / "scripts/demo.sh").read_text(), re.M | re.S
+    )
+    assert fn is not None
+    out = subprocess.run(
+        ["bash", "-c", fn.group(0) + "\ndashboard_hint"],
+        env={"BQX_HOME": str(tmp_path), "BQX_SERVE__PORT": "8123", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=10,
+    ).stdout  # fmt: skip
+    assert "http://127.0.0.1:8123/dashboard#key=k3y" in out
+    assert "curl -sS -X POST http://127.0.0.1:8123/v1/predict -H 'X-API-Key: k3y'" in out
+    assert 'demo.key")' in (ROOT / "scripts/serve_demo.sh").read_text()
