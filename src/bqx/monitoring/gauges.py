@@ -207,49 +207,7 @@ class MonitoringGauges(Collector):
             self.last_error = None
 
     def _read_state(self) -> dict[str, Any]:
-        run = self.state.latest_monitor_run()
-        alerts = self.state.read_alerts(open_only=True)
-        notices = self.state.read_notices()
-        failures: dict[str, int] = dict.fromkeys(_NOTIFIERS, 0)
-        failing: dict[str, int] = dict.fromkeys(_NOTIFIERS, 0)
-        for (_, notifier), n in notices.items():
-            failures[notifier] = failures.get(notifier, 0) + int(n.get("failures") or 0)
-            failing[notifier] = failing.get(notifier, 0) + (n.get("last_error") is not None)
-        production: list[dict[str, Any]] = []
-        if self.registry is not None:
-            try:
-                production = [
-                    {
-                        "pair": v.pair,
-                        "version": str(v.version),
-                        "test_r2": v.test_r2,
-                        "test_da": v.test_da,
-                    }
-                    for v in self.registry.versions()
-                    if "production" in v.aliases
-                ]
-            except Exception as e:
-                log.warning("monitoring gauges: registry unavailable (%s)", e)
-                production = self.snapshot.get("production", [])
-        records = alerts.to_dict(orient="records") if not alerts.empty else []
-        return {
-            "run": None
-            if run is None
-            else {
-                **run["summary"],
-                "id": int(run["id"]),
-                "ran_at": _ts(run["ran_at"]),
-                "as_of": _ts(run["as_of"]),
-                "seconds": float(run["seconds"]),
-                "errors": int(run["errors"]),
-                "error_messages": list(run["summary"].get("errors", [])),
-            },
-            "open_alerts": {s: sum(1 for a in records if a["severity"] == s) for s in _SEVERITIES},
-            "alerts": records,
-            "notifier_failures": failures,
-            "notices_failing": failing,
-            "production": sorted(production, key=lambda r: r["pair"]),
-        }
+        return monitoring_status(self.state, self.registry, self.snapshot.get("production"))
 
     def start(self) -> MonitoringGauges:
         """Refresh once now (so the first scrape has data), then every ``refresh_s``."""
@@ -310,6 +268,58 @@ class MonitoringGauges(Collector):
         run = snap.get("run")
         if run is not None:
             yield from _run_families(run)
+
+
+def monitoring_status(
+    state: Any, registry: Any = None, previous_production: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The newest monitoring pass (``run``: None before the first), open alerts by severity
+    and their rows, notifier failures (cumulative and currently failing) and, with a
+    ``registry``, the production version of every pair (``previous_production`` when the
+    registry does not answer). What ``bqx monitor status`` prints and the gauges export."""
+    run = state.latest_monitor_run()
+    alerts = state.read_alerts(open_only=True)
+    notices = state.read_notices()
+    failures: dict[str, int] = dict.fromkeys(_NOTIFIERS, 0)
+    failing: dict[str, int] = dict.fromkeys(_NOTIFIERS, 0)
+    for (_, notifier), n in notices.items():
+        failures[notifier] = failures.get(notifier, 0) + int(n.get("failures") or 0)
+        failing[notifier] = failing.get(notifier, 0) + (n.get("last_error") is not None)
+    production: list[dict[str, Any]] = []
+    if registry is not None:
+        try:
+            production = [
+                {
+                    "pair": v.pair,
+                    "version": str(v.version),
+                    "test_r2": v.test_r2,
+                    "test_da": v.test_da,
+                }
+                for v in registry.versions()
+                if "production" in v.aliases
+            ]
+        except Exception as e:
+            log.warning("monitoring gauges: registry unavailable (%s)", e)
+            production = list(previous_production or [])
+    records = alerts.to_dict(orient="records") if not alerts.empty else []
+    return {
+        "run": None
+        if run is None
+        else {
+            **run["summary"],
+            "id": int(run["id"]),
+            "ran_at": _ts(run["ran_at"]),
+            "as_of": _ts(run["as_of"]),
+            "seconds": float(run["seconds"]),
+            "errors": int(run["errors"]),
+            "error_messages": list(run["summary"].get("errors", [])),
+        },
+        "open_alerts": {s: sum(1 for a in records if a["severity"] == s) for s in _SEVERITIES},
+        "alerts": records,
+        "notifier_failures": failures,
+        "notices_failing": failing,
+        "production": sorted(production, key=lambda r: r["pair"]),
+    }
 
 
 def _ts(v: Any) -> float:
