@@ -210,21 +210,20 @@ class MonitoringGauges(Collector):
         return monitoring_status(self.state, self.registry, self.snapshot.get("production"))
 
     def start(self) -> MonitoringGauges:
-        """Refresh once now (so the first scrape has data), then every ``refresh_s``."""
-        try:
-            self.refresh()
-        except Exception:
-            log.warning("monitoring gauges: first refresh failed", exc_info=True)
+        """Refresh at once, then every ``refresh_s``, on a daemon thread (the app's startup
+        never waits for the state DB or the registry)."""
         self._thread = threading.Thread(target=self._run, name="bqx-monitor-gauges", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.refresh_s):
+        while True:
             try:
                 self.refresh()
             except Exception:  # never let the thread die
                 log.warning("monitoring gauges: refresh failed", exc_info=True)
+            if self._stop.wait(self.refresh_s):
+                return
 
     def close(self) -> None:
         self._stop.set()

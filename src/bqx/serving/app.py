@@ -396,7 +396,7 @@ def create_app(
         gauges = MonitoringGauges(
             state, metrics, svc.registry, refresh_s=s.monitor.gauges_refresh_s
         )
-        app.state.monitoring = await run_in_threadpool(gauges.start)
+        app.state.monitoring = gauges.start()
         metrics.add_collector(gauges)
         try:
             yield
