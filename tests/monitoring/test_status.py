@@ -115,3 +115,43 @@ def test_traffic_series_and_quantiles() -> None:
         {"t": 30.0, "per_min": 120.0, "error_rate": 0.05, "p50": 0.0005, "p95": 0.00095,
          "p99": 0.00099}
     ]  # fmt: skip
+
+
+def test_ack_stops_repeats_until_escalation(tmp_path: Path, monkeypatch) -> None:
+    from bqx.cli import app
+    from bqx.monitoring.alerts import AlertManager, Condition
+    from bqx.monitoring.notifiers import AlertEvent
+
+    class Collect:
+        name = "log"
+
+        def __init__(self) -> None:
+            self.got: list[AlertEvent] = []
+
+        def send(self, event: AlertEvent) -> None:
+            self.got.append(event)
+
+    monkeypatch.setenv("BQX_HOME", str(tmp_path))
+    state = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+    n = Collect()
+    am = AlertManager(state, [n])
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    drift = Condition("drift", True, "KL 0.15", "warning", "EURUSD")
+    lat = Condition("latency_p99", True, "p99 800 ms", "warning")
+    am.evaluate([drift, lat], at=t0)
+    assert len(n.got) == 2
+    res = CliRunner().invoke(app, ["alerts", "ack", "drift:EURUSD", "--reason", "on it"])
+    assert res.exit_code == 0, res.output
+    rows = {a["rule"]: a for a in MonitoringGauges(state)._read_state()["alerts"]}
+    assert rows["drift"]["acked_by"] and rows["drift"]["ack_note"] == "on it"
+    res = CliRunner().invoke(app, ["alerts", "ack", "nope:*"])
+    assert res.exit_code != 0 and "bqx alerts list" in res.output
+    am.evaluate([drift, lat], at=t0 + pd.Timedelta(hours=5))  # past the 4 h repeat interval
+    assert [e.rule for e in n.got[2:]] == ["latency_p99"]  # only the unacknowledged repeats
+    crit = Condition("drift", True, "KL 0.4", "critical", "EURUSD")
+    am.evaluate([crit, lat], at=t0 + pd.Timedelta(hours=5, minutes=5))
+    assert [(e.rule, e.severity) for e in n.got[3:]] == [("drift", "critical")]  # escalation
+    am.evaluate([Condition("drift", False, pair="EURUSD"), lat], at=t0 + pd.Timedelta(hours=6))
+    assert [(e.kind, e.rule) for e in n.got[4:]] == [("resolved", "drift")]
+    rows = {a["rule"]: a for a in MonitoringGauges(state)._read_state()["alerts"]}
+    assert rows["latency_p99"]["acked_by"] is None and "drift" not in rows

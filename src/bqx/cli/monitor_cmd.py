@@ -1,4 +1,4 @@
-"""``bqx monitor`` (run, status, baseline) and ``bqx alerts`` (list, resolve)."""
+"""``bqx monitor`` (run, status, baseline) and ``bqx alerts`` (list, ack, resolve)."""
 
 from __future__ import annotations
 
@@ -170,6 +170,27 @@ def list_(
         [{k: r[k] for k in ("id", "severity", "rule", "pair", "count", "message")} for r in rows],
         title="Alerts",
     )
+
+
+@alerts_app.command("ack")
+@handle_errors
+def ack(
+    alert: str = typer.Argument(..., help="The open alert's id or fingerprint (see list)."),
+    reason: str | None = typer.Option(None, "--reason", help="A note kept with the ack."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Acknowledge an open alert: it stays open until its condition clears, but is not
+    notified again unless it escalates."""
+    from bqx.errors import BqxError
+    from bqx.state import current_actor, open_state
+
+    aid = open_state(settings()).ack_alert(alert, actor=current_actor(), note=reason)
+    if aid is None:
+        raise BqxError(f"no open alert {alert!r}", hint="bqx alerts list shows the open ones")
+    if as_json:
+        print_json({"alert": alert, "id": aid, "acknowledged": True})
+    else:
+        console.print(f"acknowledged alert {aid}")
 
 
 @alerts_app.command("resolve")

@@ -45,11 +45,16 @@ def _pair(pair: str) -> str:
 
 @router.get("/v1/alerts", dependencies=_reader)
 async def alerts(request: Request, open: bool = True, pair: str | None = None) -> Response:
-    """Alerts, oldest first (default: only open ones)."""
+    """Alerts, oldest first (default: only open ones), with who acknowledged them."""
     state = _ctx(request).service.state
     p = _pair(pair) if pair else None
-    df = await run_in_threadpool(state.read_alerts, open_only=open, pair=p)
-    return _out(200, {"alerts": df.to_dict(orient="records")})
+    from bqx.monitoring.gauges import with_acks
+
+    def go() -> list[dict[str, Any]]:
+        df = state.read_alerts(open_only=open, pair=p)
+        return with_acks(state, df.to_dict(orient="records"))
+
+    return _out(200, {"alerts": await run_in_threadpool(go)})
 
 
 @router.get("/v1/monitoring/quality/{pair}", dependencies=_reader)

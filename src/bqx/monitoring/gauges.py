@@ -300,7 +300,7 @@ def monitoring_status(
         except Exception as e:
             log.warning("monitoring gauges: registry unavailable (%s)", e)
             production = list(previous_production or [])
-    records = alerts.to_dict(orient="records") if not alerts.empty else []
+    records = with_acks(state, alerts.to_dict(orient="records") if not alerts.empty else [])
     return {
         "run": None
         if run is None
@@ -319,6 +319,15 @@ def monitoring_status(
         "notices_failing": failing,
         "production": sorted(production, key=lambda r: r["pair"]),
     }
+
+
+def with_acks(state: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alert rows with ``acked_at`` / ``acked_by`` / ``ack_note`` (None when not acked)."""
+    acks = state.read_acks() if records and hasattr(state, "read_acks") else {}
+    for r in records:
+        a = acks.get(int(r["id"]), {})
+        r.update(acked_at=a.get("acked_at"), acked_by=a.get("actor"), ack_note=a.get("note"))
+    return records
 
 
 def _ts(v: Any) -> float:

@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bqx.state import (
+    acks,
     alerts,
     captures,
     decisions,
@@ -67,6 +68,7 @@ from bqx.state._base import (
     redact_url,
     utcnow,
 )
+from bqx.state.acks import AcksMixin
 from bqx.state.alerts import SEVERITIES, AlertResult, AlertsMixin
 from bqx.state.captures import CapturesMixin, CaptureWriter
 from bqx.state.decisions import (
@@ -112,6 +114,7 @@ FAMILIES = (
     notices,
     captures,
     monitor_runs,
+    acks,
 )
 
 __all__ = [
@@ -157,6 +160,7 @@ class StateDB(
     OutboxMixin,
     CapturesMixin,
     MonitorRunsMixin,
+    AcksMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

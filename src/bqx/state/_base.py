@@ -143,6 +143,7 @@ class Tables:
     forensics: sa.Table
     outbox: sa.Table
     monitor_runs: sa.Table
+    alert_acks: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
