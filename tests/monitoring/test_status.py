@@ -155,3 +155,43 @@ def test_ack_stops_repeats_until_escalation(tmp_path: Path, monkeypatch) -> None
     assert [(e.kind, e.rule) for e in n.got[4:]] == [("resolved", "drift")]
     rows = {a["rule"]: a for a in MonitoringGauges(state)._read_state()["alerts"]}
     assert rows["latency_p99"]["acked_by"] is None and "drift" not in rows
+
+
+_MP_RENDER = """
+from bqx.monitoring.gauges import MonitoringGauges
+from bqx.serving.metrics import create_metrics, render_latest
+from bqx.state import StateDB
+import sys
+m = create_metrics()
+assert m.multiprocess
+m.observe_request("/v1/predict", "POST", 200, 0.004)
+g = MonitoringGauges(StateDB(sys.argv[1]), m)
+g.refresh()
+m.add_collector(g)
+print(render_latest(m)[0].decode())
+"""
+
+
+def test_gauges_render_in_multiprocess_mode(tmp_path: Path) -> None:
+    """With --workers N the scrape aggregates the workers' files; the monitoring gauges
+    (not file-backed) are rendered beside them, once."""
+    import os
+    import subprocess
+    import sys
+
+    from bqx.serving.metrics import prepare_multiprocess_dir
+
+    state = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+    est = {"value": 0.01, "lo": -0.05, "hi": 0.07, "se": 0.03, "n": 900, "n_eff": 40.0}
+    q = {"pair": "EURUSD", "model_version": "1", "window": "1d", "n": 900, "r2": est}
+    state.record_monitor_run({"quality": [q], "drift": {}}, as_of="2024-01-05", seconds=0.1)
+    state.raise_alert("drift", "KL 0.4", severity="critical", pair="USDJPY")
+    d = prepare_multiprocess_dir(tmp_path / "prom")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(d)}
+    out = subprocess.run(
+        [sys.executable, "-c", _MP_RENDER, f"sqlite:///{tmp_path / 'state.db'}"],
+        env=env, check=True, timeout=60, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert out.count('bqx_live_r2{pair="EURUSD",version="1",window="1d"}') == 1
+    assert 'bqx_alerts_open{severity="critical"} 1.0' in out
+    assert "bqx_http_request_duration_seconds_bucket" in out
