@@ -195,3 +195,22 @@ def test_gauges_render_in_multiprocess_mode(tmp_path: Path) -> None:
     assert out.count('bqx_live_r2{pair="EURUSD",version="1",window="1d"}') == 1
     assert 'bqx_alerts_open{severity="critical"} 1.0' in out
     assert "bqx_http_request_duration_seconds_bucket" in out
+
+
+def test_gauges_keep_the_last_snapshot_when_the_state_db_is_down(tmp_path: Path) -> None:
+    state = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+    state.raise_alert("drift", "KL 0.4", severity="critical", pair="USDJPY")
+    g = MonitoringGauges(state)
+    g.refresh()
+    assert g.snapshot["open_alerts"]["critical"] == 1 and g.refresh_failures == 0
+    g.state = StateDB("postgresql://postgres@127.0.0.1:1/nothing", tolerate_unreachable=True)
+    g.refresh()  # refused connection: counted, last snapshot kept
+    assert g.refresh_failures == 1 and g.last_error
+    assert g.snapshot["open_alerts"]["critical"] == 1
+    fams = {f.name: f for f in g.collect()}
+    assert fams["bqx_monitoring_gauges_refresh_failures"].samples[0].value == 1
+    assert fams["bqx_alerts_open"].samples[0].value == 1
+    never = MonitoringGauges(g.state)
+    never.refresh()
+    age = {f.name: f for f in never.collect()}["bqx_monitoring_gauges_age_seconds"]
+    assert age.samples[0].value >= 0  # a number (the stale rule can fire), not NaN

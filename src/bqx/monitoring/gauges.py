@@ -179,6 +179,7 @@ class MonitoringGauges(Collector):
         self.refresh_s = float(refresh_s)
         self.snapshot: dict[str, Any] = {}
         self.refreshed_at: float | None = None
+        self.started_at = time.time()
         self.refresh_failures = 0
         self.last_error: str | None = None
         n = max(int(history_s / max(self.refresh_s, 0.1)) + 1, 2)
@@ -259,7 +260,8 @@ class MonitoringGauges(Collector):
         age = GaugeMetricFamily(
             "bqx_monitoring_gauges_age_seconds", "Age of the monitoring snapshot (seconds)."
         )
-        age.add_metric([], time.time() - refreshed if refreshed is not None else math.nan)
+        # never refreshed (state DB down since start): as old as the collector itself
+        age.add_metric([], time.time() - (refreshed if refreshed is not None else self.started_at))
         yield age
         if not snap:
             return
