@@ -319,6 +319,9 @@ class MonitorSettings(BaseModel):
     smtp_password_env: str = "BQX_SMTP_PASSWORD"
     #: A firing alert is notified again after this many hours (not once acknowledged).
     repeat_interval_h: float = Field(4, gt=0)
+    #: Seconds between refreshes of the service's monitoring gauges and /dashboard data
+    #: (read from the state DB by a background thread, never on a request).
+    gauges_refresh_s: float = Field(10.0, gt=0)
 
 
 class Settings(BaseSettings):

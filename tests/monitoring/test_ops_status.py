@@ -1,5 +1,5 @@
 """Operational rules from the service's own request statistics (issue 12 item 6), training
-and monitoring failures as alerts, and ``bqx monitor status`` (item 8)."""
+and monitoring failures as alerts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from bqx.config import MonitorSettings, Settings
 from bqx.infra.pgtemp import free_port
@@ -136,48 +135,6 @@ class _Down:
 
     def send(self, event: object) -> None:
         raise OSError("connection refused")
-
-
-def test_status_shows_quality_drift_alerts_and_notifier_failures(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bqx.cli import app
-
-    home = tmp_path / "h"
-    monkeypatch.setenv("BQX_HOME", str(home))
-    s = Settings(home=home)
-    s.ensure_home()
-    state = open_state(s)
-    rng = np.random.default_rng(3)
-    t = pd.date_range("2026-01-05", periods=600, freq="1min", tz="UTC")
-    y = np.cumsum(rng.normal(size=len(t))) * 1e-4
-    state.log_decisions(
-        {"pair": "EURUSD", "asof_ts": a, "horizon": 60, "prediction": float(v),
-         "model_version": "3", "request_time": a}
-        for a, v in zip(t, y + rng.normal(size=len(t)) * 1e-4, strict=True)
-    )  # fmt: skip
-    dec = state.read_decisions()
-    ys = pd.Series(y, index=t)
-    state.set_realized(
-        {d: float(ys[a]) for d, a in zip(dec["decision_id"], dec["asof_ts"], strict=True)}
-    )
-    state.raise_alert("drift", "EURUSD drifting", severity="warning", pair="EURUSD")
-    rep = run_pass(state, now=t[-1], notifiers=[_Down()])
-    assert rep["alerts"]["failed"] >= 1
-    res = CliRunner().invoke(app, ["monitor", "status", "--json"])
-    assert res.exit_code == 0, res.output
-    st = json.loads(res.output)
-    (row,) = st["pairs"]
-    assert row["pair"] == "EURUSD" and row["open_alerts"] == 1 and row["notifier_failures"] >= 1
-    r2 = row["quality"]["3"]["1d"]["r2"]
-    assert r2["se"] > 0 and r2["n_eff"] > 0
-    assert st["notifiers"]["webhook"]["pending"] >= 1 and st["last_pass"]["ok"]
-    res = CliRunner().invoke(app, ["monitor", "status"], env={"COLUMNS": "80"})
-    assert res.exit_code == 0, res.output
-    assert "EURUSD" in res.output and "n_eff" in res.output and "±" in res.output
-    assert max(len(line) for line in res.output.splitlines()) <= 80, res.output
-    res = CliRunner().invoke(app, ["monitor", "status", "--pair", "XXXYYY"])
-    assert res.exit_code != 0
 
 
 def test_notifiers_come_from_settings_and_webhook_is_hidden(tmp_path: Path) -> None:

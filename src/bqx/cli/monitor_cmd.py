@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from bqx.cli._common import JsonOpt, console, handle_errors, print_json, settings, table
@@ -42,23 +40,6 @@ def run(
         for r in rep["quality"]["rows"]
     ]
     table(rows, title="Live quality")
-    ops = (rep.get("ops") or {}).get("latency") or {}
-    if ops:
-        errs = rep["ops"]["errors"]
-        table(
-            [
-                {
-                    "route": r,
-                    "requests": v["requests"],
-                    "5xx %": round(100 * (errs.get(r, {}).get("error_rate") or 0.0), 2),
-                    "p50 ms": round(v["p50_ms"], 1),
-                    "p95 ms": round(v["p95_ms"], 1),
-                    "p99 ms": round(v["p99_ms"], 1),
-                }
-                for r, v in ops.items()
-            ],
-            title=f"Service, last {rep['ops']['windows_min']['latency']:g} min (all instances)",
-        )
     m = rep["mature"] or {}
     a = rep["alerts"] or {}
     console.print(
@@ -71,82 +52,63 @@ def run(
 @app.command("status")
 @handle_errors
 def status(
-    pair: str | None = typer.Option(None, "--pair", help="One pair."),
+    pair: str | None = typer.Option(None, "--pair", help="One pair (default: all)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Per pair: production/candidate version, live quality 1d/7d (± and n_eff) and the
-    worst drift as of the last monitoring pass, open alerts, notifier failures."""
-    from bqx.monitoring.status import monitor_status
-    from bqx.registry import Registry
+    """The newest monitoring pass (live quality, drift), open alerts and notifier failures,
+    as the service's gauges and /dashboard show them."""
+    from bqx.monitoring.status import pass_status
     from bqx.state import open_state
+    from bqx.universe import normalize_pair
 
-    s = settings()
-    uri = s.resolved_tracking_uri
-    # no registry database yet: no versions (do not create one just to look)
-    fresh = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists()
-    st = monitor_status(open_state(s), None if fresh else Registry(s), pair)
+    p = normalize_pair(pair) if pair else None
+    st = pass_status(open_state(settings()), pair=p)
     if as_json:
         print_json(st)
         return
-    lp = st["last_pass"]
-    if lp is None:
-        console.print("no monitoring pass recorded yet: run `bqx monitor run`")
+    run = st["run"]
+    if run is None:
+        console.print("no monitoring pass yet: run `bqx monitor run` (or `bqx ops run`)")
     else:
         console.print(
-            f"last pass {lp['started_at'][:16].replace('T', ' ')} UTC "
-            f"({lp['seconds']:.1f} s, as of {lp['as_of'][:16].replace('T', ' ')}): "
-            + ("ok" if lp["ok"] else f"[red]{len(lp['errors'])} error(s)[/red]")
+            f"pass {run['id']} ran {run['ran_at_iso']} ({run['seconds']:.2f} s), windows end "
+            f"{run['as_of_iso']}; failed steps: {run['errors']}"
         )
-    rows = []
-    for r in st["pairs"]:
-        roles = [(r["production"], "prod"), (r["candidate"], "cand")]
-        versions = [(v, role) for v, role in roles if v is not None]
-        known = {str(v) for v, _ in versions}
-        # versions with live quality but neither production nor candidate (e.g. retired)
-        versions += [(v, "") for v in sorted(r["quality"], key=_vkey) if v not in known]
-        for i, (v, role) in enumerate(versions or [(None, "")]):
-            q = r["quality"].get(str(v), {}) if v is not None else {}
-            d = r["drift"] or {}
-            first = i == 0
-            rows.append(
+        table(
+            [
                 {
-                    "pair": r["pair"] if first else "",
-                    "version": f"v{v} {role}".strip() if v is not None else "-",
-                    "R² 1d": _r2_cell(q.get("1d")),
-                    "R² 7d": _r2_cell(q.get("7d")),
-                    "drift": (
-                        f"{d.get('severity')} {d.get('feature') or ''} (v{d['model_version']})"
-                        if first and d
-                        else ""
-                    ),
-                    "alerts": r["open_alerts"] if first else "",
-                    "nf": r["notifier_failures"] if first else "",
-                    "pass": r["last_pass_at"][11:16] if first and r["last_pass_at"] else "",
+                    "pair": q["pair"],
+                    "ver": q["model_version"],
+                    "win": q["window"],
+                    "n": q["n"],
+                    "R²": _fmt(q["r2"]) if q.get("r2") else "-",
+                    "DA": _fmt(q["da"]) if q.get("da") else "-",
+                    "verdict": q["verdict"],
                 }
-            )
-    table(rows, title="Monitoring (nf: notifier failures)")
-    if st["open_alerts_unpaired"]:
-        console.print(f"{st['open_alerts_unpaired']} open alert(s) not tied to a pair")
-    for name, n in st["notifiers"].items():
-        if n["failures"]:
-            console.print(
-                f"notifier {name}: {n['failures']} failed deliveries, {n['pending']} pending"
-                + (f"; last error: {n['last_error']}" if n["last_error"] else "")
-            )
-
-
-def _vkey(v: str) -> tuple[int, str]:
-    return (int(v), v) if v.isdigit() else (1 << 30, v)
-
-
-def _r2_cell(w: dict | None) -> str:
-    if not w or not w.get("r2"):
-        return ""
-    from bqx.stats import Estimate
-
-    e = Estimate.from_dict(w["r2"])
-    ne = e.n_eff
-    return e.fmt() + (f" n_eff {ne:.0f}" if ne == ne else "")
+                for q in run["quality"]
+            ],
+            title="Live quality",
+        )
+        table(
+            [
+                {
+                    "pair": d["pair"],
+                    "ver": d["model_version"],
+                    "drift": d["severity"],
+                    ">warn": d["over_warning"],
+                    ">crit": d["over_critical"],
+                    "worst (KL)": d["worst_text"],
+                }
+                for d in run["drift"]
+            ],
+            title="Input drift",
+        )
+    table(
+        [{k: a[k] for k in ("severity", "rule", "pair", "count", "message")} for a in st["alerts"]],
+        title="Open alerts",
+    )
+    bad = {k: v for k, v in st["notifier_failures"].items() if v}
+    console.print("notifier failures: " + (", ".join(f"{k} {v}" for k, v in bad.items()) or "none"))
 
 
 def _fmt(d: dict) -> str:
@@ -205,50 +167,30 @@ def list_(
         print_json(rows)
         return
     table(
-        [
-            {
-                **{k: r[k] for k in ("id", "severity", "rule", "pair", "count")},
-                "ack": _ack_cell(r),
-                "message": r["message"],
-            }
-            for r in rows
-        ],
+        [{k: r[k] for k in ("id", "severity", "rule", "pair", "count", "message")} for r in rows],
         title="Alerts",
     )
-
-
-def _ack_cell(r: dict) -> str:
-    import pandas as pd
-
-    at = r.get("acked_at")
-    if at is None or pd.isna(at):
-        return ""
-    return str(r.get("acked_by") or "yes")
 
 
 @alerts_app.command("ack")
 @handle_errors
 def ack(
-    alert_id: int = typer.Argument(..., help="The alert's id (see `bqx alerts list`)."),
-    by: str | None = typer.Option(None, "--by", help="Who acknowledges (default: OS user)."),
-    note: str | None = typer.Option(None, "--note", help="Free text, e.g. a ticket."),
+    alert: str = typer.Argument(..., help="The open alert's id or fingerprint (see list)."),
+    reason: str | None = typer.Option(None, "--reason", help="A note kept with the ack."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Acknowledge an open alert: no more repeat notifications; an escalation is still
-    notified and the alert still resolves automatically when its condition clears."""
+    """Acknowledge an open alert: it stays open until its condition clears, but is not
+    notified again unless it escalates."""
     from bqx.errors import BqxError
     from bqx.state import current_actor, open_state
 
-    row = open_state(settings()).ack_alert(alert_id, by=by or current_actor(), note=note)
-    if row is None:
-        raise BqxError(
-            f"no open alert with id {alert_id}",
-            hint="`bqx alerts list` shows the open alerts and their ids",
-        )
+    aid = open_state(settings()).ack_alert(alert, actor=current_actor(), note=reason)
+    if aid is None:
+        raise BqxError(f"no open alert {alert!r}", hint="bqx alerts list shows the open ones")
     if as_json:
-        print_json(row)
+        print_json({"alert": alert, "id": aid, "acknowledged": True})
     else:
-        console.print(f"acknowledged alert {alert_id} ({row['rule']}) by {row['acked_by']}")
+        console.print(f"acknowledged alert {aid}")
 
 
 @alerts_app.command("resolve")

@@ -55,6 +55,73 @@ def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condi
     return conds
 
 
+#: Live metrics kept in a pass summary (name in ``quality_report`` -> summary key).
+SUMMARY_METRICS = ("r2", "da", "coverage")
+#: Worst features per pair kept in a pass summary (the dashboard's drift heatmap).
+SUMMARY_TOP_FEATURES = 5
+_SEV_RANK = {"insufficient": -1, "ok": 0, "warning": 1, "critical": 2}
+
+
+def _kl(c: dict[str, Any]) -> float:
+    return float(c["kl"]) if c.get("kl") is not None else -1.0
+
+
+def _drift_rank(row: dict[str, Any]) -> tuple[int, float]:
+    return _SEV_RANK.get(row["severity"], -1), (_kl(row["worst"][0]) if row["worst"] else -1.0)
+
+
+def summarize(report: dict[str, Any], as_of: Any) -> dict[str, Any]:
+    """The compact, bounded summary of a pass that is stored in ``monitor_runs`` and read
+    by the service's gauges and dashboard: per pair the drift verdict of its worst-drifting
+    served version with that version's :data:`SUMMARY_TOP_FEATURES` worst features (by
+    severity, then KL); per (pair, version, window) live R², DA and coverage (each value,
+    se, n_eff, interval), the test R² and the R²-drop verdict."""
+    drift: dict[str, dict[str, Any]] = {}
+    for rep in (report.get("drift") or {}).get("pairs", []):
+        p = str(rep["pair"])
+        cols = sorted(
+            rep["columns"], key=lambda c: (_SEV_RANK.get(c["severity"], -1), _kl(c)), reverse=True
+        )
+        row = {
+            "model_version": str(rep["model_version"]),
+            "n": int(rep["n"]),
+            "severity": rep["severity"],
+            "over_warning": int(rep["over_warning"]),
+            "over_critical": int(rep["over_critical"]),
+            "n_features": len(rep["columns"]),
+            "worst": [
+                {"name": c["name"], "kl": c["kl"], "severity": c["severity"]}
+                for c in cols[:SUMMARY_TOP_FEATURES]
+            ],
+        }
+        prev = drift.get(p)
+        if prev is None or _drift_rank(row) > _drift_rank(prev):
+            drift[p] = row
+    quality = []
+    for r in (report.get("quality") or {}).get("rows", []):
+        m = r["metrics"]
+        quality.append(
+            {
+                "pair": r["pair"],
+                "model_version": r["model_version"],
+                "window": r["window"],
+                "n": int(r["n"]),
+                **{k: m.get(k) for k in SUMMARY_METRICS},
+                "test_r2": (r.get("test") or {}).get("r2"),
+                "r2_drop": r["r2_drop"],
+            }
+        )
+    no_base = (report.get("drift") or {}).get("no_baseline", [])
+    return {
+        "as_of": pd.Timestamp(as_of).isoformat(),
+        "drift": drift,
+        "no_baseline": [{k: str(v) for k, v in x.items()} for x in no_base],
+        "quality": quality,
+        "mature": report.get("mature"),
+        "errors": list(report.get("errors", [])),
+    }
+
+
 def drift_pass(
     state: Any,
     registry: Any,
@@ -129,7 +196,6 @@ def run_pass(
 
     cfg = monitor if monitor is not None else MonitorSettings()
     t0 = time.perf_counter()
-    started = pd.Timestamp.now(tz="UTC")
     errors: list[str] = []
     report: dict[str, Any] = {"mature": None, "quality": {"rows": []}, "alerts": None}
     conds: list[Condition] = []
@@ -188,44 +254,20 @@ def run_pass(
     report["alerts"] = am.evaluate(conds, at=end)
     report["errors"] = errors
     report["seconds"] = time.perf_counter() - t0
-    if hasattr(state, "record_monitor_run"):
+    if hasattr(state, "record_monitor_run"):  # what the service's gauges and dashboard read
         try:
-            state.record_monitor_run(
-                as_of=end,
-                seconds=report["seconds"],
-                errors=errors,
-                summary=pass_summary(report),
-                started_at=started,
+            import json
+
+            from bqx.jsonutil import dumps
+            from bqx.state.monitor_runs import RUN_RETENTION_DAYS
+
+            summary = json.loads(dumps(summarize(report, end), indent=None))
+            report["run_id"] = state.record_monitor_run(
+                summary, as_of=end, seconds=report["seconds"], errors=len(errors)
             )
-        except Exception as e:  # the pass itself is done: report, do not fail it
-            log.warning("monitoring pass not recorded: %s", e)
+            state.purge_monitor_runs(
+                pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=RUN_RETENTION_DAYS)
+            )
+        except Exception:
+            log.warning("could not record the monitoring pass summary", exc_info=True)
     return report
-
-
-def pass_summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What ``bqx monitor status`` shows per pair from one pass: live R² (estimate dict
-    with se and n_eff) and DA per (version, window), the worst drift feature."""
-    pairs: dict[str, dict[str, Any]] = {}
-    for r in report.get("quality", {}).get("rows", []):
-        d = pairs.setdefault(str(r["pair"]), {"quality": {}, "drift": None})
-        v = d["quality"].setdefault(str(r["model_version"]), {})
-        v[str(r["window"])] = {
-            "n": r["n"],
-            "r2": r["metrics"].get("r2"),
-            "da": r["metrics"].get("da"),
-        }
-    for rep in (report.get("drift") or {}).get("pairs", []):
-        d = pairs.setdefault(str(rep["pair"]), {"quality": {}, "drift": None})
-        w = rep.get("worst") or {}
-        cur = d["drift"]
-        rank = {"insufficient": -1, "ok": 0, "warning": 1, "critical": 2}
-        if cur is None or rank.get(rep["severity"], -1) > rank.get(cur["severity"], -1):
-            d["drift"] = {
-                "model_version": str(rep["model_version"]),
-                "severity": rep["severity"],
-                "feature": w.get("name"),
-                "kl": w.get("kl"),
-                "over_warning": rep["over_warning"],
-                "over_critical": rep["over_critical"],
-            }
-    return {"pairs": pairs}

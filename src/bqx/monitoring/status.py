@@ -1,82 +1,67 @@
-"""``bqx monitor status``: per pair, what the last monitoring passes saw.
-
-Read-only and cheap: versions from the registry (one query), the newest passes'
-summaries from ``monitor_runs`` (nothing is recomputed), open alerts and notifier
-delivery failures from the state DB.
-"""
+"""``bqx monitor status``: the newest monitoring pass, filtered to one pair, made readable."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-log = logging.getLogger(__name__)
+import pandas as pd
 
-#: How many recent passes are searched for a pair's latest figures.
-LOOKBACK_RUNS = 50
+from bqx.monitoring.gauges import monitoring_status
 
 
-def monitor_status(state: Any, registry: Any = None, pair: str | None = None) -> dict[str, Any]:
-    """JSON-ready status: ``{"last_pass": {...}|None, "pairs": [...], "notifiers": {...}}``.
+def verdict(r2_drop: dict[str, Any] | None) -> str:
+    """One word for an R²-drop verdict of :func:`bqx.monitoring.quality.r2_drop_verdict`."""
+    v = r2_drop or {}
+    if v.get("alert"):
+        return "DROP (significant)"
+    if v.get("inconclusive"):
+        return "inconclusive"
+    if v.get("drop") is None:
+        return "-"
+    return "lower, within 0.05" if v.get("significant") else "ok"
 
-    Per pair: production and candidate (active rollout) version, the time of the last pass
-    that covered it, live quality per version and window (R² and DA estimates with se and
-    n_eff), the worst drift, open alerts (count, by severity) and notifier failures."""
-    from bqx.registry import PRODUCTION
-    from bqx.universe import normalize_pair
 
-    only = normalize_pair(pair) if pair else None
-    runs = state.monitor_runs(limit=LOOKBACK_RUNS)
-    prod: dict[str, str] = {}
-    if registry is not None:
-        try:
-            for v in registry.versions(only):
-                if PRODUCTION in (v.aliases or []):
-                    prod[v.pair] = str(v.version)
-        except Exception as e:  # the registry being down must not hide monitoring
-            log.warning("registry unavailable for status: %s", e)
-    cand = {str(r["pair"]): str(r["candidate_version"]) for r in state.active_rollouts()}
-    alerts = state.read_alerts(open_only=True, pair=only)
-    nf = state.notifier_failures()
-    seen: dict[str, tuple[Any, dict[str, Any]]] = {}
-    for r in runs:  # newest first: the first pass that covered a pair is its latest
-        for p, d in ((r.get("summary") or {}).get("pairs") or {}).items():
-            if p not in seen:
-                seen[p] = (r["as_of"], d)
-    pairs = set(prod) | set(cand) | set(seen) | {str(p) for p in alerts["pair"].dropna()}
-    if only:
-        pairs = {only}
-    rows = []
-    for p in sorted(pairs):
-        at, d = seen.get(p, (None, {}))
-        al = alerts[alerts["pair"] == p]
-        rows.append(
+def pass_status(state: Any, pair: str | None = None) -> dict[str, Any]:
+    """The newest pass (None before the first), open alerts and notifier failures; with
+    ``pair`` only that pair's quality rows, drift row and alerts (pair-less alerts such as
+    ``monitoring_failure`` are always kept)."""
+    st = monitoring_status(state)
+    st.pop("production", None)
+    alerts = [
+        {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in a.items()}
+        for a in st["alerts"]
+        if pair is None or a.get("pair") in (None, pair) or pd.isna(a.get("pair"))
+    ]
+    st["alerts"] = alerts
+    st["open_alerts"] = {
+        s: sum(1 for a in alerts if a["severity"] == s) for s in ("critical", "warning", "info")
+    }
+    run = st["run"]
+    if run is not None:
+        quality = [
+            {**q, "verdict": verdict(q.get("r2_drop"))}
+            for q in run.get("quality", [])
+            if pair is None or q["pair"] == pair
+        ]
+        drift = [
             {
                 "pair": p,
-                "production": prod.get(p),
-                "candidate": cand.get(p),
-                "last_pass_at": at.isoformat() if at is not None else None,
-                "quality": d.get("quality") or {},
-                "drift": d.get("drift"),
-                "open_alerts": len(al),
-                "open_by_severity": {
-                    str(k): int(v) for k, v in al["severity"].value_counts().items()
-                },
-                "notifier_failures": int(nf["by_pair"].get(p, 0)),
+                **d,
+                "worst_text": ", ".join(
+                    f"{w['name']} {w['kl']:.3f}" if w.get("kl") is not None else str(w["name"])
+                    for w in d.get("worst", [])[:3]
+                ),
             }
-        )
-    last = runs[0] if runs else None
-    return {
-        "last_pass": None
-        if last is None
-        else {
-            "started_at": last["started_at"].isoformat(),
-            "as_of": last["as_of"].isoformat(),
-            "seconds": last["seconds"],
-            "ok": bool(last["ok"]),
-            "errors": last["errors"] or [],
-        },
-        "pairs": rows,
-        "open_alerts_unpaired": int(alerts["pair"].isna().sum()) if only is None else 0,
-        "notifiers": nf["by_notifier"],
-    }
+            for p, d in sorted(run.get("drift", {}).items())
+            if pair is None or p == pair
+        ]
+        run = {
+            **run,
+            "quality": quality,
+            "drift": drift,
+            "ran_at_iso": pd.Timestamp(run["ran_at"], unit="s", tz="UTC").isoformat(),
+            "as_of_iso": pd.Timestamp(run["as_of"], unit="s", tz="UTC").isoformat(),
+        }
+    st["run"] = run
+    st["pair"] = pair
+    return st

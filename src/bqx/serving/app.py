@@ -397,9 +397,18 @@ def create_app(
         info = await run_in_threadpool(svc.start)
         log.info("prediction service started: %s", info)
         task = asyncio.create_task(_maintenance(svc, keys, stats, state, s.monitor.stats_flush_s))
+        from bqx.monitoring.gauges import MonitoringGauges  # gauges + /dashboard data
+
+        gauges = MonitoringGauges(
+            state, metrics, svc.registry, refresh_s=s.monitor.gauges_refresh_s
+        )
+        app.state.monitoring = gauges.start()
+        metrics.add_collector(gauges)
         try:
             yield
         finally:
+            metrics.remove_collector(gauges)
+            gauges.close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

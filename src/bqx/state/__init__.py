@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bqx.state import (
+    acks,
     alerts,
     captures,
     decisions,
@@ -68,6 +69,7 @@ from bqx.state._base import (
     redact_url,
     utcnow,
 )
+from bqx.state.acks import AcksMixin
 from bqx.state.alerts import SEVERITIES, AlertResult, AlertsMixin
 from bqx.state.captures import CapturesMixin, CaptureWriter
 from bqx.state.decisions import (
@@ -115,6 +117,7 @@ FAMILIES = (
     captures,
     monitor_runs,
     service_stats,
+    acks,
 )
 
 __all__ = [
@@ -161,6 +164,7 @@ class StateDB(
     CapturesMixin,
     MonitorRunsMixin,
     ServiceStatsMixin,
+    AcksMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

@@ -144,6 +144,7 @@ class Tables:
     outbox: sa.Table
     monitor_runs: sa.Table
     service_stats: sa.Table
+    alert_acks: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata

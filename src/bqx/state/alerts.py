@@ -44,11 +44,6 @@ def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
         sa.Column("message", sa.Text, nullable=False),
         sa.Column("fingerprint", sa.Text, nullable=False),
         sa.Column("resolved_at", UTCDateTime),
-        # acknowledgement (``bqx alerts ack``): no repeat notifications, still auto-resolves.
-        # Added after the first release: nullable, migrated by add_missing_columns.
-        sa.Column("acked_at", UTCDateTime),
-        sa.Column("acked_by", sa.String(128)),
-        sa.Column("ack_note", sa.Text),
         sqlite_autoincrement=True,
     )
     # at most one open alert per fingerprint, enforced by the database (de-dup across
@@ -134,28 +129,6 @@ class AlertsMixin(StateBase):
             .values(resolved_at=when)
         )
         return int(self._write(lambda conn: conn.execute(stmt).rowcount))
-
-    def ack_alert(
-        self, alert_id: int, *, by: str | None = None, note: str | None = None, at: Any = None
-    ) -> dict[str, Any] | None:
-        """Acknowledge the open alert ``alert_id``: its notifiers get no repeat
-        notifications (an escalation and the resolve notice are still sent) and it still
-        resolves automatically. Returns the alert row, or None if no such open alert."""
-        a = self.t.alerts
-        when = as_utc(at) if at is not None else utcnow()
-
-        def _do(conn: Connection) -> dict[str, Any] | None:
-            n = conn.execute(
-                a.update()
-                .where(a.c.id == int(alert_id), a.c.resolved_at.is_(None))
-                .values(acked_at=when, acked_by=by, ack_note=note)
-            ).rowcount
-            if not n:
-                return None
-            row = conn.execute(sa.select(a).where(a.c.id == int(alert_id))).mappings().first()
-            return dict(row) if row is not None else None
-
-        return self._write(_do)
 
     def read_alerts(
         self, *, open_only: bool = False, pair: str | None = None, start: Any = None

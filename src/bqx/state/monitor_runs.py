@@ -1,6 +1,11 @@
-"""Monitoring passes: when each ran, how long it took, its errors and a per-pair summary
-(live quality 1d/7d per version, worst drift) - what ``bqx monitor status`` shows without
-recomputing anything."""
+"""Results of monitoring passes: one compact summary per pass (``bqx monitor run``, the
+operator's monitoring task), read by the service's Prometheus gauges and ``/dashboard``.
+
+The summary is small and bounded (per pair: the drift verdict and its five worst features;
+per pair, version and window: live R², directional accuracy and coverage with their
+standard errors), so the service never recomputes drift or quality to answer a scrape.
+Passes older than :data:`RUN_RETENTION_DAYS` are purged by the pass itself.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ import sqlalchemy as sa
 
 from bqx.state._base import StateBase, UTCDateTime, as_utc, utcnow
 
-#: Passes kept (older rows are deleted when a pass is recorded).
-KEEP_RUNS = 2000
+#: Pass summaries are kept this many days (one pass every 5 min: ~2,000 rows of ~10 kB).
+RUN_RETENTION_DAYS = 7
 
 
 def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
@@ -20,50 +25,52 @@ def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
         f"{p}monitor_runs",
         md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("started_at", UTCDateTime, nullable=False),
-        sa.Column("as_of", UTCDateTime, nullable=False),  # end of the live windows
+        sa.Column("ran_at", UTCDateTime, nullable=False),
+        sa.Column("as_of", UTCDateTime, nullable=False),
         sa.Column("seconds", sa.Float, nullable=False),
-        sa.Column("ok", sa.Boolean, nullable=False),
-        sa.Column("errors", sa.JSON),
-        sa.Column("summary", sa.JSON),
-        sqlite_autoincrement=True,
+        sa.Column("errors", sa.Integer, nullable=False),
+        sa.Column("summary", sa.JSON, nullable=False),
     )
-    sa.Index(f"{p}ix_monitor_runs_started", t.c.started_at)
+    sa.Index(f"{p}ix_monitor_runs_ran_at", t.c.ran_at)
     return {"monitor_runs": t}
 
 
 class MonitorRunsMixin(StateBase):
     def record_monitor_run(
         self,
+        summary: dict[str, Any],
         *,
         as_of: Any,
         seconds: float,
-        errors: list[str],
-        summary: dict[str, Any],
-        started_at: Any = None,
+        errors: int = 0,
+        at: Any = None,
     ) -> int:
-        """Record one pass; keeps the newest :data:`KEEP_RUNS`. Returns its id."""
+        """Store one pass summary (JSON-ready dict); returns its id."""
         t = self.t.monitor_runs
-        row = {
-            "started_at": as_utc(started_at) if started_at is not None else utcnow(),
+        vals = {
+            "ran_at": as_utc(at) if at is not None else utcnow(),
             "as_of": as_utc(as_of),
             "seconds": float(seconds),
-            "ok": not errors,
-            "errors": list(errors),
+            "errors": int(errors),
             "summary": summary,
         }
 
         def _do(conn: Any) -> int:
-            new_id = int(conn.execute(t.insert().returning(t.c.id), row).scalar_one())
-            if new_id > KEEP_RUNS:
-                conn.execute(t.delete().where(t.c.id <= new_id - KEEP_RUNS))
-            return new_id
+            key = conn.execute(t.insert().values(**vals)).inserted_primary_key
+            return int(key[0]) if key is not None else 0
 
-        return int(self._write(_do))
+        return self._write(_do)
 
-    def monitor_runs(self, limit: int = 1) -> list[dict[str, Any]]:
-        """The newest ``limit`` passes, newest first."""
+    def latest_monitor_run(self) -> dict[str, Any] | None:
+        """The newest pass (by ``ran_at``, then id) as a dict, or None before the first."""
         t = self.t.monitor_runs
-        q = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+        q = sa.select(t).order_by(t.c.ran_at.desc(), t.c.id.desc()).limit(1)
         with self._read() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+            r = conn.execute(q).mappings().first()
+        return dict(r) if r is not None else None
+
+    def purge_monitor_runs(self, older_than: Any) -> int:
+        """Delete pass summaries that ran before ``older_than``; returns rows deleted."""
+        t = self.t.monitor_runs
+        stmt = t.delete().where(t.c.ran_at < as_utc(older_than))
+        return int(self._write(lambda conn: conn.execute(stmt).rowcount))
