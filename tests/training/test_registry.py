@@ -166,6 +166,8 @@ def test_local_artifacts_load_in_place_equal_to_the_mlflow_download(trained, mon
     assert (a.version, a.model, a.features) == (b.version, b.model, b.features)
     assert a.predict_vector(x) == b.predict_vector(x)
     assert sqlread.local_dir("s3://bucket/x") is None
+    fresh = Registry(reg.settings)  # a server's readiness probe: the tables answer
+    assert fresh.reads_directly() and fresh.ping() and fresh._client is None
     assert sqlread.local_dir("file:///nonexistent/dir") is None
 
 

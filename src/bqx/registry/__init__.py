@@ -134,7 +134,16 @@ class Registry:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
 
+    def reads_directly(self) -> bool:
+        """True when reads (list, get, aliases, loading a local artifact) need no MLflow
+        import: the registry's tables are readable with sqlite3 / SQLAlchemy."""
+        from bqx.registry import sqlread
+
+        return sqlread.versions(self.uri, []) is not None
+
     def ping(self) -> bool:
+        if self._client is None and self.reads_directly():
+            return True  # the tables answered; no 2-4 s MLflow import for a probe
         try:
             self.client.search_registered_models(max_results=1)
             return True
