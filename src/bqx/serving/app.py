@@ -179,7 +179,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def _worker_header(svc: Any) -> dict[str, str] | None:
     """``X-BQX-Worker``: which worker process answered (the random suffix of its rollout
-    health id, so ``bqx rollout status`` rows can be matched; no host name or pid)."""
+    health rows in the state DB; no host name or pid)."""
     r = svc.router
     return {"X-BQX-Worker": r.worker_tag} if r is not None else None
 
@@ -393,12 +393,16 @@ def create_app(
         keys = ApiKeys(state)
         limiter = make_limiter(s, on_error=lambda e: metrics.rate_limit_backend_errors.inc())
         app.state.ctx = AppContext(s, svc, keys, limiter, metrics)
+
         # import MLflow and open the registry now, not on the first request (~2 s), unless
-        # the registry is read without it (a local store: tables + artifacts in place; only
-        # admin writes then import it, on first use)
-        await run_in_threadpool(
-            lambda: svc.registry.reads_directly() or svc.registry.client is None
-        )
+        # the registry is read without it (a local store: tables + artifacts in place; admin
+        # writes and lookups of versions the tables lack, e.g. a pair with no model, then
+        # import it on first use)
+        def warm_registry() -> None:
+            if not svc.registry.reads_directly():
+                _ = svc.registry.client
+
+        await run_in_threadpool(warm_registry)
         info = await run_in_threadpool(svc.start)
         log.info("prediction service started: %s", info)
         task = asyncio.create_task(_maintenance(svc, keys))
