@@ -177,6 +177,13 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
+def _worker_header(svc: Any) -> dict[str, str] | None:
+    """``X-BQX-Worker``: which worker process answered (the random suffix of its rollout
+    health rows in the state DB; no host name or pid)."""
+    r = svc.router
+    return {"X-BQX-Worker": r.worker_tag} if r is not None else None
+
+
 # =========================================================================================
 # app context and dependencies
 # =========================================================================================
@@ -392,8 +399,16 @@ def create_app(
         keys = ApiKeys(state)
         limiter = make_limiter(s, on_error=lambda e: metrics.rate_limit_backend_errors.inc())
         app.state.ctx = AppContext(s, svc, keys, limiter, metrics)
-        # import MLflow and open the registry now, not on the first request (~2 s)
-        await run_in_threadpool(lambda: svc.registry.client)
+
+        # import MLflow and open the registry now, not on the first request (~2 s), unless
+        # the registry is read without it (a local store: tables + artifacts in place; admin
+        # writes and lookups of versions the tables lack, e.g. a pair with no model, then
+        # import it on first use)
+        def warm_registry() -> None:
+            if not svc.registry.reads_directly():
+                _ = svc.registry.client
+
+        await run_in_threadpool(warm_registry)
         info = await run_in_threadpool(svc.start)
         log.info("prediction service started: %s", info)
         task = asyncio.create_task(_maintenance(svc, keys, stats, state, s.monitor.stats_flush_s))
@@ -616,8 +631,8 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
             from bqx.serving.decision_api import predict_extras
 
             extras = await run_in_threadpool(predict_extras, request, pred, body)
-            return _json(200, {**pred.as_dict(), **extras})
-        return _json(200, pred.as_dict())
+            return _json(200, {**pred.as_dict(), **extras}, _worker_header(svc))
+        return _json(200, pred.as_dict(), _worker_header(svc))
 
     @app.post(
         "/v1/predict/batch",
