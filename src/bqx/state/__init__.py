@@ -50,6 +50,7 @@ from bqx.state import (
     keys,
     leases,
     notices,
+    online,
     outbox,
     paper,
     positions,
@@ -79,6 +80,7 @@ from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
 from bqx.state.notices import NoticesMixin
+from bqx.state.online import OnlineMixin
 from bqx.state.outbox import OutboxMixin
 from bqx.state.paper import PaperMixin
 from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
@@ -109,6 +111,7 @@ FAMILIES = (
     outbox,
     notices,
     captures,
+    online,
 )
 
 __all__ = [
@@ -153,6 +156,7 @@ class StateDB(
     ForensicsMixin,
     OutboxMixin,
     CapturesMixin,
+    OnlineMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).
