@@ -126,9 +126,12 @@ def build_update(ctx: Any, pair: str, *, as_of: Any = None) -> OnlineCandidate:
     raw_c = np.asarray(pipe.predict(X.iloc[c]), dtype=np.float64)
     shrink = fit_shrinkage(y[c], raw_c, s.horizon)
     pc = shrink.apply(raw_c)
-    scale = (lambda sl: X.iloc[sl][SCALE_FEATURE].to_numpy(np.float64)) if (
-        ts.interval_method == "scaled"
-    ) else (lambda sl: None)  # fmt: skip
+
+    def scale(sl: slice) -> np.ndarray | None:
+        if ts.interval_method != "scaled":
+            return None
+        return np.asarray(X[SCALE_FEATURE].to_numpy(np.float64)[sl])
+
     conf = calibrate(y[c], pc, scale(c), level=ts.interval_level, method=ts.interval_method)
     pk = shrink.apply(np.asarray(pipe.predict(X.iloc[k]), dtype=np.float64))
     lo, hi = conf.bounds(pk, scale(k))

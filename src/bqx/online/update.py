@@ -68,7 +68,7 @@ def update_pipeline(
         b = np.linalg.solve(lhs, rhs)
         ridge.coef_ = b[:-1]
         ridge.intercept_ = float(b[-1])
-        step = float(np.linalg.norm(b - b0) / max(np.linalg.norm(b0), 1e-300))
+        step = float(np.linalg.norm(b - b0)) / max(float(np.linalg.norm(b0)), 1e-300)
         return new, {"method": "ridge_rls", "alpha": alpha, "rows": len(y), "rel_step": step}
     if model == "lightgbm":
         parent = pipeline.named_steps["model"]
