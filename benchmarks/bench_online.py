@@ -126,7 +126,10 @@ def run(args: argparse.Namespace, *, market: str, model: str, method: str | None
     months = []
     for m, g in fc.groupby(fc.index.strftime("%Y-%m")):
         y = g["y"].to_numpy()
-        rs, ro = r2_estimate(y, g["static"].to_numpy(), h), r2_estimate(y, g["online"].to_numpy(), h)
+        rs, ro = (
+            r2_estimate(y, g["static"].to_numpy(), h),
+            r2_estimate(y, g["online"].to_numpy(), h),
+        )
         dm = diebold_mariano((y - g["online"]) ** 2, (y - g["static"]) ** 2, horizon=h)
         months.append({"month": m, "n": len(g), "r2_static": rs.as_dict(),
                        "r2_online": ro.as_dict(), "p_online_worse": dm.p_a_worse,
@@ -157,16 +160,16 @@ def run(args: argparse.Namespace, *, market: str, model: str, method: str | None
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--days", type=float, default=126)
-    ap.add_argument("--train-days", type=float, default=21)
-    ap.add_argument("--step-days", type=float, default=4, help="trading days between updates")
-    ap.add_argument("--cycle-days", type=float, default=112)
-    ap.add_argument("--late-from-days", type=float, default=28)
+    ap.add_argument("--days", type=float, default=210)
+    ap.add_argument("--train-days", type=float, default=42)
+    ap.add_argument("--step-days", type=float, default=8, help="trading days between updates")
+    ap.add_argument("--cycle-days", type=float, default=168)
+    ap.add_argument("--late-from-days", type=float, default=56)
     ap.add_argument("--strength", type=float, default=0.1)
-    ap.add_argument("--window", type=int, default=20000)
-    ap.add_argument("--calibration", type=int, default=6000)
-    ap.add_argument("--check", type=int, default=3000)
-    ap.add_argument("--half-life", type=float, default=10000)
+    ap.add_argument("--window", type=int, default=40000)
+    ap.add_argument("--calibration", type=int, default=10000)
+    ap.add_argument("--check", type=int, default=5000)
+    ap.add_argument("--half-life", type=float, default=20000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="ridge only")
     ap.add_argument("--out", default="benchmarks/results/online.json")
@@ -197,8 +200,11 @@ def main() -> None:
     out = {
         "benchmark": "online",
         "date": pd.Timestamp.now(tz="UTC").isoformat(),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count()},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },  # fmt: skip
         "args": vars(args),
         "seconds": time.perf_counter() - t,
         "runs": runs,
