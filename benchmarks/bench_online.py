@@ -204,7 +204,7 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-        },  # fmt: skip
+        },
         "args": vars(args),
         "seconds": time.perf_counter() - t,
         "runs": runs,
