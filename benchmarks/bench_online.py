@@ -14,8 +14,11 @@ forecast the next step's bars (out of sample, the served shrunk forecast) and ar
 per calendar month on matured targets: R² with 95 % HAC intervals (:mod:`bqx.stats`) and a
 paired Diebold-Mariano test of online vs static on squared errors.
 
-Drifting market: ``generate(..., signal_strength=S, signal_cycle_days=P)``, the momentum
-coefficient rotating as cos(2πt/P) (+1 at the start, -1 at P/2). Control: a random walk.
+Drifting market: ``generate(..., signal_strength=S, signal_cycle_days=P,
+signal_cycle_low=L)``: the momentum coefficient cycles from 1 (start) to L (P/2) and back;
+default L = 0, the signal fading out and back in (a strong signal: with L = -1 the
+simulator needs a weak one, which these models do not learn from weeks of data). Control: a
+random walk.
 
     python benchmarks/bench_online.py            # ridge + LightGBM boost/refit, both markets
     python benchmarks/bench_online.py --quick    # ridge only
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace, *, market: str, model: str, method: str | None
         days=args.days, pairs=GEN_PAIRS, seed=args.seed, start="2024-01-01",
         signal_strength=args.strength if drifting else 0.0,
         signal_cycle_days=args.cycle_days if drifting else None,
+        signal_cycle_low=args.cycle_low,
     )  # fmt: skip
     bars = sim.bars
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,16 +164,17 @@ def run(args: argparse.Namespace, *, market: str, model: str, method: str | None
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--days", type=float, default=210)
-    ap.add_argument("--train-days", type=float, default=42)
-    ap.add_argument("--step-days", type=float, default=8, help="trading days between updates")
-    ap.add_argument("--cycle-days", type=float, default=168)
-    ap.add_argument("--late-from-days", type=float, default=56)
-    ap.add_argument("--strength", type=float, default=0.1)
-    ap.add_argument("--window", type=int, default=40000)
-    ap.add_argument("--calibration", type=int, default=10000)
-    ap.add_argument("--check", type=int, default=5000)
-    ap.add_argument("--half-life", type=float, default=20000)
+    ap.add_argument("--days", type=float, default=126)
+    ap.add_argument("--train-days", type=float, default=21)
+    ap.add_argument("--step-days", type=float, default=4, help="trading days between updates")
+    ap.add_argument("--cycle-days", type=float, default=112)
+    ap.add_argument("--late-from-days", type=float, default=28)
+    ap.add_argument("--strength", type=float, default=0.3)
+    ap.add_argument("--cycle-low", type=float, default=0.0, help="coefficient at mid-cycle")
+    ap.add_argument("--window", type=int, default=20000)
+    ap.add_argument("--calibration", type=int, default=6000)
+    ap.add_argument("--check", type=int, default=3000)
+    ap.add_argument("--half-life", type=float, default=10000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="ridge only")
     ap.add_argument("--out", default="benchmarks/results/online.json")

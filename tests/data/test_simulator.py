@@ -116,6 +116,6 @@ def test_signal_cycle_rotates_the_predictable_component() -> None:
     assert early > 5 and late < -5, (early, late)
     c_early, c_late = slopes(None)
     assert c_early > 5 and c_late > 5, (c_early, c_late)
-    coef = signal_coefficient(pd.DatetimeIndex(["2024-01-01", "2024-01-15"], tz="UTC"),
-                              "2024-01-01", 28.0)  # fmt: skip
-    assert np.allclose(coef, [1.0, -1.0])
+    ix = pd.DatetimeIndex(["2024-01-01", "2024-01-15"], tz="UTC")
+    assert np.allclose(signal_coefficient(ix, "2024-01-01", 28.0), [1.0, -1.0])
+    assert np.allclose(signal_coefficient(ix, "2024-01-01", 28.0, low=0.0), [1.0, 0.0])

@@ -243,6 +243,7 @@ def generate(
     tail_df: float | None = None,
     vol_clustering: float = 1.0,
     signal_cycle_days: float | None = None,
+    signal_cycle_low: float = -1.0,
 ) -> SimResult:
     """Simulate ``days`` calendar days of bars for ``pairs`` (default all 28).
 
@@ -257,12 +258,14 @@ def generate(
     variance; 3-5 = FX-like heavy tails); ``vol_clustering`` multiplies the dispersion of
     the log-volatility process (> 1 = stronger volatility clustering);
     ``signal_cycle_days`` makes the predictable component drift slowly: the momentum
-    coefficient rotates as ``kappa(t) = kappa * cos(2π t / signal_cycle_days)`` (t in
-    calendar days since ``start``), from momentum through no signal to mean reversion and
-    back, so a model fitted on one period is wrong later on (None = constant, the default;
-    :func:`signal_coefficient` gives the multiplier). Use a moderate strength (<= ~0.1,
-    kappa <~ 1.3): with a large kappa the negative phase overshoots (a shock is reverted
-    several times over) and past returns still look like momentum. The oracle (:func:`oracle_prediction`)
+    coefficient cycles as ``kappa(t) = kappa * c(t)``, ``c`` going from 1 at ``start`` down
+    to ``signal_cycle_low`` at half the cycle and back (a cosine; t in calendar days since
+    ``start``), so a model fitted on one period is wrong later on (None = constant, the
+    default; :func:`signal_coefficient` gives ``c``). ``signal_cycle_low = -1`` rotates
+    momentum through no signal into mean reversion: use a moderate strength then (<= ~0.1,
+    kappa <~ 1.3), since with a large kappa the negative phase overshoots (a shock is
+    reverted several times over) and past returns still look like momentum. ``0`` fades
+    the signal out and back in (any strength). The oracle (:func:`oracle_prediction`)
     assumes the signal is always on and constant.
     """
     if not 0.0 <= signal_on_share <= 1.0:
@@ -345,7 +348,8 @@ def generate(
         else:
             drift = kappa * m_prev
         if signal_cycle_days is not None:
-            drift = drift * signal_coefficient(idx, t0, signal_cycle_days)[:, None]
+            c = signal_coefficient(idx, t0, signal_cycle_days, signal_cycle_low)
+            drift = drift * c[:, None]
         m = m_path[-1].copy()
         del zi_m
         # cumulative path at sub-steps: x(t-1) + drift*(k/K) + cumsum(sub)
@@ -418,11 +422,15 @@ def generate(
     return res
 
 
-def signal_coefficient(index: pd.DatetimeIndex, start: Any, cycle_days: float) -> np.ndarray:
+def signal_coefficient(
+    index: pd.DatetimeIndex, start: Any, cycle_days: float, low: float = -1.0
+) -> np.ndarray:
     """Multiplier of the momentum coefficient at each bar of a drifting market
-    (``generate(..., signal_cycle_days=...)``): ``cos(2π (t - start) / cycle_days)``."""
+    (``generate(..., signal_cycle_days=..., signal_cycle_low=...)``):
+    ``low + (1 - low) * (1 + cos(2π (t - start) / cycle_days)) / 2`` (``cos`` for low = -1)."""
     days = (pd.DatetimeIndex(index) - to_utc(start)) / pd.Timedelta(days=1)
-    return np.cos(2.0 * np.pi * np.asarray(days, dtype=np.float64) / float(cycle_days))
+    cos = np.cos(2.0 * np.pi * np.asarray(days, dtype=np.float64) / float(cycle_days))
+    return low + (1.0 - low) * (1.0 + cos) / 2.0
 
 
 def all_pairs() -> list[str]:
