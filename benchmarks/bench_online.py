@@ -106,7 +106,8 @@ def run(args: argparse.Namespace, *, market: str, model: str, method: str | None
                     out = submit_update(ctx, cand)
                     u["submit_s"] = time.perf_counter() - ts_
                     u.update(accepted=out["accepted"], version=out["version"],
-                             p=out["stability"]["p_candidate_worse"],
+                             unchanged=bool(out.get("unchanged")),
+                             p=(out.get("stability") or {}).get("p_candidate_worse"),
                              beta=cand.info.get("beta"), parent_beta=cand.info.get("parent_beta"))  # fmt: skip
                     if out["accepted"]:
                         reg.promote(PAIR, out["version"], actor="bench", reason="rollout done")
@@ -153,11 +154,16 @@ def run(args: argparse.Namespace, *, market: str, model: str, method: str | None
                  "r2_online": r2_estimate(y, late["online"].to_numpy(), h).as_dict(),
                  "p_online_worse": dm.p_a_worse, "p_online_better": 1 - dm.p_a_worse},
         "updates": len(updates), "accepted": sum(bool(u["accepted"]) for u in ok),
-        "rejected": sum(not u["accepted"] for u in ok),
+        "rejected": sum(not u["accepted"] and not u["unchanged"] for u in ok),
+        "unchanged": sum(bool(u["unchanged"]) for u in ok),
         "errors": [u["error"] for u in updates if "error" in u],
         "pauses": sum(bool(u.get("paused")) for u in updates),
         "build_s_median": float(np.median([u["build_s"] for u in ok])) if ok else None,
-        "submit_s_median": float(np.median([u["submit_s"] for u in ok])) if ok else None,
+        "submit_s_median": (  # registration + stability check (registered updates only)
+            float(np.median([u["submit_s"] for u in ok if not u["unchanged"]]))
+            if any(not u["unchanged"] for u in ok)
+            else None
+        ),
         "update_log": updates,
     }  # fmt: skip
 
@@ -177,14 +183,17 @@ def main() -> None:
     ap.add_argument("--half-life", type=float, default=10000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="ridge only")
+    ap.add_argument("--models", default="ridge,lightgbm")
     ap.add_argument("--out", default="benchmarks/results/online.json")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     import os
 
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    combos: list[tuple[str, str | None]] = [("ridge", None)]
-    if not args.quick:
+    combos: list[tuple[str, str | None]] = []
+    if "ridge" in args.models:
+        combos.append(("ridge", None))
+    if "lightgbm" in args.models and not args.quick:
         combos += [("lightgbm", "boost"), ("lightgbm", "refit")]
     t = time.perf_counter()
     runs = []
@@ -200,7 +209,8 @@ def main() -> None:
             print(f"{market:<11} {model:<8} {r['method'] or '':<10} late R² static "
                   f"{la['r2_static']['value']:+.4f} online {la['r2_online']['value']:+.4f} "
                   f"(p online better {la['p_online_better']:.3g}); updates {r['updates']}, "
-                  f"accepted {r['accepted']}, rejected {r['rejected']}; "
+                  f"accepted {r['accepted']}, rejected {r['rejected']}, "
+                  f"unchanged {r['unchanged']}; "
                   f"{r['seconds']:.0f} s", flush=True)  # fmt: skip
     out = {
         "benchmark": "online",

@@ -85,3 +85,18 @@ def test_rejected_update_never_reaches_the_gate_or_a_rollout(op) -> None:  # typ
     op.run_triggers()
     assert "gate" not in op.state.get_trigger(tid)["detail"]
     assert op.state.active_rollouts() == [] and op.registry.production_version(PAIR) == "1"
+
+
+def test_update_equal_to_its_parent_is_not_registered(op) -> None:  # type: ignore[no-untyped-def]
+    """Parent and update both shrunk to "no view" (β = 0: a 50-bar calibration segment
+    shows no slope with confidence): no version, no rollout, the streak untouched."""
+    op.state.set_online_enabled(PAIR, True)
+    op.settings.online.calibration_bars = 50
+    n_before = len(op.registry.versions(PAIR))
+    tid, _ = op.state.add_trigger("online:same", PAIR, "online", reason="t")
+    [out] = op.run_triggers()
+    assert out["status"] == "unchanged" and out["update"]["beta"] == 0.0, out
+    assert op.state.get_trigger(tid)["detail"]["rollout"] == "not started: unchanged"
+    assert len(op.registry.versions(PAIR)) == n_before
+    st = op.state.online_state(PAIR)
+    assert st["last_result"] == "unchanged" and st["rejection_streak"] == 0

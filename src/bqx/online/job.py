@@ -21,7 +21,10 @@ Then:
    the version is marked Rejected in the registry (it can never be promoted) and the pair's
    rejection streak grows; at ``online.max_rejections`` in a row online learning pauses for
    the pair with a warning alert ``online_paused`` (``bqx online enable`` resumes);
-3. accepted: the version inherits the parent's approval (an online update of an approved
+3. an update whose forecasts on the check window equal its parent's (both shrunk to "no
+   view", β = 0, as on a market without signal) is ``unchanged``: not registered, no
+   rollout, the streak untouched;
+4. accepted: the version inherits the parent's approval (an online update of an approved
    version is approved by the stability check, not by the training approval rule, whose
    confidence test needs more rows than the check segment has) and its trigger is left to
    the operator's ordinary follow-up (:func:`bqx.ops.triggers.follow_up`): the evaluation
@@ -134,6 +137,10 @@ def build_update(ctx: Any, pair: str, *, as_of: Any = None) -> OnlineCandidate:
 
     conf = calibrate(y[c], pc, scale(c), level=ts.interval_level, method=ts.interval_method)
     pk = shrink.apply(np.asarray(pipe.predict(X.iloc[k]), dtype=np.float64))
+    # an update that forecasts exactly what its parent does (typically both shrunk to "no
+    # view", beta = 0, on a market without signal) is not worth a version or a rollout
+    parent_k = art.predict_frame(X.iloc[k])
+    unchanged = bool(np.allclose(pk, parent_k, rtol=0.0, atol=1e-15))
     lo, hi = conf.bounds(pk, scale(k))
     pf = shrink.apply(np.asarray(pipe.predict(X.iloc[f]), dtype=np.float64))
     idx = pd.DatetimeIndex(df.index)
@@ -163,7 +170,8 @@ def build_update(ctx: Any, pair: str, *, as_of: Any = None) -> OnlineCandidate:
         version=None,
         _fast=None,
     )
-    info = {**info, "parent_beta": art.shrinkage.beta, "beta": shrink.beta}
+    info = {**info, "parent_beta": art.shrinkage.beta, "beta": shrink.beta,
+            "unchanged": unchanged}  # fmt: skip
     total = time.perf_counter() - t0
     res = TrainResult(
         pair=pair,
@@ -188,6 +196,14 @@ def submit_update(ctx: Any, cand: OnlineCandidate, *, trigger: str = "online") -
 
     s, reg, st = ctx.settings, ctx.registry, ctx.state
     pair, parent = cand.pair, cand.parent
+    if cand.info.get("unchanged"):
+        why = (f"the update forecasts exactly what v{parent} does on the check window "
+               f"(beta {cand.info.get('beta'):.3g}): not registered, nothing to roll out")  # fmt: skip
+        st.record_online_update(pair, accepted=False, version=None, parent=parent,
+                                result="unchanged", detail={"reason": why})  # fmt: skip
+        return {"pair": pair, "version": None, "parent_version": parent, "accepted": False,
+                "unchanged": True, "reason": why, "update": cand.info,
+                "seconds": {k: round(x, 3) for k, x in cand.seconds.items()}}  # fmt: skip
     v = reg.log_and_register(cand.result, actor="online", run_name=f"{pair}-online")
     w = cand.windows
     for key, val in (
@@ -268,6 +284,11 @@ def run_online_trigger(ctx: Any, trigger_id: int, holder: str) -> dict[str, Any]
             severity="warning", pair=pair, fingerprint=f"{FAILED_RULE}:{pair}",
         )  # fmt: skip
         return {"trigger_id": trigger_id, "pair": pair, "status": "failed", "error": str(e)}
+    if res.get("unchanged"):
+        st.finish_trigger(trigger_id, "done", parent_version=cand.parent,
+                          detail={"skipped": res["reason"], "update": res["update"],
+                                  "rollout": "not started: unchanged"})  # fmt: skip
+        return {"trigger_id": trigger_id, "status": "unchanged", **res}
     detail: dict[str, Any] = {"stability": res["stability"], "update": res["update"],
                               "data_window": cand.windows}  # fmt: skip
     if not res["accepted"]:

@@ -100,13 +100,17 @@ class OnlineMixin(StateBase):
         max_rejections: int = 3,
     ) -> dict[str, Any]:
         """Record one update's outcome (in one transaction). A rejection bumps the streak;
-        at ``max_rejections`` in a row the pair is paused. Returns the new state."""
+        at ``max_rejections`` in a row the pair is paused; ``result="unchanged"`` (an update
+        whose forecasts equal its parent's, not registered) leaves the streak alone.
+        Returns the new state."""
         t = self.t.online_pairs
 
         def _do(conn: Connection) -> None:
             cur = conn.execute(sa.select(t).where(t.c.pair == pair)).mappings().first()
             d = {**_DEFAULTS, **(dict(cur) if cur is not None else {})}
             streak = 0 if accepted else int(d["rejection_streak"]) + 1
+            if result == "unchanged":
+                streak = int(d["rejection_streak"])
             vals: dict[str, Any] = {
                 "rejection_streak": streak,
                 "updates": int(d["updates"]) + 1,
