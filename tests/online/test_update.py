@@ -47,6 +47,7 @@ def test_lightgbm_boost_and_refit_and_rf_refused() -> None:
     n0 = parent[-1].booster_.num_trees()
     Xn, yn = _data(2000, [-1.0, 0.0, 0.0], 1)
     s = Settings()
+    s.online.lgbm_method = "boost"
     s.online.lgbm_rounds = 7
     boosted, info = update_pipeline("lightgbm", parent, Xn, yn, s)
     assert info["trees"] == n0 + 7 and parent[-1].booster_.num_trees() == n0
