@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Registry CLI start-up (issue 15 item 6): alternates `bqx --help` and `bqx models list/show/
 # history --json` from two source trees (NEW, OLD) on the registry in BQX_HOME; prints the
-# median seconds of each. Usage:
+# median seconds of each (JSON; keep it as benchmarks/results/cli_startup.json). Usage:
 #   BQX_HOME=<home with models> NEW=src OLD=/path/to/main/src bash benchmarks/bench_cli_startup.sh [pair] [runs]
 set -euo pipefail
 PAIR="${1:-EURUSD}"; RUNS="${2:-5}"; PY="${PY:-.venv/bin/python}"
@@ -15,12 +15,21 @@ for _ in $(seq "$RUNS"); do
     [ -n "${OLD:-}" ] && echo "old|$c $(PYTHONPATH=$OLD t "$BQX" $c --json)" >>"$out"
   done
 done
-"$PY" - "$out" <<'PY'
-import collections, json, statistics, sys
+"$PY" - "$out" "$RUNS" "$PAIR" <<'PY'
+import collections, datetime, json, os, statistics, sys
 d = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     k, v = line.rsplit(" ", 1)
     d[k].append(float(v))
-print(json.dumps({k: round(statistics.median(v), 3) for k, v in d.items()}, indent=1))
+out = {k: round(statistics.median(v), 3) for k, v in d.items()}
+for k in [k for k in out if k.startswith("new|")]:
+    c = k[4:]
+    out[f"new/help|{c}"] = round(out[k] / out["help"], 2)
+    if f"old|{c}" in out:
+        out[f"old/new|{c}"] = round(out[f"old|{c}"] / out[k], 2)
+out["meta"] = {"date": datetime.datetime.now(datetime.UTC).isoformat(), "runs": int(sys.argv[2]),
+               "pair": sys.argv[3], "cpus": os.cpu_count(),
+               "load_average_1m_at_end": round(os.getloadavg()[0], 1)}
+print(json.dumps(out, indent=1))
 PY
 rm -f "$out"

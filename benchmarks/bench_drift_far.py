@@ -4,6 +4,8 @@ Stationary: the same simulator process (seed, regimes and all) for training and 
 Baseline = deciles of the first ``--train-days`` of feature rows; then every following
 trading day (1,440 bars) is a window; a feature-day counts as a false alarm when its
 severity is warning or critical. Run: PYTHONPATH=src python benchmarks/bench_drift_far.py
+(``--seeds N``: N simulator seeds in one run, pooled; raw JSON to
+benchmarks/results/drift_far.json).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -25,9 +28,30 @@ def main() -> None:
     ap.add_argument("--train-days", type=int, default=30)
     ap.add_argument("--features", type=int, default=40)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--seeds", type=int, default=1, help="seeds seed, seed+1, ... pooled")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    bars = generate(days=a.days, pairs="EURUSD", seed=a.seed).bars
+    runs = [one_seed(a, a.seed + i) for i in range(a.seeds)]
+    fd = sum(r["feature_days"] for r in runs)
+    al = sum(r["warning_or_critical"] for r in runs)
+    out = {
+        "benchmark": "drift_far",
+        "date": time.strftime("%Y-%m-%d"),
+        "settings": vars(a),
+        "feature_days": fd,
+        "warning_or_critical": al,
+        "false_alarm_rate": al / max(fd, 1),
+        "runs": runs,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps(out, indent=2))
+    dst = Path(__file__).resolve().parent / "results" / "drift_far.json"
+    dst.write_text(json.dumps(out, indent=2) + "\n")
+
+
+def one_seed(a: argparse.Namespace, seed: int) -> dict:
+    t0 = time.perf_counter()
+    bars = generate(days=a.days, pairs="EURUSD", seed=seed).bars
     df = F.build(bars, "EURUSD", dtype=np.float32)
     ok = [c for c in df.columns if df[c].notna().mean() > 0.95 and df[c].std() > 0]
     rng = np.random.default_rng(0)
@@ -42,7 +66,8 @@ def main() -> None:
         sev += [c["severity"] for c in rep["columns"]]
         ks += [c["ks_p"] is not None and c["ks_p"] < 0.05 for c in rep["columns"]]
     alarms = sum(s in ("warning", "critical") for s in sev)
-    out = {
+    return {
+        "seed": seed,
         "feature_days": len(sev),
         "warning_or_critical": alarms,
         "false_alarm_rate": alarms / max(len(sev), 1),
@@ -50,7 +75,6 @@ def main() -> None:
         "features": len(cols),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

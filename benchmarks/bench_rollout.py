@@ -11,10 +11,15 @@
   when reachable); SIGKILL the leader; seconds until the standby holds the lease (TTL 2 s,
   tick 0.25 s), 3 repetitions.
 * ``follow``: two real servers on one home (``bqx serve --workers 2`` and a second
-  ``bqx serve``); a blue/green (100 %) rollout is started and later aborted by writing the
-  state DB (as the CLI/operator do); clients poll both without pause; seconds from the
-  change until the last response from the old arm (i.e. until *every* worker of every
-  server follows), ``serve.rollout_refresh_s`` = 1 s (the default).
+  ``bqx serve``; ``follow_one_server``: the ``--workers 2`` server alone); a blue/green
+  (100 %) rollout is started and later aborted by writing the state DB (as the CLI/operator
+  do); clients poll without pause, a fresh connection per request so every worker answers
+  (``X-BQX-Worker`` says which); seconds from the state-DB write (the transition's
+  ``updated_at``) until the last response from the old arm, per worker and the max (i.e.
+  until *every* worker of every server follows), and the same from the start of the
+  command (which includes the caller's own work: a fresh process's first ``start``
+  imports the feature pipeline for the feature-set check); ``serve.rollout_refresh_s`` =
+  1 s (the default).
 * ``ab``: calibration of P(B > A) > q under the null and power with a planted effect.
 
 Setup (cached in ``--home``): 6 simulated days of the 28 pairs; EURUSD ridge v1
@@ -227,7 +232,7 @@ def _until(cond: Any, timeout: float) -> bool:
     return False
 
 
-def follow(home: Path, reps: int = 3) -> dict[str, Any]:
+def follow(home: Path, workers: tuple[int, ...] = (2, 1), reps: int = 3) -> dict[str, Any]:
     import httpx
 
     from bqx.config import Settings
@@ -237,50 +242,71 @@ def follow(home: Path, reps: int = 3) -> dict[str, Any]:
 
     s = Settings(home=home)
     key = ApiKeys(open_state(s)).create_key("reader", rate=1e6)[1]
-    m = RolloutManager(s)
+    m = RolloutManager(s)  # fresh: its first start() imports the feature pipeline (as a CLI)
     if m.active(PAIR):
         m.abort(PAIR, reason="bench reset")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
     env.update(BQX_HOME=str(home), BQX_SERVE__RATE_LIMIT="1000000")
     bases, procs = [], []
-    for workers in (2, 1):  # two servers on one state DB: one with 2 workers, one with 1
+    t_start = time.monotonic()
+    for w in workers:  # servers on one home / state DB
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         procs.append(subprocess.Popen(
-            [BQX, "serve", "--port", str(port), "--workers", str(workers)], env=env,
+            [BQX, "serve", "--port", str(port), "--workers", str(w)], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))  # fmt: skip
         bases.append(f"http://127.0.0.1:{port}")
-    seen: list[tuple[float, str]] = []
+    #: (wall time received, arm, worker) of every answer
+    seen: list[tuple[float, str, str]] = []
     stop = threading.Event()
     try:
         for base in bases:
-            assert _until(lambda b=base: _ok(b), 180), "server did not start"
+            assert _until(lambda b=base: _ok(b), 300), "server did not start"
+        started_s = round(time.monotonic() - t_start, 1)
 
         def poll(base: str) -> None:
-            with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:
+            # a fresh connection per request, so the kernel spreads them over the workers
+            lim = httpx.Limits(max_keepalive_connections=0)
+            with httpx.Client(base_url=base, headers={"X-API-Key": key}, limits=lim) as c:
                 while not stop.is_set():
                     r = c.post("/v1/predict", json={"pair": PAIR})
-                    seen.append((time.monotonic(), r.json().get("arm", "?")))
+                    seen.append((time.time(), r.json().get("arm", "?"),
+                                 r.headers.get("X-BQX-Worker", "?")))  # fmt: skip
 
         ths = [threading.Thread(target=poll, args=(b,), daemon=True) for b in bases * 2]
         for t in ths:
             t.start()
-        time.sleep(3)
+        n_workers = sum(workers)
+        # every worker answering (servers older than the X-BQX-Worker header: "?")
+        _until(lambda: len({w for _, _, w in seen} - {"?"}) >= n_workers, 60)
+        time.sleep(2)
         res = []
         for _ in range(reps):
             for action, old in (("start", "production"), ("abort", "candidate")):
-                t0 = time.monotonic()
+                t_cmd = time.time()
                 if action == "start":
-                    m.start(PAIR, "2", kind="bluegreen", skip_shadow=True, reason="bench")
+                    ro = m.start(PAIR, "2", kind="bluegreen", skip_shadow=True, reason="bench")
                 else:
-                    m.abort(PAIR, reason="bench")
+                    ro = m.abort(PAIR, reason="bench")
+                t_write = ro["updated_at"].timestamp()  # the state-DB transition's time
                 time.sleep(s.serve.rollout_refresh_s * 3 + 1)
-                last_old = max((t for t, a in seen if a == old and t >= t0), default=t0)
-                n_after = sum(1 for t, _ in seen if t >= t0)
-                res.append({"change": action, "all_workers_followed_s": round(last_old - t0, 3),
-                            "requests_in_window": n_after})  # fmt: skip
+                rows = [(t, a, w) for t, a, w in seen if t >= t_write]
+                last_old: dict[str, float] = {}
+                for t, a, w in rows:
+                    if a == old:
+                        last_old[w] = max(last_old.get(w, t_write), t)
+                per = {w: round(last_old.get(w, t_write) - t_write, 3)
+                       for w in {w for _, _, w in rows}}  # fmt: skip
+                res.append({
+                    "change": action,
+                    "all_workers_followed_s": max(per.values(), default=0.0),
+                    "per_worker_s": per,
+                    "command_s": round(t_write - t_cmd, 3),
+                    "from_command_s": round(max(per.values(), default=0.0) + t_write - t_cmd, 3),
+                    "requests_in_window": len(rows),
+                })  # fmt: skip
         stop.set()
         for t in ths:
             t.join(10)
@@ -289,9 +315,15 @@ def follow(home: Path, reps: int = 3) -> dict[str, Any]:
         for p in procs:
             p.terminate()
             p.wait(30)
-    worst = max(r["all_workers_followed_s"] for r in res)
-    return {"servers": "2 (one with --workers 2, one with 1)", "rollout_refresh_s": s.serve.rollout_refresh_s, "changes": res,
-            "max_s": worst}  # fmt: skip
+    return {
+        "servers": " + ".join(f"--workers {w}" for w in workers),
+        "worker_processes": sum(workers),
+        "started_s": started_s,
+        "rollout_refresh_s": s.serve.rollout_refresh_s,
+        "changes": res,
+        "max_s": max(r["all_workers_followed_s"] for r in res),
+        "max_from_command_s": max(r["from_command_s"] for r in res),
+    }
 
 
 def _ok(base: str) -> bool:
@@ -317,7 +349,7 @@ def ab() -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", type=Path, default=Path(".bqx-bench-rollout"))
-    ap.add_argument("--only", default="routing,failover,follow,ab")
+    ap.add_argument("--only", default="routing,failover,follow_one_server,follow,ab")
     a = ap.parse_args()
     a.home = a.home.resolve()
     setup(a.home)
@@ -330,6 +362,8 @@ def main() -> None:
             out[part] = failover(a.home)
         elif part == "follow":
             out[part] = follow(a.home)
+        elif part == "follow_one_server":
+            out[part] = follow(a.home, workers=(2,))
         elif part == "ab":
             out[part] = ab()
         out[part]["seconds"] = round(time.perf_counter() - t0, 1)

@@ -32,6 +32,17 @@ step() {  # step "title": close the previous step with its time, open the next
   return 0
 }
 
+dashboard_hint() {  # the live dashboard's URL (the key travels in the #fragment, never sent)
+  local key; key=$(cat "$BQX_HOME/demo.key" 2>/dev/null || true)
+  local url="http://127.0.0.1:${BQX_SERVE__PORT:-8000}"
+  if [ -n "$key" ]; then
+    echo "live dashboard:           $url/dashboard#key=$key"
+    echo "forecast:                 curl -sS -X POST $url/v1/predict -H 'X-API-Key: $key' -H 'Content-Type: application/json' -d '{\"pair\": \"EURUSD\"}'"
+  else
+    echo "live dashboard:           $url/dashboard (enter a reader key in the page)"
+  fi
+}
+
 step "1/8 simulating 21 days of M1 bars for the 28 pairs (simulator, seed 42, planted signal 0.2 = oracle R² 0.2)"
 $BQX data generate --days 21 --pairs all --seed 42 --signal-strength 0.2 --start 2024-03-01
 $BQX data info
@@ -85,6 +96,14 @@ $BQX paper start --name demo --pairs EURUSD,USDJPY --feed replay --start "$FIRST
 $BQX paper compare --name demo || echo "(paper and backtest differ: see above)"
 
 step "7/8 monitoring pass (matured outcomes, live quality, input drift, alerts)"
+URL="http://127.0.0.1:${BQX_SERVE__PORT:-8000}"
+KEY=$(cat "$BQX_HOME/demo.key" 2>/dev/null || true)
+if [ -n "$KEY" ] && curl -fsS "$URL/healthz" >/dev/null 2>&1; then
+  # forecasts at the 5 h before $LAST for 6 pairs through the live API (logged, inputs
+  # captured, targets known), so the pass and /dashboard have quality, drift and traffic
+  .venv/bin/python scripts/demo_traffic.py --url "$URL" --key "$KEY" --end "$LAST" \
+    || echo "(demo traffic failed: see above)"
+fi
 $BQX monitor run --as-of "$LAST" || echo "(monitoring pass reported a problem: see above)"
 
 step "8/8 the loop and the decision layer"
@@ -97,3 +116,4 @@ echo "regime history:           http://127.0.0.1:${BQX_SERVE__PORT:-8000}/v1/reg
 
 step ""
 echo "== demo done in $(($(date +%s) - T0)) s"
+dashboard_hint

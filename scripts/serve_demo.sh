@@ -32,6 +32,9 @@ fi
 KEY=$("$BQX" keys create --role reader --name demo --json \
       | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 
+# kept for the rest of the demo (its traffic and the dashboard URL); demo home only
+(umask 077 && printf '%s\n' "$KEY" >"$BQX_HOME/demo.key")
+
 BQX_SERVE__PREWARM="[\"$PAIR\"]" nohup "$BQX" serve --host "$HOST" --port "$PORT" >"$LOG" 2>&1 &
 PID=$!
 echo "$PID" >"$BQX_HOME/serve.pid"

@@ -39,6 +39,23 @@ def test_toml_then_env_override(tmp_path, monkeypatch):
     assert s.serve.port == 9002 and s.horizon == 12 and s.train.model == "lightgbm"
 
 
+def test_durations_parse_as_pandas_does_without_importing_it():
+    """bar_interval is parsed without pandas for the plain forms (CLI start-up, issue 15);
+    every unit of the fast path means what pandas says, and other forms go to pandas."""
+    import pandas as pd
+
+    from bqx.config import _UNIT_S, parse_duration
+
+    for unit in _UNIT_S:
+        for n in (1, 5, 15, 60, 90):
+            assert parse_duration(f"{n}{unit}") == pd.Timedelta(f"{n}{unit}").to_pytimedelta()
+    for v in ("1 min", "1.5h", "00:05:00", "P1D", "2h30min"):
+        assert parse_duration(v) == pd.Timedelta(v).to_pytimedelta()
+    for bad in ("fortnightly", "1parsec", "nat", ""):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
 def test_bad_settings_say_what_to_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("BQX_BAR_INTERVAL", "fortnightly")
     with pytest.raises(ConfigError, match="bar_interval"):

@@ -10,12 +10,12 @@ Nested sections map to TOML tables and to ``BQX_<SECTION>__<FIELD>`` variables, 
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -25,6 +25,30 @@ from pydantic_settings import (
 )
 
 from bqx.errors import ConfigError
+
+#: seconds per unit of the plain ``<integer><unit>`` durations (pandas' spelling and
+#: meaning; tests/test_config.py checks each against ``pd.Timedelta``)
+_UNIT_S = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("min", "minute", "minutes", "m"), 60),
+    **dict.fromkeys(("h", "hour", "hours", "hr"), 3600),
+    **dict.fromkeys(("D", "day", "days"), 86400),
+}
+_DURATION = re.compile(r"(\d{1,9})([A-Za-z]+)")
+
+
+def parse_duration(v: str) -> timedelta:
+    """``pd.Timedelta(v).to_pytimedelta()`` without importing pandas (~0.5-1 s) for the
+    plain forms (``1min``, ``5s``, ``1h``, ``1D``); anything else is parsed by pandas."""
+    m = _DURATION.fullmatch(v) if isinstance(v, str) else None
+    if m is not None and m.group(2) in _UNIT_S:
+        return timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
+    import pandas as pd
+
+    td = pd.Timedelta(v)
+    if td is pd.NaT:  # pd.Timedelta("nat"): not a duration
+        raise ValueError(f"{v!r} is not a duration")
+    return td.to_pytimedelta()
 
 
 class TrainSettings(BaseModel):
@@ -323,6 +347,39 @@ class MonitorSettings(BaseModel):
     capture_rate: float = Field(1.0, ge=0, le=1)
     #: Captured inputs older than this many days are purged by the monitoring pass.
     capture_retention_days: float = Field(30, gt=0)
+    #: Each serving process writes its per-route request counts and latency histogram to
+    #: the state DB this often (seconds); monitoring's operational rules read them.
+    stats_flush_s: float = Field(15, gt=0)
+    #: Critical ``http_5xx_rate`` alert when a route's 5xx share over the last
+    #: ``error_window_min`` minutes exceeds this (SPEC: 5 % over 5 min).
+    error_rate_critical: float = Field(0.05, ge=0, le=1)
+    error_window_min: float = Field(5, gt=0)
+    #: Warning ``http_latency_p99`` alert when a route's p99 over the last
+    #: ``latency_window_min`` minutes exceeds this many ms (SPEC: 500 ms over 10 min).
+    p99_warning_ms: float = Field(500, gt=0)
+    latency_window_min: float = Field(10, gt=0)
+    #: Fewer requests than this in a window: no verdict (a single failed request of two
+    #: is not a 50 % error rate worth waking someone for).
+    ops_min_requests: int = Field(20, ge=1)
+    #: Request statistics older than this (hours) are purged by the monitoring pass.
+    stats_retention_h: float = Field(24, gt=0)
+    #: Alert notifiers (the log notifier is always on). A Slack-compatible webhook URL
+    #: (shown as ``scheme://host/...`` by ``bqx config show``: the path is the secret).
+    webhook_url: str | None = None
+    #: E-mail over SMTP: ``smtp_host`` enables it. The password is never a setting: it is
+    #: read from the environment variable named by ``smtp_password_env`` when sending.
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "bqx@localhost"
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password_env: str = "BQX_SMTP_PASSWORD"
+    #: A firing alert is notified again after this many hours (not once acknowledged).
+    repeat_interval_h: float = Field(4, gt=0)
+    #: Seconds between refreshes of the service's monitoring gauges and /dashboard data
+    #: (read from the state DB by a background thread, never on a request).
+    gauges_refresh_s: float = Field(10.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -386,10 +443,10 @@ class Settings(BaseSettings):
     @classmethod
     def _check_interval(cls, v: str) -> str:
         try:
-            td = pd.Timedelta(v)
+            td = parse_duration(v)
         except (ValueError, TypeError) as e:
             raise ValueError(f"bar_interval {v!r} is not a duration like '1min' or '1h'") from e
-        if td <= pd.Timedelta(0) or td > pd.Timedelta("1D"):
+        if td <= timedelta(0) or td > timedelta(days=1):
             raise ValueError("bar_interval must be between 1 second and 1 day")
         return v
 
@@ -409,7 +466,7 @@ class Settings(BaseSettings):
     @cached_property
     def interval(self) -> timedelta:
         """Bar interval as a timedelta."""
-        return pd.Timedelta(self.bar_interval).to_pytimedelta()
+        return parse_duration(self.bar_interval)
 
     @property
     def resolved_store_url(self) -> str:
@@ -446,6 +503,12 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """Settings as plain JSON-able data, with resolved URLs (for ``bqx config show``)."""
         d = self.model_dump(mode="json")
+        hook = d.get("monitor", {}).get("webhook_url")
+        if hook:  # a webhook's path is its credential (Slack, Teams)
+            from urllib.parse import urlsplit
+
+            u = urlsplit(hook)
+            d["monitor"]["webhook_url"] = f"{u.scheme}://{u.hostname}/..."
         d["resolved"] = {
             "store_url": self.resolved_store_url,
             "state_url": self.resolved_state_url,

@@ -95,7 +95,7 @@ def test_replay_trades_equal_a_backtest_of_its_decisions(trained, home: Path, tm
     the session logged, trade for trade, P&L to 1e-9; and GBPUSD (no model) holds."""
     import json
 
-    from bqx.paper import PaperSession, compare_session, create_session
+    from bqx.paper import PaperSession, compare_session, compare_version_backtest, create_session
 
     s = _settings(home)
     t0, t1 = _window(trained, 3)
@@ -107,6 +107,14 @@ def test_replay_trades_equal_a_backtest_of_its_decisions(trained, home: Path, tm
     assert cmp["identical"], cmp["first_difference"]
     assert cmp["trades_matched"] == cmp["paper_trades"] > 5
     assert cmp["max_abs_pnl_diff"] <= 1e-9
+    # the same versions on batch-built features: the forecasts are the live ones (batch =
+    # online parity), so whatever differs comes from the live path's signal layer
+    vb = compare_version_backtest(sess)
+    assert set(vb["versions"]) == set(TRAINED) and vb["bars_compared"] > 300
+    assert vb["max_abs_prediction_diff"] <= 1e-9
+    # no rollout, every input valid, regime scaling changes strength not side: same trades
+    assert vb["signal_agreement"] == 1.0 and abs(vb["equity_diff"]) <= 1e-9
+    assert vb["version_backtest_trades"] == vb["trades_in_both"] == cmp["paper_trades"]
     st = sess.status()
     assert st["trades_closed"] > 5 and st["equity"] != st["capital"]
     d = sess.state.read_decisions("GBPUSD")
@@ -138,7 +146,9 @@ def test_replay_trades_equal_a_backtest_of_its_decisions(trained, home: Path, tm
     assert abs(got - want).max() <= 1e-9
 
     rc = _bqx("paper", "compare", "--name", "parity", "--json", env=env)
-    assert json.loads(rc.stdout)["identical"] is True
+    got_cmp = json.loads(rc.stdout)
+    assert got_cmp["identical"] is True
+    assert got_cmp["version_backtest"]["signal_agreement"] == vb["signal_agreement"]
 
 
 def test_compare_names_the_first_difference(trained, home: Path):

@@ -148,7 +148,7 @@ def test_broken_candidate_is_rolled_back(
     keys = _keys(lsettings, 40)
     start = regime_change + pd.Timedelta(minutes=30)
     with steady_client(api, keys, start, bars=500) as client:
-        _tick_until(op, lambda: st.get_rollout(ro["id"])["state"] == "rolled_back", 40)
+        _tick_until(op, lambda: st.get_rollout(ro["id"])["state"] == "rolled_back", 90)
         time.sleep(0.5)  # every worker has followed (serve.rollout_refresh_s = 0.2)
         before = Counter(client["arms"])
         time.sleep(0.5)  # traffic after the rollback: production only

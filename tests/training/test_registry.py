@@ -136,3 +136,96 @@ def test_fast_reads_equal_the_mlflow_client(trained, monkeypatch):
 
     assert meta == json.loads(json.dumps(loaded, default=str))
     assert sqlread.versions("http://127.0.0.1:1/", None) is None  # a server: client answers
+
+
+def _populated(trained) -> Registry:
+    s, r1, r2 = trained
+    reg = Registry(s)
+    if len(reg.versions("EURUSD")) < 2:
+        reg.log_and_register(r1)
+        reg.log_and_register(r2)
+    if reg.production_version("EURUSD") != "2":
+        reg.approve("EURUSD", "2", reason="import test")
+        reg.promote("EURUSD", "2", reason="import test")
+    return reg
+
+
+def test_local_artifacts_load_in_place_equal_to_the_mlflow_download(trained, monkeypatch):
+    """A file:// artifact is loaded from its directory without `import mlflow` (serving
+    workers' first model, rollout candidates); it must equal what MLflow's download gives."""
+    from bqx.registry import sqlread
+
+    reg = _populated(trained)
+    info = reg.get("EURUSD")
+    assert sqlread.local_dir(info.source) is not None  # the in-place path is taken
+    a = reg.load("EURUSD")
+    with monkeypatch.context() as m:
+        m.setattr(sqlread, "local_dir", lambda source: None)  # force mlflow's download
+        b = reg.load("EURUSD")
+    x = np.linspace(-1.0, 1.0, len(a.all_columns))
+    assert (a.version, a.model, a.features) == (b.version, b.model, b.features)
+    assert a.predict_vector(x) == b.predict_vector(x)
+    assert sqlread.local_dir("s3://bucket/x") is None
+    fresh = Registry(reg.settings)  # a server's readiness probe: the tables answer
+    assert fresh.reads_directly() and fresh.ping() and fresh._client is None
+    assert sqlread.local_dir("file:///nonexistent/dir") is None
+
+
+def test_history_without_pandas_equals_the_dataframe_path(trained):
+    """`bqx models history` reads the promotions table with sqlite3 (no SQLAlchemy, state
+    package or pandas); rows and the JSON the command prints equal the DataFrame path's."""
+    import json
+
+    from bqx.cli.models_cmd import _iso_ms
+    from bqx.jsonutil import dumps
+    from bqx.registry import sqlread
+
+    reg = _populated(trained)
+    fast = sqlread.promotion_records(reg.settings.resolved_state_url, "EURUSD")
+    assert fast is not None and len(fast) >= 2  # the sqlite3 path did answer
+    assert fast == reg.state.promotion_records("EURUSD") == reg.history_records("EURUSD")
+    printed = json.loads(dumps([{**r, "at": _iso_ms(r["at"])} for r in fast]))
+    assert printed == json.loads(dumps(reg.history("EURUSD")))
+    assert sqlread.promotion_records("postgresql://x@127.0.0.1:1/db", "EURUSD") is None
+
+
+_WRAP = (
+    "import json, sys\n"
+    "from bqx.cli import main\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "heavy = ('mlflow', 'pandas', 'numpy', 'sqlalchemy', 'sklearn', 'bqx.state')\n"
+    "sys.stderr.write('\\nIMPORTED ' + json.dumps([m for m in heavy if m in sys.modules]))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "args", [["list"], ["show", "EURUSD"], ["history", "EURUSD"]], ids=lambda a: a[0]
+)
+def test_registry_commands_import_neither_mlflow_nor_pandas(trained, args):
+    """Issue 15: `bqx models list/show/history --json` answer from the tables (< 1 s) —
+    a fresh process running the real CLI must not have imported MLflow, pandas, numpy,
+    SQLAlchemy or the state package, and must still print the versions."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    reg = _populated(trained)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    env["BQX_HOME"] = str(reg.settings.home)
+    r = subprocess.run(
+        [sys.executable, "-c", _WRAP, "models", *args, "--json"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stderr.rsplit("IMPORTED ", 1)[1]) == []
+    out = json.loads(r.stdout)
+    if args[0] == "list":
+        assert [v["version"] for v in out] == ["1", "2"]
+    elif args[0] == "show":
+        assert out["version"]["version"] == "2" and out["meta"]["features"]
+    else:
+        assert [h["action"] for h in out][-1] == "promote" and out[-1]["at"].endswith("Z")

@@ -95,17 +95,16 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}
 
 
 def _fmt(v: Any) -> str:
-    import pandas as pd
-
-    if v is None or v is pd.NaT:
+    pd = sys.modules.get("pandas")  # not imported by the registry commands: no NaT then
+    if v is None or (pd is not None and v is pd.NaT):
         return ""
     if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral):
         v = float(v)
         if not math.isfinite(v):
             return "nan"
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    if isinstance(v, pd.Timestamp | datetime):
-        return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, datetime):  # pd.Timestamp included
+        return v.strftime("%Y-%m-%d %H:%M")
     if isinstance(v, str) and _ISO.match(v):
         return v[:16].replace("T", " ")
     if isinstance(v, list | tuple):

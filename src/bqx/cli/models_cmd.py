@@ -147,8 +147,16 @@ def rollback_cmd(pair: str, reason: str | None = ReasonOpt, as_json: bool = Json
 @handle_errors
 def history_cmd(pair: str, as_json: bool = JsonOpt) -> None:
     """Approvals, promotions and rollbacks of a pair: who, when, why."""
-    h = _reg().history(pair)
+    rows = _reg().history_records(pair)  # no pandas import (issue 15)
     if as_json:
-        print_json(h)
+        print_json([{**r, "at": _iso_ms(r["at"])} for r in rows])
         return
-    table(h.to_dict("records"), title=f"history of {pair.upper()}")
+    table(rows, title=f"history of {pair.upper()}")
+
+
+def _iso_ms(t: Any) -> Any:
+    """A UTC time as pandas' ``to_json(date_format="iso")`` wrote it before this command
+    stopped importing pandas (``2026-01-02T03:04:05.678Z``: milliseconds, truncated)."""
+    if t is None:
+        return None
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"

@@ -1,4 +1,4 @@
-"""``bqx monitor`` (run, baseline) and ``bqx alerts`` (list, resolve)."""
+"""``bqx monitor`` (run, status, baseline) and ``bqx alerts`` (list, ack, resolve)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,68 @@ def run(
         f"alerts firing {len(a.get('firing', []))}, resolved {len(a.get('resolved', []))}; "
         f"{rep['seconds']:.2f} s"
     )
+
+
+@app.command("status")
+@handle_errors
+def status(
+    pair: str | None = typer.Option(None, "--pair", help="One pair (default: all)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The newest monitoring pass (live quality, drift), open alerts and notifier failures,
+    as the service's gauges and /dashboard show them."""
+    from bqx.monitoring.status import pass_status
+    from bqx.state import open_state
+    from bqx.universe import normalize_pair
+
+    p = normalize_pair(pair) if pair else None
+    st = pass_status(open_state(settings()), pair=p)
+    if as_json:
+        print_json(st)
+        return
+    run = st["run"]
+    if run is None:
+        console.print("no monitoring pass yet: run `bqx monitor run` (or `bqx ops run`)")
+    else:
+        console.print(
+            f"pass {run['id']} ran {run['ran_at_iso']} ({run['seconds']:.2f} s), windows end "
+            f"{run['as_of_iso']}; failed steps: {run['errors']}"
+        )
+        table(
+            [
+                {
+                    "pair": q["pair"],
+                    "ver": q["model_version"],
+                    "win": q["window"],
+                    "n": q["n"],
+                    "R²": _fmt(q["r2"]) if q.get("r2") else "-",
+                    "DA": _fmt(q["da"]) if q.get("da") else "-",
+                    "verdict": q["verdict"],
+                }
+                for q in run["quality"]
+            ],
+            title="Live quality",
+        )
+        table(
+            [
+                {
+                    "pair": d["pair"],
+                    "ver": d["model_version"],
+                    "drift": d["severity"],
+                    ">warn": d["over_warning"],
+                    ">crit": d["over_critical"],
+                    "worst (KL)": d["worst_text"],
+                }
+                for d in run["drift"]
+            ],
+            title="Input drift",
+        )
+    table(
+        [{k: a[k] for k in ("severity", "rule", "pair", "count", "message")} for a in st["alerts"]],
+        title="Open alerts",
+    )
+    bad = {k: v for k, v in st["notifier_failures"].items() if v}
+    console.print("notifier failures: " + (", ".join(f"{k} {v}" for k, v in bad.items()) or "none"))
 
 
 def _fmt(d: dict) -> str:
@@ -108,6 +170,27 @@ def list_(
         [{k: r[k] for k in ("id", "severity", "rule", "pair", "count", "message")} for r in rows],
         title="Alerts",
     )
+
+
+@alerts_app.command("ack")
+@handle_errors
+def ack(
+    alert: str = typer.Argument(..., help="The open alert's id or fingerprint (see list)."),
+    reason: str | None = typer.Option(None, "--reason", help="A note kept with the ack."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Acknowledge an open alert: it stays open until its condition clears, but is not
+    notified again unless it escalates."""
+    from bqx.errors import BqxError
+    from bqx.state import current_actor, open_state
+
+    aid = open_state(settings()).ack_alert(alert, actor=current_actor(), note=reason)
+    if aid is None:
+        raise BqxError(f"no open alert {alert!r}", hint="bqx alerts list shows the open ones")
+    if as_json:
+        print_json({"alert": alert, "id": aid, "acknowledged": True})
+    else:
+        console.print(f"acknowledged alert {aid}")
 
 
 @alerts_app.command("resolve")

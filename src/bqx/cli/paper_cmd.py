@@ -180,14 +180,24 @@ def list_(as_json: bool = JsonOpt) -> None:
 
 @app.command("compare")
 @handle_errors
-def compare(name: str = NameOpt, as_json: bool = JsonOpt) -> None:
+def compare(
+    name: str = NameOpt,
+    parity_only: bool = typer.Option(
+        False, "--parity-only", help="skip the backtest of the same versions on batch features"
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
     """The paper account against a backtest of the decisions it logged (same bars, same cost
-    model): trades matched and the first difference, if any. Exit code 1 on a difference."""
-    from bqx.paper import compare_session
+    model): trades matched and the first difference, if any. Exit code 1 on a difference.
+    Then, for reference, a backtest of the same model versions on batch-built features over
+    the same period (not expected to be identical: it says what the live path changes)."""
+    from bqx.paper import compare_session, compare_version_backtest
 
     sess = _session(name)
     try:
         out = compare_session(sess)
+        if not parity_only:
+            out["version_backtest"] = compare_version_backtest(sess)
     finally:
         sess.close()
     if as_json:
@@ -203,6 +213,17 @@ def compare(name: str = NameOpt, as_json: bool = JsonOpt) -> None:
         else:
             console.print("[green]identical[/green]")
         console.print(f"[dim]{out['note']}[/dim]")
+        vb = out.get("version_backtest")
+        if vb and "skipped" not in vb:
+            console.print(
+                f"same versions on batch features: {vb['version_backtest_trades']} trades "
+                f"({vb['trades_in_both']} also in paper); signals agree on "
+                f"{vb['signal_agreement']:.1%} of {vb['bars_compared']} bars; equity "
+                f"{vb['equity_version_backtest']:,.2f} (paper - batch {vb['equity_diff']:+,.2f})"
+            )
+            console.print(f"[dim]{vb['note']}[/dim]")
+        elif vb:
+            console.print(f"[dim]same versions on batch features: {vb['skipped']}[/dim]")
     if not out["identical"]:
         raise typer.Exit(1)
 

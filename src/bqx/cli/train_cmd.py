@@ -123,6 +123,11 @@ def train_cmd(
         )  # fmt: skip
     summary = [o.row() for o in outcomes]
     failed = [o.pair for o in outcomes if not o.ok]
+    from bqx.monitoring.opsrules import training_alerts
+    from bqx.state import open_state
+
+    # a failed pair raises a critical training_failed alert; a success resolves its own
+    training_alerts(lambda: open_state(s), [(o.pair, o.ok, o.error) for o in outcomes])
     if as_json:
         print_json(
             {

@@ -31,18 +31,42 @@ def run_once(settings: Any, now: Any = None) -> dict[str, Any]:
     from bqx.registry import Registry
     from bqx.state import open_state
 
-    store = open_store(settings=settings)
     days = settings.monitor.capture_retention_days
     try:
-        return run_pass(
-            open_state(settings),
-            store,
-            Registry(settings),
-            now=now,
-            retention=pd.Timedelta(days=days),
+        store = open_store(settings=settings)
+        try:
+            return run_pass(
+                open_state(settings),
+                store,
+                Registry(settings),
+                now=now,
+                retention=pd.Timedelta(days=days),
+                monitor=settings.monitor,
+            )
+        finally:
+            store.close()
+    except Exception as e:
+        _alert_pass_failure(settings, e)
+        raise
+
+
+def _alert_pass_failure(settings: Any, e: Exception) -> None:
+    """A pass that could not run at all (store/state unreachable, a bug): a critical
+    ``monitoring_failure`` alert (same fingerprint as run_pass's, so the next pass that
+    runs resolves it), best effort."""
+    import logging
+
+    from bqx.state import open_state
+
+    try:
+        open_state(settings).raise_alert(
+            "monitoring_failure",
+            f"monitoring pass failed: {type(e).__name__}: {e}",
+            severity="critical",
+            fingerprint="monitoring_failure:*",
         )
-    finally:
-        store.close()
+    except Exception as e2:
+        logging.getLogger(__name__).error("monitoring failure not recorded as an alert: %s", e2)
 
 
 __all__ = [

@@ -5,7 +5,8 @@ and ``alert_notices`` (what each notifier has been told). Semantics, as Alertman
 
 * a condition that holds raises/bumps its alert (same fingerprint -> same row);
 * a firing alert notifies once; again only on escalation (higher severity than last
-  sent) or after ``repeat_interval``;
+  sent) or after ``repeat_interval`` (no repeats once acknowledged, ``bqx alerts ack``,
+  unless it escalates past the severity it had then);
 * a condition evaluated and found clear resolves its open alert and sends a resolve
   notification to every notifier that was told it fired;
 * delivery failures are retried with backoff inside the pass, then left pending and
@@ -79,6 +80,7 @@ class AlertManager:
         when = pd.Timestamp(as_utc(at) if at is not None else utcnow())
         alerts = self.state.read_alerts()
         notices = self.state.read_notices()
+        acks = self.state.read_acks() if hasattr(self.state, "read_acks") else {}
         sent = failed = 0
         for r in alerts.itertuples(index=False):
             aid = int(r.id)
@@ -96,6 +98,11 @@ class AlertManager:
                             str(prev.get("sent_severity")), -1
                         )
                         due = when - pd.Timestamp(prev["sent_at"]) >= self.repeat_interval
+                        ack = acks.get(aid)
+                        if ack is not None and _RANK[str(r.severity)] <= _RANK.get(
+                            str(ack["severity"]), -1
+                        ):
+                            due = False  # acknowledged: no repeats until it escalates
                         if not (escalated or due):
                             continue
                     kind = "firing"

@@ -4,6 +4,8 @@
     GET /v1/monitoring/quality/{pair}     reader  live quality per version and window
     GET /v1/monitoring/drift/{pair}       reader  drift of captured inputs vs the baseline
     GET /v1/monitoring/summary            reader  open alerts by severity, matured counts
+    GET /v1/monitoring/dashboard          reader  everything /dashboard shows, in one call
+    GET /dashboard                        open    the live dashboard page (HTML, no data)
 
 An unknown pair is a 422 listing the valid pairs.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bqx.serving.app import ApiError, _ctx, _json, require
@@ -43,11 +45,16 @@ def _pair(pair: str) -> str:
 
 @router.get("/v1/alerts", dependencies=_reader)
 async def alerts(request: Request, open: bool = True, pair: str | None = None) -> Response:
-    """Alerts, oldest first (default: only open ones)."""
+    """Alerts, oldest first (default: only open ones), with who acknowledged them."""
     state = _ctx(request).service.state
     p = _pair(pair) if pair else None
-    df = await run_in_threadpool(state.read_alerts, open_only=open, pair=p)
-    return _out(200, {"alerts": df.to_dict(orient="records")})
+    from bqx.monitoring.gauges import with_acks
+
+    def go() -> list[dict[str, Any]]:
+        df = state.read_alerts(open_only=open, pair=p)
+        return with_acks(state, df.to_dict(orient="records"))
+
+    return _out(200, {"alerts": await run_in_threadpool(go)})
 
 
 @router.get("/v1/monitoring/quality/{pair}", dependencies=_reader)
@@ -108,5 +115,41 @@ async def summary(request: Request) -> Response:
         {
             "open_alerts": {s: int(by.get(s, 0)) for s in ("critical", "warning", "info")},
             "alerts": df.to_dict(orient="records"),
+        },
+    )
+
+
+@router.get("/v1/monitoring/dashboard", dependencies=_reader)
+async def dashboard_data(request: Request) -> Response:
+    """What ``/dashboard`` shows, from the service's cached monitoring snapshot (refreshed
+    every ``monitor.gauges_refresh_s`` off the request path): traffic of the last hour
+    (invocations per minute, latency p50/p95/p99, error rate), the newest monitoring pass
+    (live quality per pair and version, drift per pair with its worst features), open
+    alerts, notifier failures and production versions."""
+    gauges = getattr(request.app.state, "monitoring", None)
+    if gauges is None:
+        raise ApiError(503, "not_ready", "monitoring snapshot not started")
+    return _out(200, gauges.dashboard())
+
+
+_PAGE: bytes | None = None
+
+
+@router.get("/dashboard", include_in_schema=False)
+async def dashboard_page() -> Response:
+    """The self-contained live dashboard (inline JS/CSS, no CDN). The page holds no data: it
+    fetches ``/v1/monitoring/dashboard`` with the key given as ``#key=...`` or typed in."""
+    global _PAGE
+    if _PAGE is None:
+        from importlib.resources import files
+
+        _PAGE = files("bqx.monitoring").joinpath("dashboard.html").read_bytes()
+    return HTMLResponse(
+        _PAGE,
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+            "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            "X-Content-Type-Options": "nosniff",
         },
     )

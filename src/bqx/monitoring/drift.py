@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as sst
+from scipy.special import chdtrc, kolmogorov
 
 from bqx.stats import effective_sample_size
 
@@ -221,21 +221,38 @@ def column_drift(
     psi = float(np.sum((q - p) * np.log(q / p)))
     ref = np.asarray(base.reference, float)
     if len(ref):
-        ks = sst.ks_2samp(fin, ref)
-        ks_stat, ks_p = float(ks.statistic), float(ks.pvalue)
-        w = float(sst.wasserstein_distance(fin, ref))
+        ks_stat, ks_p, w = ks_wasserstein(fin, ref)
         w = w / base.std if base.std > 0 else nan
     else:
         ks_stat = ks_p = w = nan
     oor = float(np.mean((fin < base.min) | (fin > base.max)))
     n_eff = effective_sample_size(fin, horizon=corr_bars)
-    kl_p = float(sst.chi2.sf(2.0 * n_eff * kl, max(k - 1, 1)))
+    kl_p = float(chdtrc(max(k - 1, 1), 2.0 * n_eff * kl))  # = scipy.stats.chi2.sf, a ufunc
     sev = severity_of(kl, warning, critical)
     if sev in ("warning", "critical") and kl_p >= alpha:
         sev = "ok"
     if mdelta > missing_critical:
         sev = "critical"
     return ColumnDrift(base.name, n, kl, psi, ks_stat, ks_p, w, miss, mdelta, oor, sev, n_eff, kl_p)
+
+
+def ks_wasserstein(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Two-sample KS statistic with its asymptotic p-value (Kolmogorov distribution of
+    ``sqrt(n m / (n + m)) D``) and the 1-Wasserstein distance, from one merge of the
+    sorted samples. Same statistic and distance as ``scipy.stats.ks_2samp`` and
+    ``wasserstein_distance``; done here because the scipy calls cost ~1 ms a column in
+    argument handling (and the exact KS p-value more), i.e. seconds for the 1,960
+    columns of a 28-pair pass. KS is reported only (it never sets the severity)."""
+    xs, ys = np.sort(x), np.sort(y)
+    n, m = len(xs), len(ys)
+    allv = np.concatenate([xs, ys])
+    allv.sort(kind="mergesort")
+    cx = np.searchsorted(xs, allv, side="right") / n
+    cy = np.searchsorted(ys, allv, side="right") / m
+    d = float(np.max(np.abs(cx - cy)))
+    p = float(min(1.0, kolmogorov(np.sqrt(n * m / (n + m)) * d)))
+    w = float(np.sum(np.abs(cx[:-1] - cy[:-1]) * np.diff(allv)))
+    return d, p, w
 
 
 _RANK = {"insufficient": -1, "ok": 0, "warning": 1, "critical": 2}

@@ -135,3 +135,30 @@ def deliver_with_retry(
                 time.sleep(backoff_s * (2**attempt))
     log.error("notifier %s failed for alert %s: %s", notifier.name, event.alert_id, err)
     return err
+
+
+def notifiers_from_settings(cfg: Any) -> list[Notifier]:
+    """The notifiers ``[monitor]`` configures: always the log, plus a webhook when
+    ``webhook_url`` is set and e-mail when ``smtp_host`` is set (the password is read from
+    the environment variable ``smtp_password_env``, never from the settings)."""
+    import os
+
+    out: list[Notifier] = [LogNotifier()]
+    if cfg.webhook_url:
+        out.append(WebhookNotifier(cfg.webhook_url))
+    if cfg.smtp_host:
+        if not cfg.smtp_to:
+            log.warning("monitor.smtp_host is set but monitor.smtp_to is empty: no e-mail")
+        else:
+            out.append(
+                SmtpNotifier(
+                    cfg.smtp_host,
+                    cfg.smtp_port,
+                    cfg.smtp_from,
+                    list(cfg.smtp_to),
+                    starttls=cfg.smtp_starttls,
+                    username=cfg.smtp_username,
+                    password=os.environ.get(cfg.smtp_password_env) if cfg.smtp_username else None,
+                )
+            )
+    return out

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bqx.monitoring.alerts import AlertManager, Condition
 from bqx.monitoring.mature import mature
-from bqx.monitoring.notifiers import LogNotifier, Notifier
+from bqx.monitoring.notifiers import Notifier
 from bqx.monitoring.quality import quality_report
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,73 @@ def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condi
         )
         conds.append(Condition("quality_r2_drop", v["alert"], msg, "critical", r["pair"], fp))
     return conds
+
+
+#: Live metrics kept in a pass summary (name in ``quality_report`` -> summary key).
+SUMMARY_METRICS = ("r2", "da", "coverage")
+#: Worst features per pair kept in a pass summary (the dashboard's drift heatmap).
+SUMMARY_TOP_FEATURES = 5
+_SEV_RANK = {"insufficient": -1, "ok": 0, "warning": 1, "critical": 2}
+
+
+def _kl(c: dict[str, Any]) -> float:
+    return float(c["kl"]) if c.get("kl") is not None else -1.0
+
+
+def _drift_rank(row: dict[str, Any]) -> tuple[int, float]:
+    return _SEV_RANK.get(row["severity"], -1), (_kl(row["worst"][0]) if row["worst"] else -1.0)
+
+
+def summarize(report: dict[str, Any], as_of: Any) -> dict[str, Any]:
+    """The compact, bounded summary of a pass that is stored in ``monitor_runs`` and read
+    by the service's gauges and dashboard: per pair the drift verdict of its worst-drifting
+    served version with that version's :data:`SUMMARY_TOP_FEATURES` worst features (by
+    severity, then KL); per (pair, version, window) live R², DA and coverage (each value,
+    se, n_eff, interval), the test R² and the R²-drop verdict."""
+    drift: dict[str, dict[str, Any]] = {}
+    for rep in (report.get("drift") or {}).get("pairs", []):
+        p = str(rep["pair"])
+        cols = sorted(
+            rep["columns"], key=lambda c: (_SEV_RANK.get(c["severity"], -1), _kl(c)), reverse=True
+        )
+        row = {
+            "model_version": str(rep["model_version"]),
+            "n": int(rep["n"]),
+            "severity": rep["severity"],
+            "over_warning": int(rep["over_warning"]),
+            "over_critical": int(rep["over_critical"]),
+            "n_features": len(rep["columns"]),
+            "worst": [
+                {"name": c["name"], "kl": c["kl"], "severity": c["severity"]}
+                for c in cols[:SUMMARY_TOP_FEATURES]
+            ],
+        }
+        prev = drift.get(p)
+        if prev is None or _drift_rank(row) > _drift_rank(prev):
+            drift[p] = row
+    quality = []
+    for r in (report.get("quality") or {}).get("rows", []):
+        m = r["metrics"]
+        quality.append(
+            {
+                "pair": r["pair"],
+                "model_version": r["model_version"],
+                "window": r["window"],
+                "n": int(r["n"]),
+                **{k: m.get(k) for k in SUMMARY_METRICS},
+                "test_r2": (r.get("test") or {}).get("r2"),
+                "r2_drop": r["r2_drop"],
+            }
+        )
+    no_base = (report.get("drift") or {}).get("no_baseline", [])
+    return {
+        "as_of": pd.Timestamp(as_of).isoformat(),
+        "drift": drift,
+        "no_baseline": [{k: str(v) for k, v in x.items()} for x in no_base],
+        "quality": quality,
+        "mature": report.get("mature"),
+        "errors": list(report.get("errors", [])),
+    }
 
 
 def drift_pass(
@@ -113,9 +180,21 @@ def run_pass(
     now: Any = None,
     lookback: pd.Timedelta = pd.Timedelta(days=8),
     retention: pd.Timedelta | None = pd.Timedelta(days=30),
+    monitor: Any = None,
+    ops_now: Any = None,
 ) -> dict[str, Any]:
-    """Mature pending decisions, compute live quality per (pair, version), evaluate
-    alert rules and deliver notices. Returns a JSON-ready report."""
+    """Mature pending decisions, compute live quality per (pair, version), input drift,
+    the operational rules (5xx rate, p99 latency: :mod:`bqx.monitoring.opsrules`),
+    evaluate alert rules and deliver notices; record the pass (``monitor_runs``, what
+    ``bqx monitor status`` shows). Returns a JSON-ready report.
+
+    ``monitor``: :class:`bqx.config.MonitorSettings` (defaults when None). ``now`` ends
+    the live windows of quality and drift (may be a replayed past); the operational rules
+    look at the service's recent requests, so they end at ``ops_now`` (default: the clock).
+    """
+    from bqx.config import MonitorSettings
+
+    cfg = monitor if monitor is not None else MonitorSettings()
     t0 = time.perf_counter()
     errors: list[str] = []
     report: dict[str, Any] = {"mature": None, "quality": {"rows": []}, "alerts": None}
@@ -126,22 +205,35 @@ def run_pass(
         except Exception as e:
             errors.append(f"mature: {type(e).__name__}: {e}")
     end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
-    dec = state.read_decisions(start=end - lookback, by="asof_ts")
-    if not dec.empty:
-        pairs = sorted(dec["pair"].unique())
-        tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}
-        tm = {v: m for p in tm_all.values() for v, m in p.items()}
-        rows = []
-        for p, g in dec.groupby("pair"):
-            rows += quality_report(g, now=end, test_metrics=tm_all.get(str(p), tm))["rows"]
-        report["quality"] = {"rows": rows}
-        conds += quality_conditions(report["quality"])
+    try:
+        dec = state.read_decisions(start=end - lookback, by="asof_ts")
+        if not dec.empty:
+            pairs = sorted(dec["pair"].unique())
+            tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}
+            tm = {v: m for p in tm_all.values() for v, m in p.items()}
+            rows = []
+            for p, g in dec.groupby("pair"):
+                rows += quality_report(g, now=end, test_metrics=tm_all.get(str(p), tm))["rows"]
+            report["quality"] = {"rows": rows}
+            conds += quality_conditions(report["quality"])
+    except Exception as e:
+        errors.append(f"quality: {type(e).__name__}: {e}")
     if registry is not None and hasattr(state, "read_captures"):
         try:
             report["drift"], dconds = drift_pass(state, registry, end)
             conds += dconds
         except Exception as e:
             errors.append(f"drift: {type(e).__name__}: {e}")
+    if hasattr(state, "read_service_stats"):
+        from bqx.monitoring.opsrules import ops_conditions
+
+        clock = pd.Timestamp(ops_now) if ops_now is not None else pd.Timestamp.now(tz="UTC")
+        try:
+            report["ops"], oconds = ops_conditions(state, cfg, clock)
+            conds += oconds
+            state.purge_service_stats(clock - pd.Timedelta(hours=cfg.stats_retention_h))
+        except Exception as e:
+            errors.append(f"ops: {type(e).__name__}: {e}")
     if retention is not None and hasattr(state, "purge_captures"):
         try:
             report["purged_captures"] = state.purge_captures(end - retention)
@@ -150,8 +242,32 @@ def run_pass(
     conds.append(
         Condition("monitoring_failure", bool(errors), "; ".join(errors) or "ok", "critical")
     )
-    am = AlertManager(state, notifiers if notifiers is not None else [LogNotifier()])
+    from datetime import timedelta
+
+    from bqx.monitoring.notifiers import notifiers_from_settings
+
+    am = AlertManager(
+        state,
+        notifiers if notifiers is not None else notifiers_from_settings(cfg),
+        repeat_interval=timedelta(hours=cfg.repeat_interval_h),
+    )
     report["alerts"] = am.evaluate(conds, at=end)
     report["errors"] = errors
     report["seconds"] = time.perf_counter() - t0
+    if hasattr(state, "record_monitor_run"):  # what the service's gauges and dashboard read
+        try:
+            import json
+
+            from bqx.jsonutil import dumps
+            from bqx.state.monitor_runs import RUN_RETENTION_DAYS
+
+            summary = json.loads(dumps(summarize(report, end), indent=None))
+            report["run_id"] = state.record_monitor_run(
+                summary, as_of=end, seconds=report["seconds"], errors=len(errors)
+            )
+            state.purge_monitor_runs(
+                pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=RUN_RETENTION_DAYS)
+            )
+        except Exception:
+            log.warning("could not record the monitoring pass summary", exc_info=True)
     return report

@@ -238,7 +238,7 @@ class Operator(LazyDeps):
         if len(tr):
             return pd.Timestamp(tr["created_at"].max())
         prod = self.registry.production_version(pair)
-        return self.registry.get(pair, prod).created if prod is not None else None
+        return pd.Timestamp(self.registry.get(pair, prod).created) if prod is not None else None
 
     def run_triggers(self) -> list[dict[str, Any]]:
         from bqx.ops.triggers import follow_up, retrain

@@ -21,6 +21,7 @@ from bqx.paper.session import (
     PaperSession,
     PaperSessionExists,
     compare_session,
+    compare_version_backtest,
     create_session,
     session_signals,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "PaperSession",
     "PaperSessionExists",
     "compare_session",
+    "compare_version_backtest",
     "create_session",
     "session_signals",
 ]

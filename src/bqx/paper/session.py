@@ -668,6 +668,90 @@ def compare_session(sess: PaperSession) -> dict[str, Any]:
     }
 
 
+def compare_version_backtest(sess: PaperSession) -> dict[str, Any]:
+    """The paper account against a backtest of the *same model versions* predicting the same
+    period through the batch path (``bqx predict-batch``: features built in bulk, no API, no
+    rollout routing, no regime scaling), on the same bars and cost model.
+
+    Unlike :func:`compare_session` this is not expected to be identical: the paper session
+    decides through the live path. Where the two differ the differences say what the live path
+    adds (regime-scaled signal strength, rollout arms, decisions held for insufficient inputs),
+    which is what a user needs to know before trusting a backtest for live trading. A
+    walk-forward backtest (``bqx backtest --windows``) differs further because it retrains
+    per window; this comparison keeps the served versions fixed."""
+    from bqx.backtest.engine import run
+    from bqx.serving.batch import predict_batch
+
+    row = sess.state.get_paper_session(sess.name) or sess.row
+    upto = row["settled_ts"] or row["cursor_ts"]
+    base: dict[str, Any] = {"settled_to": upto, "versions": {}}
+    if upto is None:
+        return {**base, "skipped": "nothing settled yet"}
+    upto = pd.Timestamp(upto)
+    d = sess.state.read_decisions(list(sess.pairs), sess.start, upto, by="asof_ts")
+    if len(d):
+        d = d[[isinstance(x, dict) and x.get("session") == sess.name for x in d["extra"]]]
+    served = d.dropna(subset=["model_version"]) if len(d) else d
+    versions: dict[str, list[str]] = (
+        {str(p): sorted({str(v) for v in g["model_version"]}) for p, g in served.groupby("pair")}
+        if len(served)
+        else {}
+    )
+    base["versions"] = versions
+    if not versions:
+        return {**base, "skipped": "no decision of the session came from a model"}
+    reg = sess.registry
+    if reg is None:
+        from bqx.registry import Registry
+
+        reg = Registry(sess.settings)
+    # one version per pair: the one that made most of the session's decisions
+    arts = {}
+    for p, g in served.groupby("pair"):
+        v = g["model_version"].astype(str).value_counts().index[0]
+        arts[str(p)] = reg.load(str(p), version=v)
+    res_b = predict_batch(list(arts), sess.start, upto, sess.settings, store=sess.store,
+                          artifacts=arts)  # fmt: skip
+    sig_b = res_b.frame[["pair", "ts", "signal", "prediction"]]
+    sig_p = session_signals(sess.state, sess.name, list(arts), sess.start, upto)
+    bars = sess.store.read(list(arts), sess.start, upto)
+    bt_b = run(bars, sig_b, sess.config)
+    bt_p = run(bars, sig_p, sess.config) if len(sig_p) else None
+    m = sig_p.merge(sig_b, on=["pair", "ts"], how="inner", suffixes=("_paper", "_batch"))
+    agree = float((m["signal_paper"] == m["signal_batch"]).mean()) if len(m) else float("nan")
+    both = m.dropna(subset=["prediction_paper", "prediction_batch"])
+    pred_diff = (
+        float(np.max(np.abs(both["prediction_paper"] - both["prediction_batch"])))
+        if len(both)
+        else float("nan")
+    )
+    tp = bt_p.trades if bt_p is not None else pd.DataFrame(columns=["pair", "entry_ts", "side"])
+    tb = bt_b.trades
+
+    def keys(t: pd.DataFrame) -> set[tuple[str, pd.Timestamp, str]]:
+        ts = pd.DatetimeIndex(pd.to_datetime(t["entry_ts"], utc=True))
+        return set(zip(t["pair"].astype(str), ts, t["side"].astype(str), strict=True))
+
+    kp, kb = keys(tp), keys(tb)
+    eq_p = float(bt_p.equity["equity"].iloc[-1]) if bt_p is not None else sess.config.capital
+    eq_b = float(bt_b.equity["equity"].iloc[-1])
+    return {
+        **base,
+        "bars_compared": len(m),
+        "signal_agreement": agree,
+        "max_abs_prediction_diff": pred_diff,
+        "paper_trades": len(tp),
+        "version_backtest_trades": len(tb),
+        "trades_in_both": len(kp & kb),
+        "equity_paper": eq_p,
+        "equity_version_backtest": eq_b,
+        "equity_diff": eq_p - eq_b,
+        "note": "same versions, same bars and costs, batch features instead of the live path: "
+        "differences come from regime-scaled signals, rollout arms and held decisions "
+        "(insufficient inputs); a walk-forward backtest also retrains per window",
+    }
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is None or (isinstance(a, float) and math.isnan(a)):
         return b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NaT

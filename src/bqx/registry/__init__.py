@@ -13,7 +13,8 @@
   ``complete`` only after all its metadata is written, so a crash in between leaves a version
   that can never be promoted (and no alias moves).
 
-``import mlflow`` costs ~2 s, so it happens lazily, on first use.
+``import mlflow`` costs ~2 s, so it happens lazily, on first use; so does ``import pandas``
+(~0.5-1 s): ``bqx models list/show`` need neither (issue 15).
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from bqx.config import Settings, load_settings
 from bqx.errors import ModelNotFoundError, RegistryError, RegistryUnavailableError
@@ -34,12 +34,15 @@ from bqx.infra.crash import crash_point
 from bqx.universe import normalize_pair
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from bqx.training.artifact import ModelArtifact
     from bqx.training.train import TrainResult
 
 EXPERIMENT = "bqx-training"
 PRODUCTION = "production"
 PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def model_name(pair: str) -> str:
@@ -68,14 +71,13 @@ class VersionInfo:
     test_da: float
     naive_r2: float
     coverage: float
-    created: pd.Timestamp
+    created: datetime  # UTC
     run_id: str
     source: str
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            k: (v.isoformat() if isinstance(v, pd.Timestamp) else v)
-            for k, v in self.__dict__.items()
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()
         }
 
 
@@ -132,7 +134,16 @@ class Registry:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
 
+    def reads_directly(self) -> bool:
+        """True when reads (list, get, aliases, loading a local artifact) need no MLflow
+        import: the registry's tables are readable with sqlite3 / SQLAlchemy."""
+        from bqx.registry import sqlread
+
+        return sqlread.versions(self.uri, []) is not None
+
     def ping(self) -> bool:
+        if self._client is None and self.reads_directly():
+            return True  # the tables answered; no 2-4 s MLflow import for a probe
         try:
             self.client.search_registered_models(max_results=1)
             return True
@@ -252,6 +263,8 @@ class Registry:
         return sorted(out, key=lambda i: (i.pair, int(i.version)))
 
     def list_models(self, pair: str | None = None) -> pd.DataFrame:
+        import pandas as pd
+
         rows = [i.as_dict() for i in self.versions(pair)]
         return pd.DataFrame(rows)
 
@@ -286,6 +299,14 @@ class Registry:
     def history(self, pair: str) -> pd.DataFrame:
         return self.state.promotion_history(normalize_pair(pair))
 
+    def history_records(self, pair: str) -> list[dict[str, Any]]:
+        """:meth:`history` as dicts, without importing pandas (nor SQLAlchemy and the
+        state package for a SQLite state database: ``bqx models history``)."""
+        from bqx.registry import sqlread
+
+        fast = sqlread.promotion_records(self.settings.resolved_state_url, normalize_pair(pair))
+        return fast if fast is not None else self.state.promotion_records(normalize_pair(pair))
+
     # ---- approval ------------------------------------------------------------------------
     def _set_approval(
         self, pair: str, version: str, status: str, actor: str, reason: str | None
@@ -302,9 +323,7 @@ class Registry:
         )  # fmt: skip
         crash_point("registry.approval.history_written")
         c.set_model_version_tag(name, version, "approval_by", actor)
-        c.set_model_version_tag(
-            name, version, "approval_at", pd.Timestamp.now(tz="UTC").isoformat()
-        )
+        c.set_model_version_tag(name, version, "approval_at", datetime.now(UTC).isoformat())
         if reason:
             c.set_model_version_tag(name, version, "approval_reason", reason[:500])
         crash_point("registry.approval.tags_written")
@@ -425,14 +444,19 @@ class Registry:
         self, pair: str, alias: str | None = PRODUCTION, version: str | int | None = None
     ) -> ModelArtifact:
         """The artifact of a version (by number) or alias (default ``production``)."""
-        import mlflow.artifacts
-
+        from bqx.registry.sqlread import local_dir
         from bqx.training.artifact import ModelArtifact
 
         info = self.get(pair, version, alias if version is None else None)
         t0 = time.perf_counter()
-        local = mlflow.artifacts.download_artifacts(artifact_uri=info.source, tracking_uri=self.uri)
-        art = ModelArtifact.load(Path(local))
+        local = local_dir(info.source)  # a local artifact store: read in place, no mlflow
+        if local is None:
+            import mlflow.artifacts
+
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=info.source, tracking_uri=self.uri)
+            )
+        art = ModelArtifact.load(local)
         art.version = info.version
         art.selection = {**art.selection, "load_seconds": time.perf_counter() - t0}
         return art
@@ -499,7 +523,7 @@ def _info(mv: Any) -> VersionInfo:
         test_da=f("test_da"),
         naive_r2=f("naive_r2"),
         coverage=f("coverage"),
-        created=pd.Timestamp(int(mv.creation_timestamp), unit="ms", tz="UTC"),
+        created=_EPOCH + timedelta(milliseconds=int(mv.creation_timestamp)),
         run_id=mv.run_id or "",
         source=mv.source,
     )

@@ -5,7 +5,9 @@ takes 0.25 s (issue 15). The registry the CLI lists lives in three tables of MLf
 SQLAlchemy store (``model_versions``, ``model_version_tags``, ``registered_model_aliases``),
 stable across MLflow 2.x-3.x; reading them with SQLAlchemy Core answers in well under a second.
 
-Only the *read* path of ``models list`` / ``models show`` uses this; every write (register,
+Only the *read* path of ``models list`` / ``models show`` / ``models history`` uses this
+(history: the promotions table of a SQLite state database, without SQLAlchemy and the
+``bqx.state`` package, ~0.3-0.5 s of imports); every write (register,
 approve, promote) goes through the MLflow client as before. Anything unexpected (a tracking
 server over HTTP, a file store, missing tables, a schema we do not recognise) returns
 ``None`` and the caller falls back to the MLflow client, so this can only make reads faster,
@@ -15,6 +17,7 @@ never different: ``tests/training/test_registry_fastread.py`` compares both path
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -105,13 +108,58 @@ def versions(uri: str, names: list[str] | None, like: str = "bqx-") -> list[dict
     return list(rows.values())
 
 
+def local_dir(source: str) -> Path | None:
+    """The directory of an artifact stored on a local path (``file://`` source) when it
+    exists, else None. For such sources MLflow's ``download_artifacts`` returns this very
+    path (no copy), so loading from it needs no ``import mlflow`` (2-4 s in a fresh process:
+    a serving worker's first model, or a candidate it pre-loads for a rollout)."""
+    u = urlparse(source)
+    if u.scheme not in ("file", "") or u.netloc not in ("", "localhost"):
+        return None
+    path = Path(unquote(u.path))
+    return path if path.is_dir() else None
+
+
 def local_meta(source: str) -> dict[str, Any] | None:
     """``meta.json`` of an artifact stored on a local path (``file://`` source), or None."""
-    u = urlparse(source)
-    if u.scheme not in ("file", ""):
+    d = local_dir(source)
+    if d is None:
         return None
-    path = Path(unquote(u.path)) / "meta.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads((d / "meta.json").read_text())
     except (OSError, ValueError):
+        return None
+
+
+#: bqx.state.promotions' table and columns (``open_state`` uses no table prefix)
+_PROMOTIONS = (
+    "SELECT id, pair, model_name, action, from_version, to_version, actor, reason, at "
+    "FROM promotions WHERE pair = ? ORDER BY id"
+)
+
+
+def promotion_records(state_url: str, pair: str) -> list[dict[str, Any]] | None:
+    """``StateDB.promotion_records(pair)`` of a SQLite state database, read with sqlite3;
+    None (the state package answers) for any other database or any surprise."""
+    if not state_url.startswith("sqlite:///") or "?" in state_url:
+        return None
+    path = state_url[len("sqlite:///") :]
+    if not path or path == ":memory:" or not Path(path).exists():
+        return None
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            cur = con.execute(_PROMOTIONS, (pair,))
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        finally:
+            con.close()
+        out = [dict(zip(names, r, strict=True)) for r in rows]
+        for r in out:  # UTCDateTime on SQLite: naive UTC text
+            at = datetime.fromisoformat(r["at"])
+            r["at"] = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        return out
+    except Exception:
         return None

@@ -115,7 +115,9 @@ class Router:
         self._registry = registry
         self._on_ended = on_ended
         self.routes: dict[str, Route] = {}
-        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        #: opaque per-process tag (the ``X-BQX-Worker`` response header)
+        self.worker_tag = uuid.uuid4().hex[:6]
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{self.worker_tag}"
         self.refreshed_at = 0.0
         self.seen_gen: dict[int, int] = {}
         self._arts: dict[tuple[str, str], Any] = {}

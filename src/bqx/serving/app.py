@@ -177,6 +177,13 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
+def _worker_header(svc: Any) -> dict[str, str] | None:
+    """``X-BQX-Worker``: which worker process answered (the random suffix of its rollout
+    health rows in the state DB; no host name or pid)."""
+    r = svc.router
+    return {"X-BQX-Worker": r.worker_tag} if r is not None else None
+
+
 # =========================================================================================
 # app context and dependencies
 # =========================================================================================
@@ -263,8 +270,8 @@ class MetricsMiddleware:
     """Counts requests by route template/method/status and records latency; stores the
     start time in the scope so handlers can report end-to-end ``latency_ms``."""
 
-    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: Any, metrics: ServiceMetrics, stats: Any = None) -> None:
+        self.app, self.metrics, self.stats = app, metrics, stats
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -287,7 +294,10 @@ class MetricsMiddleware:
         finally:
             m.in_flight.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            m.observe_request(route, scope["method"], status, time.perf_counter() - t0)
+            dt = time.perf_counter() - t0
+            m.observe_request(route, scope["method"], status, dt)
+            if self.stats is not None:  # for monitoring's 5xx / latency rules
+                self.stats.observe(route, status, dt)
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -372,6 +382,9 @@ def create_app(
     s = settings or load_settings()
     s.ensure_home()
     metrics = create_metrics()
+    from bqx.serving.opstats import RequestStats
+
+    stats = RequestStats()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -386,19 +399,38 @@ def create_app(
         keys = ApiKeys(state)
         limiter = make_limiter(s, on_error=lambda e: metrics.rate_limit_backend_errors.inc())
         app.state.ctx = AppContext(s, svc, keys, limiter, metrics)
-        # import MLflow and open the registry now, not on the first request (~2 s)
-        await run_in_threadpool(lambda: svc.registry.client)
+
+        # import MLflow and open the registry now, not on the first request (~2 s), unless
+        # the registry is read without it (a local store: tables + artifacts in place; admin
+        # writes and lookups of versions the tables lack, e.g. a pair with no model, then
+        # import it on first use)
+        def warm_registry() -> None:
+            if not svc.registry.reads_directly():
+                _ = svc.registry.client
+
+        await run_in_threadpool(warm_registry)
         info = await run_in_threadpool(svc.start)
         log.info("prediction service started: %s", info)
-        task = asyncio.create_task(_maintenance(svc, keys))
+        task = asyncio.create_task(_maintenance(svc, keys, stats, state, s.monitor.stats_flush_s))
+        from bqx.monitoring.gauges import MonitoringGauges  # gauges + /dashboard data
+
+        gauges = MonitoringGauges(
+            state, metrics, svc.registry, refresh_s=s.monitor.gauges_refresh_s
+        )
+        app.state.monitoring = gauges.start()
+        metrics.add_collector(gauges)
         try:
             yield
         finally:
+            metrics.remove_collector(gauges)
+            gauges.close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             with contextlib.suppress(Exception):
                 keys.flush_last_used()
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(stats.flush, state)
             await run_in_threadpool(svc.close)
 
     app = FastAPI(
@@ -421,7 +453,7 @@ def create_app(
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
             max_age=600,
         )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, stats=stats)
     _routes(app, metrics)
     _include_routers(app)
     return app
@@ -444,12 +476,22 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(importlib.import_module(mod).router)
 
 
-async def _maintenance(svc: PredictionService, keys: ApiKeys) -> None:
-    """Refresh bars and model aliases off the request path; flush key usage marks."""
-    last_keys = time.monotonic()
+async def _maintenance(
+    svc: PredictionService,
+    keys: ApiKeys,
+    stats: Any = None,
+    state: Any = None,
+    stats_every_s: float = 15.0,
+) -> None:
+    """Refresh bars and model aliases off the request path; flush key usage marks and
+    the per-route request statistics (:mod:`bqx.serving.opstats`)."""
+    last_keys = last_stats = time.monotonic()
     while True:
-        await asyncio.sleep(TICK_S)
+        await asyncio.sleep(min(TICK_S, stats_every_s))
         try:
+            if stats is not None and time.monotonic() - last_stats >= stats_every_s:
+                last_stats = time.monotonic()
+                await run_in_threadpool(stats.flush, state)
             await run_in_threadpool(svc.maintain)
             if time.monotonic() - last_keys > KEYS_FLUSH_S:
                 last_keys = time.monotonic()
@@ -589,8 +631,8 @@ def _routes(app: FastAPI, metrics: ServiceMetrics) -> None:
             from bqx.serving.decision_api import predict_extras
 
             extras = await run_in_threadpool(predict_extras, request, pred, body)
-            return _json(200, {**pred.as_dict(), **extras})
-        return _json(200, pred.as_dict())
+            return _json(200, {**pred.as_dict(), **extras}, _worker_header(svc))
+        return _json(200, pred.as_dict(), _worker_header(svc))
 
     @app.post(
         "/v1/predict/batch",

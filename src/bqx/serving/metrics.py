@@ -58,7 +58,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import (
@@ -70,6 +70,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import values as _prom_values
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,23 @@ class ServiceMetrics:
     rate_limit_backend_errors: Counter
     auth_failures: Counter
     decision_log_errors: Counter
+    #: Collectors rendered beside the service metrics (e.g. the monitoring gauges, which
+    #: read the state DB): registered here so that multiprocess mode renders them too.
+    extra_collectors: list[Collector] = field(default_factory=list)
+
+    def add_collector(self, collector: Collector) -> None:
+        """Render ``collector`` with the service metrics (once; also in multiprocess mode)."""
+        if collector in self.extra_collectors:
+            return
+        self.extra_collectors.append(collector)
+        if not self.multiprocess:
+            self.registry.register(collector)
+
+    def remove_collector(self, collector: Collector) -> None:
+        if collector in self.extra_collectors:
+            self.extra_collectors.remove(collector)
+            if not self.multiprocess:
+                self.registry.unregister(collector)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request and record its latency (route = route template)."""
@@ -307,6 +325,9 @@ def render_latest(source: CollectorRegistry | ServiceMetrics) -> tuple[bytes, st
 
         agg = CollectorRegistry()
         multiprocess.MultiProcessCollector(agg)
+        if isinstance(source, ServiceMetrics):
+            for c in source.extra_collectors:
+                agg.register(c)
         return generate_latest(agg), CONTENT_TYPE_LATEST
     reg = source.registry if isinstance(source, ServiceMetrics) else source
     return generate_latest(reg), CONTENT_TYPE_LATEST

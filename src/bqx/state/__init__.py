@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bqx.state import (
+    acks,
     alerts,
     captures,
     decisions,
@@ -49,6 +50,7 @@ from bqx.state import (
     forensics,
     keys,
     leases,
+    monitor_runs,
     notices,
     online,
     outbox,
@@ -56,6 +58,7 @@ from bqx.state import (
     positions,
     promotions,
     rollouts,
+    service_stats,
 )
 from bqx.state._base import (
     StateBase,
@@ -67,6 +70,7 @@ from bqx.state._base import (
     redact_url,
     utcnow,
 )
+from bqx.state.acks import AcksMixin
 from bqx.state.alerts import SEVERITIES, AlertResult, AlertsMixin
 from bqx.state.captures import CapturesMixin, CaptureWriter
 from bqx.state.decisions import (
@@ -79,6 +83,7 @@ from bqx.state.experiments import ExperimentsMixin
 from bqx.state.forensics import ForensicsMixin
 from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
+from bqx.state.monitor_runs import MonitorRunsMixin
 from bqx.state.notices import NoticesMixin
 from bqx.state.online import OnlineMixin
 from bqx.state.outbox import OutboxMixin
@@ -91,6 +96,7 @@ from bqx.state.promotions import (
     current_actor,
 )
 from bqx.state.rollouts import RolloutExistsError, RolloutsMixin
+from bqx.state.service_stats import ServiceStatsMixin
 
 if TYPE_CHECKING:
     from bqx.config import Settings
@@ -111,6 +117,9 @@ FAMILIES = (
     outbox,
     notices,
     captures,
+    monitor_runs,
+    service_stats,
+    acks,
     online,
 )
 
@@ -156,6 +165,9 @@ class StateDB(
     ForensicsMixin,
     OutboxMixin,
     CapturesMixin,
+    MonitorRunsMixin,
+    ServiceStatsMixin,
+    AcksMixin,
     OnlineMixin,
     StateBase,
 ):

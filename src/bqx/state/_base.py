@@ -143,6 +143,9 @@ class Tables:
     account: sa.Table
     forensics: sa.Table
     outbox: sa.Table
+    monitor_runs: sa.Table
+    service_stats: sa.Table
+    alert_acks: sa.Table
 
     def __init__(self, metadata: sa.MetaData) -> None:
         self.metadata = metadata
@@ -369,6 +372,7 @@ class StateBase:
                 # serialise concurrent CREATE TABLE IF NOT EXISTS across processes
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x627178_5354)))
             self.t.metadata.create_all(conn, checkfirst=True)
+            add_missing_columns(conn, self.t.metadata)
 
         self._write(_create)
 
@@ -384,6 +388,41 @@ class StateBase:
             return True
         except Exception:
             return False
+
+
+def add_missing_columns(conn: Connection, metadata: sa.MetaData) -> list[str]:
+    """Schema migration for columns added to an existing table: ``ALTER TABLE ... ADD
+    COLUMN`` for every column of ``metadata`` the database table lacks (SQLite and
+    PostgreSQL; ``create_all`` only creates missing *tables*). A family adds a column by
+    declaring it in its ``define`` - it must be nullable (old rows get NULL). Returns the
+    ``table.column`` names added. Idempotent; concurrent creators are serialised by the
+    caller (PostgreSQL advisory lock, SQLite ``BEGIN IMMEDIATE``)."""
+    insp = sa.inspect(conn)
+    names = [t.name for t in metadata.sorted_tables]
+    # one catalogue query on PostgreSQL (get_multi_columns), PRAGMAs on SQLite
+    cols = insp.get_multi_columns(filter_names=names)
+    present = {k[1]: {c["name"] for c in v} for k, v in cols.items()}
+    added = []
+    for table in metadata.sorted_tables:
+        have = present.get(table.name)
+        if have is None:  # pragma: no cover - created just before by create_all
+            continue
+        for col in table.columns:
+            if col.name in have:
+                continue
+            if not col.nullable or col.primary_key:
+                raise StateError(
+                    f"column {table.name}.{col.name} is missing and cannot be added (not nullable)",
+                    hint="declare new columns nullable so existing state DBs can migrate",
+                )
+            prep = conn.dialect.identifier_preparer
+            ddl = col.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {prep.quote(table.name)} ADD COLUMN {prep.quote(col.name)} {ddl}"
+            )
+            log.info("state DB: added column %s.%s", table.name, col.name)
+            added.append(f"{table.name}.{col.name}")
+    return added
 
 
 def _retry_locked(fn: Callable[[], Any], attempts: int = 50) -> Any:

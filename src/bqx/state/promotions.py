@@ -100,6 +100,17 @@ class PromotionsMixin(StateBase):
 
     def promotion_history(self, pair: str | None = None) -> pd.DataFrame:
         """Promotion events (oldest first) for ``pair`` or all pairs."""
+        rows, cols = self._promotion_rows(pair)
+        return _frame(rows, cols)
+
+    def promotion_records(self, pair: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`promotion_history` as plain dicts (``at``: a UTC datetime), without
+        importing pandas (``bqx models history``, issue 15)."""
+        rows, cols = self._promotion_rows(pair)
+        names = [str(c.key) for c in cols]
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def _promotion_rows(self, pair: str | None) -> tuple[list[Any], list[Any]]:
         p = self.t.promotions
         cols = (
             "id",
@@ -117,7 +128,7 @@ class PromotionsMixin(StateBase):
             q = q.where(p.c.pair == pair)
         with self._read() as conn:
             rows = conn.execute(q).all()
-        return _frame(rows, [p.c[c] for c in cols])
+        return list(rows), [p.c[c] for c in cols]
 
     def production_stack(self, pair: str) -> list[str]:
         """The production "undo stack" for ``pair``, oldest first; the last item is the
