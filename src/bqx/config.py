@@ -208,6 +208,40 @@ class OpsSettings(BaseModel):
     auto_rollout: bool = True
 
 
+class OnlineSettings(BaseModel):
+    """Online learning (``bqx online``, :mod:`bqx.online`): small gated updates of the
+    production version on the most recent matured bars."""
+
+    #: Hours between online updates of an enabled pair (the operator's ``online`` job);
+    #: 0 = the job is off (default). 24 = at most once a day.
+    every_h: float = Field(0.0, ge=0)
+    #: Matured bars the update fits on (the most recent, before the calibration and check
+    #: segments).
+    window_bars: int = Field(20_000, ge=100)
+    #: Bars after the fit segment (and a purge gap) on which the shrinkage β and the
+    #: intervals are recalibrated: out of sample for the update.
+    calibration_bars: int = Field(3_000, ge=50)
+    #: The most recent matured bars, held out for the stability check and the gate (the
+    #: gate scores only bars after the update's fit and calibration segments).
+    check_bars: int = Field(3_000, ge=50)
+    #: Half-life in bars of the exponential sample weights inside the fit window (recent
+    #: rows count more); 0 = equal weights.
+    half_life_bars: float = Field(5_000.0, ge=0)
+    #: Ridge: strength of the pull toward the parent's coefficients (None: the parent's
+    #: ``alpha``). The update solves min Σ w_i (y_i - x_i·b)² + α‖b - b_parent‖².
+    ridge_alpha: float | None = Field(None, gt=0)
+    #: LightGBM: "boost" adds ``lgbm_rounds`` trees fitted on the window (init_model =
+    #: the parent); "refit" re-estimates the parent's leaf values on the window with
+    #: ``lgbm_decay`` (new = decay·old + (1 - decay)·fitted). Default chosen by
+    #: benchmarks/bench_online.py (docs/performance.md): refit, as good as
+    #: boost within noise, faster, and the model does not grow by lgbm_rounds trees a day.
+    lgbm_method: Literal["boost", "refit"] = "refit"
+    lgbm_rounds: int = Field(20, ge=1)
+    lgbm_decay: float = Field(0.9, ge=0, lt=1)
+    #: Rejections in a row (stability check failed) that pause online learning of a pair.
+    max_rejections: int = Field(3, ge=1)
+
+
 class RolloutSettings(BaseModel):
     """Rollout steps, dwell times and the automatic rollback guard."""
 
@@ -380,6 +414,7 @@ class Settings(BaseSettings):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    online: OnlineSettings = Field(default_factory=OnlineSettings)
     regime: RegimeSettings = Field(default_factory=RegimeSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     forensics: ForensicsSettings = Field(default_factory=ForensicsSettings)

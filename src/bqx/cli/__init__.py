@@ -35,6 +35,7 @@ def _register_optional() -> None:
         ("bqx.cli.forensics_cmd", "forensics"),
         ("bqx.cli.events_cmd", "events"),
         ("bqx.cli.paper_cmd", "paper"),
+        ("bqx.cli.online_cmd", "online"),
     ):
         try:
             m = importlib.import_module(mod)

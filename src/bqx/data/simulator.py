@@ -242,6 +242,8 @@ def generate(
     signal_switch_days: float = 5.0,
     tail_df: float | None = None,
     vol_clustering: float = 1.0,
+    signal_cycle_days: float | None = None,
+    signal_cycle_low: float = -1.0,
 ) -> SimResult:
     """Simulate ``days`` calendar days of bars for ``pairs`` (default all 28).
 
@@ -254,11 +256,22 @@ def generate(
     long-run "on" share is ``signal_on_share``; 0 = the signal never appears);
     ``tail_df`` makes the bar shocks Student-t with that many degrees of freedom (unit
     variance; 3-5 = FX-like heavy tails); ``vol_clustering`` multiplies the dispersion of
-    the log-volatility process (> 1 = stronger volatility clustering). The oracle
-    (:func:`oracle_prediction`) assumes the signal is always on.
+    the log-volatility process (> 1 = stronger volatility clustering);
+    ``signal_cycle_days`` makes the predictable component drift slowly: the momentum
+    coefficient cycles as ``kappa(t) = kappa * c(t)``, ``c`` going from 1 at ``start`` down
+    to ``signal_cycle_low`` at half the cycle and back (a cosine; t in calendar days since
+    ``start``), so a model fitted on one period is wrong later on (None = constant, the
+    default; :func:`signal_coefficient` gives ``c``). ``signal_cycle_low = -1`` rotates
+    momentum through no signal into mean reversion: use a moderate strength then (<= ~0.1,
+    kappa <~ 1.3), since with a large kappa the negative phase overshoots (a shock is
+    reverted several times over) and past returns still look like momentum. ``0`` fades
+    the signal out and back in (any strength). The oracle (:func:`oracle_prediction`)
+    assumes the signal is always on and constant.
     """
     if not 0.0 <= signal_on_share <= 1.0:
         raise ValueError("signal_on_share must be in [0, 1]")
+    if signal_cycle_days is not None and not signal_cycle_days > 0:
+        raise ValueError("signal_cycle_days must be positive")
     if tail_df is not None and tail_df <= 2:
         raise ValueError("tail_df must be > 2 (finite variance)")
     plist = normalize_pairs(pairs)
@@ -334,6 +347,9 @@ def generate(
             drift = kappa * m_prev * on[:, None]
         else:
             drift = kappa * m_prev
+        if signal_cycle_days is not None:
+            c = signal_coefficient(idx, t0, signal_cycle_days, signal_cycle_low)
+            drift = drift * c[:, None]
         m = m_path[-1].copy()
         del zi_m
         # cumulative path at sub-steps: x(t-1) + drift*(k/K) + cumsum(sub)
@@ -404,6 +420,17 @@ def generate(
                 float(1 - np.sum((y[ok] - yhat[ok]) ** 2) / ss) if ss > 0 else float("nan")
             )
     return res
+
+
+def signal_coefficient(
+    index: pd.DatetimeIndex, start: Any, cycle_days: float, low: float = -1.0
+) -> np.ndarray:
+    """Multiplier of the momentum coefficient at each bar of a drifting market
+    (``generate(..., signal_cycle_days=..., signal_cycle_low=...)``):
+    ``low + (1 - low) * (1 + cos(2π (t - start) / cycle_days)) / 2`` (``cos`` for low = -1)."""
+    days = (pd.DatetimeIndex(index) - to_utc(start)) / pd.Timedelta(days=1)
+    cos = np.cos(2.0 * np.pi * np.asarray(days, dtype=np.float64) / float(cycle_days))
+    return low + (1.0 - low) * (1.0 + cos) / 2.0
 
 
 def all_pairs() -> list[str]:

@@ -5,7 +5,9 @@ Every ``ops.tick_s`` the leader (the holder of the ``operator`` lease in the sta
 1. runs the maturing + monitoring pass when due (``ops.monitor_every_s``; monitoring's
    code when installed) and the production quality check (:func:`check_quality`);
 2. records triggers: open critical drift/quality alerts, the retraining schedule;
-3. runs pending triggers (retrain), then their follow-ups (gate, rollout start);
+3. runs pending triggers (retrain; or an online update, :mod:`bqx.online`, for the
+   ``online`` job's triggers every ``online.every_h`` hours, off by default), then their
+   follow-ups (gate, rollout start);
 4. evaluates every active rollout (advance / hold / rollback / promote).
 
 Exactly one operator acts: the lease (:mod:`bqx.state.leases`) is renewed by a separate
@@ -173,6 +175,14 @@ class Operator(LazyDeps):
             self.state.mark_task_run("monitor")
             out["monitor"] = mon
         out["new_triggers"] = self.collect_triggers()
+        if self.settings.online.every_h > 0:  # the online job (bqx.online): records triggers
+            from bqx.online.job import schedule
+
+            try:
+                out["new_triggers"] += schedule(self, self.pairs())
+            except Exception as e:
+                log.exception("online schedule failed")
+                out["online_error"] = str(e)
         out["retrains"] = self.run_triggers()
         out["rollouts"] = self.step_rollouts()
         return out
@@ -214,12 +224,17 @@ class Operator(LazyDeps):
                     new.append({"id": tid, "pair": p, "kind": "schedule"})
         return new
 
-    def _last_trigger(self, pair: str) -> pd.Timestamp | None:
+    def _retrain_triggers(self, pair: str) -> pd.DataFrame:
+        """The pair's retrain triggers (online updates do not count as retrains)."""
         tr = self.state.triggers(pair=pair)
+        return tr[tr["kind"] != "online"] if len(tr) else tr
+
+    def _last_trigger(self, pair: str) -> pd.Timestamp | None:
+        tr = self._retrain_triggers(pair)
         return pd.Timestamp(tr["created_at"].max()) if len(tr) else None
 
     def _last_trained(self, pair: str) -> pd.Timestamp | None:
-        tr = self.state.triggers(pair=pair)
+        tr = self._retrain_triggers(pair)
         if len(tr):
             return pd.Timestamp(tr["created_at"].max())
         prod = self.registry.production_version(pair)
@@ -234,6 +249,11 @@ class Operator(LazyDeps):
             if not self.leader:
                 break
             if st.claim_trigger(int(tr.id), self.holder):
+                if tr.kind == "online":  # an online update, not a retrain (bqx.online)
+                    from bqx.online.job import run_online_trigger
+
+                    out.append(run_online_trigger(self, int(tr.id), self.holder))
+                    continue
                 out.append(retrain(self, int(tr.id), self.holder))
                 self._resolve_cause(int(tr.id))
         done = st.triggers(status="done")

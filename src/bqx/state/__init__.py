@@ -52,6 +52,7 @@ from bqx.state import (
     leases,
     monitor_runs,
     notices,
+    online,
     outbox,
     paper,
     positions,
@@ -84,6 +85,7 @@ from bqx.state.keys import ROLES, KeysMixin
 from bqx.state.leases import LeasesMixin
 from bqx.state.monitor_runs import MonitorRunsMixin
 from bqx.state.notices import NoticesMixin
+from bqx.state.online import OnlineMixin
 from bqx.state.outbox import OutboxMixin
 from bqx.state.paper import PaperMixin
 from bqx.state.positions import Portfolio, PortfolioInputError, PositionsMixin
@@ -118,6 +120,7 @@ FAMILIES = (
     monitor_runs,
     service_stats,
     acks,
+    online,
 )
 
 __all__ = [
@@ -165,6 +168,7 @@ class StateDB(
     MonitorRunsMixin,
     ServiceStatsMixin,
     AcksMixin,
+    OnlineMixin,
     StateBase,
 ):
     """The state database. Thread-safe; one engine per process (fork-safe).

@@ -138,6 +138,7 @@ class Tables:
     paper_equity: sa.Table
     captures: sa.Table
     alert_notices: sa.Table
+    online_pairs: sa.Table
     positions: sa.Table
     account: sa.Table
     forensics: sa.Table

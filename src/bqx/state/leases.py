@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TRIGGER_KINDS: tuple[str, ...] = ("drift", "quality", "schedule", "manual")
+TRIGGER_KINDS: tuple[str, ...] = ("drift", "quality", "schedule", "manual", "online")
 TRIGGER_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed", "interrupted")
 
 
