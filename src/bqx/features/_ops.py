@@ -364,9 +364,15 @@ def ema_kernel(alpha: float, window: int | None = None) -> Arr:
 
 
 def ema_pt(x: Arr, alpha: float, pos: Arr, window: int | None = None) -> Arr:
-    """:func:`ema` at ``pos``: the dot product of each window with the EMA weights."""
+    """:func:`ema` at ``pos``: the dot product of each window with the EMA weights; for a long
+    run of consecutive rows (an inner series that an outer window reads), the recursive
+    filter over just the rows those windows cover."""
     k = ema_kernel(alpha, window)
-    return windows_at(x, len(k), pos) @ k
+    w = len(k)
+    if len(pos) > 64 and int(pos[-1] - pos[0]) == len(pos) - 1 and pos[0] >= 0:
+        a = max(int(pos[0]) - w + 1, 0)
+        return ema(x[a : int(pos[-1]) + 1], alpha, w)[pos - a]
+    return windows_at(x, w, pos) @ k
 
 
 def wilder_pt(x: Arr, n: int, pos: Arr) -> Arr:
@@ -419,9 +425,10 @@ def rows_before(pos: Arr, w: int) -> Arr:
     hi = int(pos.max())
     if hi < lo:
         return np.empty(0, dtype=np.int64)
-    if len(pos) == 1 or int(pos.max() - pos.min()) < w:
-        return np.arange(lo, hi + 1)
-    return np.unique((pos[:, None] + np.arange(1 - w, 1)).ravel().clip(lo))
+    mask = np.zeros(hi - lo + 1, dtype=bool)
+    for p in pos.tolist():
+        mask[max(p - w + 1 - lo, 0) : max(p + 1 - lo, 0)] = True
+    return lo + np.flatnonzero(mask)
 
 
 def on_rows(n: int, rows: Arr, values: Arr) -> Arr:
@@ -429,3 +436,16 @@ def on_rows(n: int, rows: Arr, values: Arr) -> Arr:
     out = np.full(n, np.nan)
     out[rows] = values
     return out
+
+
+def corr_pt(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`rolling_corr` at ``pos`` (centred two-pass sums over each window)."""
+    a = windows_at(x, w, pos)
+    b = windows_at(y, w, pos)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+        out = (a * b).sum(axis=1) / den
+    out[~(den > 1e-30)] = np.nan
+    return np.clip(out, -1.0, 1.0)

@@ -24,9 +24,11 @@ its own window, bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from bqx.features._ops import _ref, window_dots
+from bqx.features._ops import _ref, window_dots, windows_at
 from bqx.features.context import Ctx, Family, Spec
 
 WINDOWS = (60, 90, 150, 240, 390, 630)
@@ -126,4 +128,41 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("reg", True, _specs(), compute)
+def _window_pt(ctx: Ctx, pos: np.ndarray, j: int) -> np.ndarray:
+    """The 9 statistics of window ``WINDOWS[j]`` at the few rows ``pos`` (memoised)."""
+
+    def f() -> np.ndarray:
+        w = WINDOWS[j]
+        z = ctx.memo("reg_z", lambda: ctx.lc - _ref(ctx.lc))
+        win = windows_at(z, w, pos)
+        mom = np.empty((len(pos), 4))
+        mom[:, :3] = win @ _BASES[w][0]
+        mom[:, 3] = (win * win).sum(axis=1)
+        return _stats(w, z[pos], mom)
+
+    return ctx.memo(("reg_pt", j, pos.tobytes()), f)
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Only the windows the asked features read."""
+    n_stats, k = len(STATS), len(WINDOWS) * len(STATS)
+    out = np.empty((len(pos), len(idx)))
+    for c, i in enumerate(idx):
+        if i < k:
+            out[:, c] = _window_pt(ctx, pos, i // n_stats)[:, i % n_stats]
+        elif i == k:
+            i60, i630 = WINDOWS.index(60), WINDOWS.index(630)
+            out[:, c] = _window_pt(ctx, pos, i60)[:, 4] - _window_pt(ctx, pos, i630)[:, 0]
+        else:
+            col = 0 if i == k + 1 else 2
+            vals = np.stack([_window_pt(ctx, pos, j)[:, col] for j in range(len(WINDOWS))], 1)
+            if i == k + 1:
+                tr = np.sign(vals).mean(axis=1)
+                tr[np.isnan(vals).any(axis=1)] = np.nan
+                out[:, c] = tr
+            else:
+                out[:, c] = vals.mean(axis=1)
+    return out
+
+
+FAMILY = Family("reg", True, _specs(), compute, compute_online=compute_online)

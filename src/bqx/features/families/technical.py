@@ -390,7 +390,7 @@ def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
     return a[0], a[1]
 
 
-def _di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
+def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
     def f() -> np.ndarray:
         pdm, mdm = _dm(ctx)
         tr = wilder_pt(true_range(ctx), n, pos)
@@ -410,7 +410,7 @@ def adx_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> np.ndarray:
 
     def f() -> np.ndarray:
         rows = rows_before(pos, ema_window(1.0 / n))
-        pdi, mdi = _di_pt(ctx, rows, n)
+        pdi, mdi = di_pt(ctx, rows, n)
         dx = 100.0 * safe_div(np.abs(pdi - mdi), pdi + mdi)
         return wilder_pt(on_rows(ctx.n, rows, dx), n, pos)
 
@@ -526,8 +526,8 @@ _POINT: tuple[_PtFn, ...] = (
     _k14_pt,
     _stoch_d_pt,
     adx_pt,
-    lambda ctx, pos: _di_pt(ctx, pos)[0],
-    lambda ctx, pos: _di_pt(ctx, pos)[1],
+    lambda ctx, pos: di_pt(ctx, pos)[0],
+    lambda ctx, pos: di_pt(ctx, pos)[1],
     _cci_pt,
     lambda ctx, pos: (
         -100.0
