@@ -425,10 +425,10 @@ def rows_before(pos: Arr, w: int) -> Arr:
     hi = int(pos.max())
     if hi < lo:
         return np.empty(0, dtype=np.int64)
-    mask = np.zeros(hi - lo + 1, dtype=bool)
-    for p in pos.tolist():
-        mask[max(p - w + 1 - lo, 0) : max(p + 1 - lo, 0)] = True
-    return lo + np.flatnonzero(mask)
+    cover = np.zeros(hi - lo + 2, dtype=np.int64)  # +1 where a window starts, -1 after it
+    np.add.at(cover, np.maximum(pos - w + 1 - lo, 0), 1)
+    np.add.at(cover, np.maximum(pos + 1 - lo, 0), -1)
+    return lo + np.flatnonzero(np.cumsum(cover[:-1]) > 0)
 
 
 def on_rows(n: int, rows: Arr, values: Arr) -> Arr:

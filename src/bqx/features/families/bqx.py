@@ -181,12 +181,14 @@ def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     """The online rows come from gathered windows already (:func:`_block_at`); each column
     is an elementwise function of the block, so only the block for ``bqx_accel_60`` (15 bars
     earlier) is skipped when it is not asked for."""
-    n = len(_specs())
+    n = _N_SPECS
     idx = list(idx)
     vals = ctx.memo(
         ("bqx_pt", pos.tobytes(), n - 1 in idx), lambda: compute(ctx, pos, n - 1 in idx)
     )
     return vals[:, idx]
 
+
+_N_SPECS = len(_specs())
 
 FAMILY = Family("bqx", True, _specs(), compute, compute_online=compute_online)
