@@ -388,6 +388,9 @@ def at_array(
         p = panel.row_at_or_before(ts, pair)
     else:
         panel, p = _online_panel(bars, pair, ts, interval, max_ffill)
+    # log prices once on the whole panel (cached there): the family slices below share
+    # views of it instead of each taking the log of its own 28-pair slice
+    panel.log_close  # noqa: B018
     if only is not None:
         return _at_subset(panel, pair, p, _subset_plan(tuple(only))), pd.Timestamp(
             int(panel.ts[p]), tz="UTC"
