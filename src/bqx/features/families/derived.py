@@ -38,7 +38,7 @@ def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     out = np.empty((len(pos), len(idx)))
     for j, k in enumerate(idx):
         if k == 0:
-            avgs = bqx_family.avg_at(ctx, pos)
+            avgs = bqx_family.avg_pt(ctx, pos)
             out[:, j] = safe_div(avgs.sum(axis=1), np.abs(avgs).sum(axis=1))
         elif k == 1:
             out[:, j] = safe_div(std_pt(ctx.r, 60, pos), std_pt(ctx.r, 720, pos))

@@ -25,6 +25,7 @@ its own window, bit for bit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,15 @@ _BASES = {w: _basis(w) for w in WINDOWS}
 def _stats(w: int, z_t: np.ndarray, mom: np.ndarray) -> np.ndarray:
     """The 9 statistics of window ``w`` from its moments (sum z, z*P1, z*P2, z²)."""
     _, n1, n2, p1t, p2t = _BASES[w]
-    s0, s1, s2, szz = mom[:, 0], mom[:, 1], mom[:, 2], mom[:, 3]
+    return _stats_from(w, n1, n2, p1t, p2t, z_t, mom)
+
+
+def _stats_from(
+    w: Any, n1: Any, n2: Any, p1t: Any, p2t: Any, z_t: np.ndarray, mom: np.ndarray
+) -> np.ndarray:
+    """:func:`_stats` with the window's constants given: scalars for one window, or arrays
+    (one entry per window, moments ``(m, windows, 4)``) for all windows in one pass."""
+    s0, s1, s2, szz = mom[..., 0], mom[..., 1], mom[..., 2], mom[..., 3]
     b0, b1, b2 = s0 / w, s1 / n1, s2 / n2
     sst = szz - s0 * s0 / w
     ss1, ss2 = b1 * b1 * n1, b2 * b2 * n2
@@ -97,7 +106,7 @@ def _stats(w: int, z_t: np.ndarray, mom: np.ndarray) -> np.ndarray:
             curv,
             resid,
         ],
-        axis=1,
+        axis=-1,
     )
 
 
@@ -128,19 +137,30 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def _window_pt(ctx: Ctx, pos: np.ndarray, j: int) -> np.ndarray:
-    """The 9 statistics of window ``WINDOWS[j]`` at the few rows ``pos`` (memoised)."""
+_CONST = tuple(
+    np.array([_BASES[w][k] if k else w for w in WINDOWS], dtype=float) for k in range(5)
+)  # w, n1, n2, p1t, p2t per window
+
+
+def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    """All 9 statistics of all 6 windows at the few rows ``pos``: (m, 6, 9), from one
+    gathered window of the longest length (the shorter ones are its tail), memoised."""
 
     def f() -> np.ndarray:
-        w = WINDOWS[j]
-        z = ctx.memo("reg_z", lambda: ctx.lc - _ref(ctx.lc))
-        win = windows_at(z, w, pos)
-        mom = np.empty((len(pos), 4))
-        mom[:, :3] = win @ _BASES[w][0]
-        mom[:, 3] = (win * win).sum(axis=1)
-        return _stats(w, z[pos], mom)
+        z = ctx.lc - _ref(ctx.lc)
+        win = windows_at(z, WMAX, pos)
+        mom = np.empty((len(pos), len(WINDOWS), 4))
+        for j, w in enumerate(WINDOWS):
+            tail = win[:, WMAX - w :]
+            mom[:, j, :3] = tail @ _BASES[w][0]
+            mom[:, j, 3] = (tail * tail).sum(axis=1)
+        return _stats_from(*_CONST, z[pos][:, None], mom)
 
-    return ctx.memo(("reg_pt", j, pos.tobytes()), f)
+    return ctx.memo(("reg_pt", pos.tobytes()), f)
+
+
+def _window_pt(ctx: Ctx, pos: np.ndarray, j: int) -> np.ndarray:
+    return _windows_pt(ctx, pos)[:, j, :]
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
