@@ -154,7 +154,8 @@ def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
             tail = win[:, WMAX - w :]
             mom[:, j, :3] = tail @ _BASES[w][0]
             mom[:, j, 3] = (tail * tail).sum(axis=1)
-        return _stats_from(*_CONST, z[pos][:, None], mom)
+        cw, n1, n2, p1t, p2t = _CONST
+        return _stats_from(cw, n1, n2, p1t, p2t, z[pos][:, None], mom)
 
     return ctx.memo(("reg_pt", pos.tobytes()), f)
 
