@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -133,10 +134,16 @@ def _timestamps(home: Path, pair: str, n: int) -> list[str]:
 
 
 def serve(
-    home: Path, workers: int, nodelay: bool = True, rate_limit_url: str | None = None
+    home: Path,
+    workers: int,
+    nodelay: bool = True,
+    rate_limit_url: str | None = None,
+    src: str | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    if src:  # serve another checkout's code (A/B runs)
+        env["PYTHONPATH"] = src
     env.update({"BQX_HOME": str(home), "BQX_SERVE__PREWARM": json.dumps([RF_PAIR, LGB_PAIR])})
     if rate_limit_url:
         env["BQX_SERVE__RATE_LIMIT_URL"] = rate_limit_url
@@ -185,6 +192,39 @@ def load_test(
         fixed_rate(url, miss, rate, min(duration, len(ts) / rate / 2))
     ).summary()
     out["miss_saturation"] = run(saturate(url, miss[::-1], min(duration, 5.0), 8)).summary()
+    return out
+
+
+def miss_side_by_side(
+    home: Path, key: str, old_src: str, new_src: str, rounds: int, duration: float
+) -> dict[str, Any]:
+    """Uncached ``POST /v1/predict`` (issue 15 item 4), old vs new code, one worker each,
+    alternated: per round and model, a fresh server (empty caches) gets every bar of the
+    in-memory day once (a different historical bar per request, none repeated, so no
+    feature or prediction cache hit), 8 closed-loop clients."""
+    ts = {p: _timestamps(home, p, 1400) for p in (RF_PAIR, LGB_PAIR)}
+    out: dict[str, Any] = {"old_src": old_src, "new_src": new_src, "rounds": []}
+    for r in range(rounds):
+        order = (("old", old_src), ("new", new_src))
+        row: dict[str, Any] = {}
+        for name, src in order if r % 2 == 0 else order[::-1]:
+            proc, base = serve(home, 1, src=src)
+            try:
+                url = f"{base}/v1/predict"
+                for model, pair in (("rf", RF_PAIR), ("lightgbm", LGB_PAIR)):
+                    miss = build_requests(
+                        url, [{"pair": pair, "timestamp": t} for t in ts[pair]], key
+                    )
+                    hit = build_requests(url, [{"pair": pair}], key)
+                    run(saturate(url, hit, 0.5, 4))  # warm-up: connections, model load
+                    res = run(saturate(url, miss, duration, 8, once=True)).summary()
+                    row[f"{name}_{model}"] = res
+                    print(f"round {r} {name} {model}: {json.dumps(res)}", file=sys.stderr)
+            finally:
+                _stop(proc)
+        out["rounds"].append(row)
+    for k in out["rounds"][0]:
+        out[f"median_req_per_s_{k}"] = statistics.median(x[k]["req_per_s"] for x in out["rounds"])
     return out
 
 
@@ -320,7 +360,25 @@ def main() -> None:
         help="only predict p99 with the reconnecting store pool vs one connection "
         "(benchmarks/bench_outage.py, on a throw-away PostgreSQL)",
     )
+    ap.add_argument(
+        "--miss-ab",
+        metavar="OLD_SRC",
+        help="only uncached predict throughput, this checkout vs OLD_SRC (e.g. main's src), "
+        "one worker, alternated",
+    )
+    ap.add_argument("--rounds", type=int, default=4)
     a = ap.parse_args()
+    if a.miss_ab:
+        home = Path(a.home)
+        res: dict[str, Any] = {"machine": machine(), "setup": setup(home, a.days)}
+        new_src = str(Path(__file__).resolve().parents[1] / "src")
+        res["load_avg_1m_at_start"] = round(os.getloadavg()[0], 1)
+        res["miss_ab"] = miss_side_by_side(home, _key(home), a.miss_ab, new_src, a.rounds, 30.0)
+        text = json.dumps(res, indent=1)
+        print(text)
+        if a.out:
+            Path(a.out).write_text(text + "\n")
+        return
     if a.pool_only:  # issue 11: the pool/reconnect logic in the predict path, side by side
         from bench_outage import p99_side_by_side
         from bench_outage import setup as outage_setup

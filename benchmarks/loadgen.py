@@ -135,9 +135,14 @@ async def fixed_rate(
 
 
 async def saturate(
-    url: str, requests: list[bytes], duration: float, connections: int = 8
+    url: str,
+    requests: list[bytes],
+    duration: float,
+    connections: int = 8,
+    once: bool = False,
 ) -> Result:
-    """Closed loop: ``connections`` clients back to back for ``duration`` seconds."""
+    """Closed loop: ``connections`` clients back to back for ``duration`` seconds (with
+    ``once``: or until every request has been sent once, none repeated)."""
     res = Result()
     stop = time.perf_counter() + duration
     start = time.perf_counter()
@@ -145,7 +150,7 @@ async def saturate(
     async def client(offset: int) -> None:
         conn = await _connect(url)
         i = offset
-        while time.perf_counter() < stop:
+        while time.perf_counter() < stop and not (once and i >= len(requests)):
             raw = requests[i % len(requests)]
             i += connections
             t = time.perf_counter()

@@ -338,3 +338,114 @@ def rolling_corr(x: Arr, y: Arr, w: int) -> Arr:
     tiny = den <= 1e-30
     out[tiny] = np.nan
     return np.clip(out, -1.0, 1.0)
+
+
+# =========================================================================================
+# point evaluation (the online path): each value from the rows it reads, nothing else
+# =========================================================================================
+# Every ``*_pt`` function returns the value of its series counterpart at the rows ``pos``
+# only, by one reduction over the gathered window ending at each row (NaN where the window
+# holds a NaN or reaches before the first row, as the series do). Each value depends on its
+# own window and nothing else: not on the context's start, not on the other rows asked for.
+# Sums may differ from the series' in the last bits (another summation order); max, min and
+# arg-max are exact.
+
+_EMA_KERNELS: dict[tuple[float, int], Arr] = {}
+
+
+def ema_kernel(alpha: float, window: int | None = None) -> Arr:
+    """The truncated EMA's weights over its window, oldest -> newest (they sum to 1)."""
+    w = window or ema_window(alpha)
+    k = _EMA_KERNELS.get((alpha, w))
+    if k is None:
+        i = np.arange(w - 1, -1, -1, dtype=float)
+        k = _EMA_KERNELS[(alpha, w)] = alpha * (1.0 - alpha) ** i / (1.0 - (1.0 - alpha) ** w)
+    return k
+
+
+def ema_pt(x: Arr, alpha: float, pos: Arr, window: int | None = None) -> Arr:
+    """:func:`ema` at ``pos``: the dot product of each window with the EMA weights; for a long
+    run of consecutive rows (an inner series that an outer window reads), the recursive
+    filter over just the rows those windows cover."""
+    k = ema_kernel(alpha, window)
+    w = len(k)
+    if len(pos) > 64 and int(pos[-1] - pos[0]) == len(pos) - 1 and pos[0] >= 0:
+        a = max(int(pos[0]) - w + 1, 0)
+        return ema(x[a : int(pos[-1]) + 1], alpha, w)[pos - a]
+    return windows_at(x, w, pos) @ k
+
+
+def wilder_pt(x: Arr, n: int, pos: Arr) -> Arr:
+    return ema_pt(x, 1.0 / n, pos)
+
+
+def sum_pt(x: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`rolling_sum` at ``pos``."""
+    return windows_at(x, w, pos).sum(axis=1)
+
+
+def mean_pt(x: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`rolling_mean` at ``pos``."""
+    return windows_at(x, w, pos).mean(axis=1)
+
+
+def std_pt(x: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`rolling_std` at ``pos`` (population; numpy's two-pass formula)."""
+    return windows_at(x, w, pos).std(axis=1)
+
+
+def max_pt(x: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`rolling_max` at ``pos`` (exact)."""
+    return windows_at(x, w, pos).max(axis=1)
+
+
+def min_pt(x: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`rolling_min` at ``pos`` (exact)."""
+    return windows_at(x, w, pos).min(axis=1)
+
+
+def bars_since_max_pt(x: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`bars_since_max` at ``pos`` (exact: the most recent of the maximal values)."""
+    win = windows_at(x, w, pos)[:, ::-1]  # newest first: argmax finds the most recent max
+    out = np.argmax(win, axis=1).astype(float)
+    out[~np.isfinite(win).all(axis=1)] = np.nan
+    return out
+
+
+def bars_since_min_pt(x: Arr, w: int, pos: Arr) -> Arr:
+    return bars_since_max_pt(-x, w, pos)
+
+
+def rows_before(pos: Arr, w: int) -> Arr:
+    """The rows the windows of ``w`` rows ending at ``pos`` read (sorted, unique, >= 0):
+    where an inner series must be known for an outer window reduction."""
+    if not len(pos):
+        return pos
+    lo = max(int(pos.min()) - w + 1, 0)
+    hi = int(pos.max())
+    if hi < lo:
+        return np.empty(0, dtype=np.int64)
+    cover = np.zeros(hi - lo + 2, dtype=np.int64)  # +1 where a window starts, -1 after it
+    np.add.at(cover, np.maximum(pos - w + 1 - lo, 0), 1)
+    np.add.at(cover, np.maximum(pos + 1 - lo, 0), -1)
+    return lo + np.flatnonzero(np.cumsum(cover[:-1]) > 0)
+
+
+def on_rows(n: int, rows: Arr, values: Arr) -> Arr:
+    """A length-``n`` series holding ``values`` at ``rows`` and NaN elsewhere."""
+    out = np.full(n, np.nan)
+    out[rows] = values
+    return out
+
+
+def corr_pt(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
+    """:func:`rolling_corr` at ``pos`` (centred two-pass sums over each window)."""
+    a = windows_at(x, w, pos)
+    b = windows_at(y, w, pos)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+        out = (a * b).sum(axis=1) / den
+    out[~(den > 1e-30)] = np.nan
+    return np.clip(out, -1.0, 1.0)

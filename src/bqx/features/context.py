@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -47,6 +48,13 @@ class Family:
     #: matching columns of ``compute`` bit for bit; without it the online path computes the
     #: whole family and keeps the columns it needs.
     compute_subset: Callable[[Ctx, Arr, Sequence[int]], Arr] | None = None
+    #: Optional: ``(ctx, pos, idx) -> (len(pos), len(idx))`` for the online path (a handful
+    #: of rows): each value evaluated at its row only (one window reduction over the rows it
+    #: reads) instead of full series over the context. Used by both online calls (all
+    #: columns and ``only=``), so they agree bit for bit; each spec's value must not depend
+    #: on which other specs are asked for. Must agree with ``compute`` to rounding (the batch
+    #: definition; tested in ``tests/features/test_parity.py``).
+    compute_online: Callable[[Ctx, Arr, Sequence[int]], Arr] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -68,24 +76,50 @@ class Ctx:
     """One pair's arrays over panel rows, plus memoised intermediates."""
 
     def __init__(self, panel: Panel, pair: str):
-        j = panel.col(pair)
+        self._j = panel.col(pair)
         self.panel = panel
         self.pair = pair
         self.pip = pip_size(pair)
         self.n = len(panel)
         self.ts = panel.ts
-        self.o = np.ascontiguousarray(panel.open[:, j])
-        self.h = np.ascontiguousarray(panel.high[:, j])
-        self.l = np.ascontiguousarray(panel.low[:, j])
-        self.c = np.ascontiguousarray(panel.close[:, j])
-        self.v = np.ascontiguousarray(panel.volume[:, j])
-        self.s = np.ascontiguousarray(panel.spread[:, j])
-        self.lc = np.ascontiguousarray(panel.log_close[:, j])
+        self._memo: dict[object, object] = {}
+
+    # the pair's arrays, extracted on first use (an online family reads only a few of them)
+    @cached_property
+    def o(self) -> Arr:
+        return np.ascontiguousarray(self.panel.open[:, self._j])
+
+    @cached_property
+    def h(self) -> Arr:
+        return np.ascontiguousarray(self.panel.high[:, self._j])
+
+    @cached_property
+    def l(self) -> Arr:  # noqa: E743
+        return np.ascontiguousarray(self.panel.low[:, self._j])
+
+    @cached_property
+    def c(self) -> Arr:
+        return np.ascontiguousarray(self.panel.close[:, self._j])
+
+    @cached_property
+    def v(self) -> Arr:
+        return np.ascontiguousarray(self.panel.volume[:, self._j])
+
+    @cached_property
+    def s(self) -> Arr:
+        return np.ascontiguousarray(self.panel.spread[:, self._j])
+
+    @cached_property
+    def lc(self) -> Arr:
+        return np.ascontiguousarray(self.panel.log_close[:, self._j])
+
+    @cached_property
+    def r(self) -> Arr:
+        """One-bar log returns (NaN at the first row)."""
         r = np.empty(self.n)
         r[0] = np.nan
         np.subtract(self.lc[1:], self.lc[:-1], out=r[1:])
-        self.r = r
-        self._memo: dict[object, object] = {}
+        return r
 
     def memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
         v = self._memo.get(key)

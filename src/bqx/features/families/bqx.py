@@ -17,6 +17,8 @@ positive); plus ``bqx_ret1`` (last bar's log return), ``bqx_vol_adj_60`` (bqx_60
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from bqx.features._ops import (
@@ -143,7 +145,18 @@ def avg_at(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return _block_at(ctx, pos)[:, :, STATS.index("avg")]
 
 
-def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+def avg_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    """bqx_w at the few rows ``pos`` for the 5 windows: (m, 5), with the arithmetic of
+    :func:`_block_at`'s online branch but without the other statistics."""
+    z = ctx.lc - _ref(ctx.lc)
+    win = windows_at(z, WMAX + 1, pos)
+    d = win[:, -1:] - win[:, -2::-1]
+    return np.stack([d[:, :w].mean(axis=1) for w in WINDOWS], axis=1)
+
+
+def compute(ctx: Ctx, pos: np.ndarray, accel: bool = True) -> np.ndarray:
+    """All 40 at ``pos``; without ``accel`` the last one (bqx_accel_60, which needs a second
+    block of windows 15 bars earlier) is left NaN."""
     blk = _block_at(ctx, pos)
     m = len(pos)
     out = np.empty((m, len(WINDOWS) * len(STATS) + len(AGG) + 3))
@@ -165,9 +178,26 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     b = k + len(AGG)
     out[:, b + 0] = ctx.r[pos]
     out[:, b + 1] = safe_div(avg[:, i60], std_at(ctx.r, 60, pos) * np.sqrt(60.0))
+    if not accel:
+        out[:, b + 2] = np.nan
+        return out
     prev60 = _block_at(ctx, pos - 15)[:, i60, STATS.index("avg")] if m else np.empty(0)
     out[:, b + 2] = avg[:, i60] - prev60
     return out
 
 
-FAMILY = Family("bqx", True, _specs(), compute)
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """The online rows come from gathered windows already (:func:`_block_at`); each column
+    is an elementwise function of the block, so only the block for ``bqx_accel_60`` (15 bars
+    earlier) is skipped when it is not asked for."""
+    n = _N_SPECS
+    idx = list(idx)
+    vals = ctx.memo(
+        ("bqx_pt", pos.tobytes(), n - 1 in idx), lambda: compute(ctx, pos, n - 1 in idx)
+    )
+    return vals[:, idx]
+
+
+_N_SPECS = len(_specs())
+
+FAMILY = Family("bqx", True, _specs(), compute, compute_online=compute_online)

@@ -11,9 +11,11 @@ returns with market-wide activity; windows 60, 240, 720 bars. Needs all 28 pairs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from bqx.features._ops import corr_at
+from bqx.features._ops import corr_at, corr_pt
 from bqx.features.context import Ctx, Family, Spec
 
 WINDOWS = (60, 240, 720)
@@ -49,4 +51,32 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("correlation", False, SPECS, compute)
+def _inputs(ctx: Ctx, kind: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two series of correlation kind ``kind`` (``_KINDS`` order), memoised."""
+
+    def risk() -> np.ndarray:
+        c = ctx.ccy_return
+        return (c("AUD") + c("NZD") + c("CAD")) / 3.0 - (c("JPY") + c("CHF")) / 2.0
+
+    r = ctx.r
+    if kind == 0:
+        return r, ctx.ccy_return(ctx.pair[:3])
+    if kind == 1:
+        return r, ctx.ccy_return(ctx.pair[3:])
+    if kind == 2:
+        return r, ctx.memo("risk", risk)
+    if kind == 3:
+        return ctx.ccy_return(ctx.pair[:3]), ctx.ccy_return(ctx.pair[3:])
+    return ctx.memo("abs_r", lambda: np.abs(r)), ctx.market_abs_return()
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Only the asked correlations (and only the currency indices they read)."""
+    out = np.empty((len(pos), len(idx)))
+    for j, k in enumerate(idx):
+        x, y = _inputs(ctx, k // len(WINDOWS))
+        out[:, j] = corr_pt(x, y, WINDOWS[k % len(WINDOWS)], pos)
+    return out
+
+
+FAMILY = Family("correlation", False, SPECS, compute, compute_online=compute_online)

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from bqx.features._ops import safe_div, std_at
+from bqx.features._ops import safe_div, std_at, std_pt
 from bqx.features.context import Ctx, Family, Spec
 from bqx.features.families import bqx as bqx_family
-from bqx.features.families.technical import W14, adx
+from bqx.features.families.technical import W14, adx, adx_pt, di_pt
 
 SPECS = (
     Spec("momentum_alignment", "derived", "sum bqx_w / sum |bqx_w|, w in 15..75", 75),
@@ -32,4 +34,18 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("derived", False, SPECS, compute)
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    out = np.empty((len(pos), len(idx)))
+    for j, k in enumerate(idx):
+        if k == 0:
+            avgs = bqx_family.avg_pt(ctx, pos)
+            out[:, j] = safe_div(avgs.sum(axis=1), np.abs(avgs).sum(axis=1))
+        elif k == 1:
+            out[:, j] = safe_div(std_pt(ctx.r, 60, pos), std_pt(ctx.r, 720, pos))
+        else:
+            pdi, mdi = di_pt(ctx, pos)
+            out[:, j] = adx_pt(ctx, pos) / 100.0 * np.sign(pdi - mdi)
+    return out
+
+
+FAMILY = Family("derived", False, SPECS, compute, compute_online=compute_online)

@@ -12,9 +12,18 @@ For swing windows w in 120 and 480 bars: H = highest high, L = lowest low, R = H
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from bqx.features._ops import bars_since_max, bars_since_min, rolling_max, rolling_min, safe_div
+from bqx.features._ops import (
+    bars_since_max,
+    bars_since_min,
+    rolling_max,
+    rolling_min,
+    safe_div,
+    windows_at,
+)
 from bqx.features.context import Ctx, Family, Spec
 
 WINDOWS = (120, 480)
@@ -63,4 +72,42 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("fibonacci", False, SPECS, compute)
+def _swing_pt(ctx: Ctx, pos: np.ndarray, w: int) -> np.ndarray:
+    """The 6 features of swing window ``w`` at the few rows ``pos`` (memoised)."""
+
+    def f() -> np.ndarray:
+        c = ctx.c[pos]
+        hw, lw = windows_at(ctx.h, w, pos), windows_at(ctx.l, w, pos)
+        hi, lo = hw.max(axis=1), lw.min(axis=1)
+        rng = hi - lo
+        p = safe_div(c - lo, rng)
+        out = np.empty((len(pos), 6))
+        out[:, 0] = p
+        out[:, 1] = safe_div(c - (lo + 0.382 * rng), c)
+        out[:, 2] = safe_div(c - (lo + 0.618 * rng), c)
+        dist = p[:, None] - LEVELS[None, :]
+        near = dist[np.arange(len(pos)), np.argmin(np.abs(dist), axis=1)]
+        near[np.isnan(p)] = np.nan
+        out[:, 3] = near
+        zone = np.searchsorted(LEVELS, p, side="right").astype(float)
+        zone[np.isnan(p)] = np.nan
+        out[:, 4] = zone
+        # bars since the most recent high / low: argmax of the newest-first window
+        since_h = np.argmax(hw[:, ::-1], axis=1).astype(float)
+        since_l = np.argmin(lw[:, ::-1], axis=1).astype(float)
+        d = np.where(since_h < since_l, 1.0, -1.0)
+        d[~(np.isfinite(hw).all(axis=1) & np.isfinite(lw).all(axis=1))] = np.nan
+        out[:, 5] = d
+        return out
+
+    return ctx.memo(("fib_pt", w, pos.tobytes()), f)
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    out = np.empty((len(pos), len(idx)))
+    for j, k in enumerate(idx):
+        out[:, j] = _swing_pt(ctx, pos, WINDOWS[k // 6])[:, k % 6]
+    return out
+
+
+FAMILY = Family("fibonacci", False, SPECS, compute, compute_online=compute_online)

@@ -24,9 +24,12 @@ its own window, bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from bqx.features._ops import _ref, window_dots
+from bqx.features._ops import _ref, window_dots, windows_at
 from bqx.features.context import Ctx, Family, Spec
 
 WINDOWS = (60, 90, 150, 240, 390, 630)
@@ -71,7 +74,15 @@ _BASES = {w: _basis(w) for w in WINDOWS}
 def _stats(w: int, z_t: np.ndarray, mom: np.ndarray) -> np.ndarray:
     """The 9 statistics of window ``w`` from its moments (sum z, z*P1, z*P2, z²)."""
     _, n1, n2, p1t, p2t = _BASES[w]
-    s0, s1, s2, szz = mom[:, 0], mom[:, 1], mom[:, 2], mom[:, 3]
+    return _stats_from(w, n1, n2, p1t, p2t, z_t, mom)
+
+
+def _stats_from(
+    w: Any, n1: Any, n2: Any, p1t: Any, p2t: Any, z_t: np.ndarray, mom: np.ndarray
+) -> np.ndarray:
+    """:func:`_stats` with the window's constants given: scalars for one window, or arrays
+    (one entry per window, moments ``(m, windows, 4)``) for all windows in one pass."""
+    s0, s1, s2, szz = mom[..., 0], mom[..., 1], mom[..., 2], mom[..., 3]
     b0, b1, b2 = s0 / w, s1 / n1, s2 / n2
     sst = szz - s0 * s0 / w
     ss1, ss2 = b1 * b1 * n1, b2 * b2 * n2
@@ -95,7 +106,7 @@ def _stats(w: int, z_t: np.ndarray, mom: np.ndarray) -> np.ndarray:
             curv,
             resid,
         ],
-        axis=1,
+        axis=-1,
     )
 
 
@@ -126,4 +137,53 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("reg", True, _specs(), compute)
+_CONST = tuple(
+    np.array([_BASES[w][k] if k else w for w in WINDOWS], dtype=float) for k in range(5)
+)  # w, n1, n2, p1t, p2t per window
+
+
+def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    """All 9 statistics of all 6 windows at the few rows ``pos``: (m, 6, 9), from one
+    gathered window of the longest length (the shorter ones are its tail), memoised."""
+
+    def f() -> np.ndarray:
+        z = ctx.lc - _ref(ctx.lc)
+        win = windows_at(z, WMAX, pos)
+        mom = np.empty((len(pos), len(WINDOWS), 4))
+        for j, w in enumerate(WINDOWS):
+            tail = win[:, WMAX - w :]
+            mom[:, j, :3] = tail @ _BASES[w][0]
+            mom[:, j, 3] = (tail * tail).sum(axis=1)
+        cw, n1, n2, p1t, p2t = _CONST
+        return _stats_from(cw, n1, n2, p1t, p2t, z[pos][:, None], mom)
+
+    return ctx.memo(("reg_pt", pos.tobytes()), f)
+
+
+def _window_pt(ctx: Ctx, pos: np.ndarray, j: int) -> np.ndarray:
+    return _windows_pt(ctx, pos)[:, j, :]
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Only the windows the asked features read."""
+    n_stats, k = len(STATS), len(WINDOWS) * len(STATS)
+    out = np.empty((len(pos), len(idx)))
+    for c, i in enumerate(idx):
+        if i < k:
+            out[:, c] = _window_pt(ctx, pos, i // n_stats)[:, i % n_stats]
+        elif i == k:
+            i60, i630 = WINDOWS.index(60), WINDOWS.index(630)
+            out[:, c] = _window_pt(ctx, pos, i60)[:, 4] - _window_pt(ctx, pos, i630)[:, 0]
+        else:
+            col = 0 if i == k + 1 else 2
+            vals = np.stack([_window_pt(ctx, pos, j)[:, col] for j in range(len(WINDOWS))], 1)
+            if i == k + 1:
+                tr = np.sign(vals).mean(axis=1)
+                tr[np.isnan(vals).any(axis=1)] = np.nan
+                out[:, c] = tr
+            else:
+                out[:, c] = vals.mean(axis=1)
+    return out
+
+
+FAMILY = Family("reg", True, _specs(), compute, compute_online=compute_online)

@@ -7,18 +7,25 @@ always available. Estimators are in log-price units (≈ relative spread).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from bqx.features._ops import (
+    max_pt,
+    mean_pt,
+    min_pt,
     rolling_max,
     rolling_mean,
     rolling_min,
     rolling_std,
     safe_div,
     shift,
+    std_pt,
+    wilder_pt,
 )
 from bqx.features.context import Ctx, Family, Spec
-from bqx.features.families.technical import W14, atr
+from bqx.features.families.technical import W14, atr, true_range
 
 _S = ("spread",)
 SPECS = (
@@ -107,4 +114,76 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("spread", False, SPECS, compute)
+def _cs_ar(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
+    """The per-bar Corwin-Schultz and Abdi-Ranaldo terms (elementwise, as in ``compute``)."""
+
+    def f() -> np.ndarray:
+        h, lo = ctx.h, ctx.l
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hl = np.log(h / lo)
+            beta = hl * hl + shift(hl, 1) ** 2
+            hmax = np.fmax(h, shift(h, 1)) + 0.0 * shift(h, 1)
+            lmin = np.fmin(lo, shift(lo, 1)) + 0.0 * shift(lo, 1)
+            gamma = np.log(hmax / lmin) ** 2
+            alpha = (np.sqrt(2 * beta) - np.sqrt(beta)) / _K - np.sqrt(gamma / _K)
+            cs = 2 * (np.exp(alpha) - 1) / (1 + np.exp(alpha))
+        cs = np.where(np.isnan(cs), np.nan, np.maximum(cs, 0.0))
+        eta = (np.log(h) + np.log(lo)) / 2.0
+        lcp = shift(ctx.lc, 1)
+        return np.stack([cs, 4.0 * (lcp - shift(eta, 1)) * (lcp - eta)])
+
+    a = ctx.memo("cs_ar", f)
+    return a[0], a[1]
+
+
+def _spread_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    s, c = ctx.s, ctx.c
+    sp = s[pos]
+    if k == 0:
+        return sp / ctx.pip
+    if k == 1:
+        return 1e4 * safe_div(sp, c[pos])
+    if k in (2, 3, 4):
+        return safe_div(sp, mean_pt(s, (15, 60, 240)[k - 2], pos))
+    if k in (5, 6):
+        w = 60 if k == 5 else 240
+        return safe_div(sp - mean_pt(s, w, pos), std_pt(s, w, pos))
+    if k == 7:
+        return safe_div(max_pt(s, 60, pos), mean_pt(s, 60, pos))
+    if k == 8:
+        return safe_div(std_pt(s, 60, pos), mean_pt(s, 60, pos))
+    if k == 9:
+        return safe_div(mean_pt(s, 15, pos), mean_pt(s, 240, pos))
+    if k == 10:
+        return safe_div(sp, wilder_pt(true_range(ctx), 14, pos))
+    if k == 11:
+        return safe_div(sp, ctx.h[pos] - ctx.l[pos] + sp)
+    if k == 12:
+        smin = min_pt(s, 240, pos)
+        return safe_div(sp - smin, max_pt(s, 240, pos) - smin)
+    if k == 13:
+        eps = 0.1 * ctx.pip
+        prev = np.where(pos >= 60, s[np.maximum(pos - 60, 0)], np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.log((sp + eps) / (prev + eps))
+    if k in (14, 15):
+        w = 60 if k == 14 else 240
+        r, r1 = ctx.r, ctx.memo("r_prev", lambda: shift(ctx.r, 1))
+        cov = mean_pt(r * r1, w, pos) - mean_pt(r, w, pos) * mean_pt(r1, w, pos)
+        return 2.0 * np.sqrt(np.maximum(-cov, 0.0)) + 0.0 * cov
+    cs, ar = _cs_ar(ctx)
+    w = 60 if k in (16, 18) else 240
+    if k in (16, 17):
+        return mean_pt(cs, w, pos)
+    mean_ar = mean_pt(ar, w, pos)
+    return np.sqrt(np.maximum(mean_ar, 0.0)) + 0.0 * mean_ar
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    out = np.empty((len(pos), len(idx)))
+    for j, k in enumerate(idx):
+        out[:, j] = _spread_pt(k, ctx, pos)
+    return out
+
+
+FAMILY = Family("spread", False, SPECS, compute, compute_online=compute_online)

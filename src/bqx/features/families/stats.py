@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from bqx.features._ops import corr_at, rolling_mean, rolling_sum, safe_div, shift, std_at
+from bqx.features._ops import (
+    corr_at,
+    corr_pt,
+    rolling_mean,
+    rolling_sum,
+    safe_div,
+    shift,
+    std_at,
+    std_pt,
+    sum_pt,
+    windows_at,
+)
 from bqx.features.context import Ctx, Family, Spec
 
 SPECS = (
@@ -44,4 +57,29 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("stats", False, SPECS, compute)
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    r = ctx.r
+    out = np.empty((len(pos), len(idx)))
+    for j, k in enumerate(idx):
+        if k in (0, 1):
+            win = windows_at(r, 240, pos)
+            m1 = win.mean(axis=1)
+            m2r, m3r, m4r = (win**2).mean(axis=1), (win**3).mean(axis=1), (win**4).mean(axis=1)
+            c2 = m2r - m1**2
+            if k == 0:
+                c3 = m3r - 3 * m1 * m2r + 2 * m1**3
+                out[:, j] = np.where(c2 > 0, c3 / c2**1.5, np.nan)
+            else:
+                c4 = m4r - 4 * m1 * m3r + 6 * m1**2 * m2r - 3 * m1**4
+                out[:, j] = np.where(c2 > 0, c4 / (c2 * c2) - 3.0, np.nan)
+        elif k == 2:
+            out[:, j] = corr_pt(r, shift(r, 1), 60, pos)
+        elif k == 3:
+            r5 = ctx.lc - shift(ctx.lc, 5)
+            out[:, j] = safe_div(sum_pt(r5 * r5, 240, pos), 5.0 * sum_pt(r * r, 240, pos))
+        else:
+            out[:, j] = std_pt(r, 60, pos)
+    return out
+
+
+FAMILY = Family("stats", False, SPECS, compute, compute_online=compute_online)

@@ -14,18 +14,29 @@ import numpy as np
 
 from bqx.features._ops import (
     bars_since_max,
+    bars_since_max_pt,
     bars_since_min,
+    bars_since_min_pt,
     ema,
+    ema_pt,
     ema_window,
+    max_pt,
+    mean_pt,
+    min_pt,
+    on_rows,
     rolling,
     rolling_max,
     rolling_mean,
     rolling_min,
     rolling_sum,
+    rows_before,
     safe_div,
     shift,
     span_alpha,
+    sum_pt,
     wilder,
+    wilder_pt,
+    windows_at,
 )
 from bqx.features.context import Ctx, Family, Spec
 
@@ -298,4 +309,267 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return compute_subset(ctx, pos, range(len(_SERIES)))
 
 
-FAMILY = Family("technical", True, _specs(), compute, compute_subset)
+# ---- the online path: each feature at its rows only --------------------------------------
+def _pm(ctx: Ctx, key: object, pos: np.ndarray, fn: Callable[[], np.ndarray]) -> np.ndarray:
+    """Memo of a value at ``pos`` (shared by the features of one online call)."""
+    return ctx.memo((key, pos.tobytes()), fn)
+
+
+def _at(x: np.ndarray, pos: np.ndarray, lag: int = 0) -> np.ndarray:
+    """``x[pos - lag]``, NaN before the first row."""
+    p = pos - lag
+    out = x[np.maximum(p, 0)]
+    if lag and (p < 0).any():
+        out = out.copy()
+        out[p < 0] = np.nan
+    return out
+
+
+def _ema_c_pt(ctx: Ctx, span: float, pos: np.ndarray) -> np.ndarray:
+    return _pm(ctx, ("ema_c_pt", span), pos, lambda: ema_pt(ctx.c, span_alpha(span), pos))
+
+
+def _hh_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
+    return _pm(ctx, ("hh_pt", w), pos, lambda: max_pt(ctx.h, w, pos))
+
+
+def _ll_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
+    return _pm(ctx, ("ll_pt", w), pos, lambda: min_pt(ctx.l, w, pos))
+
+
+def _diff_c(ctx: Ctx) -> np.ndarray:
+    return ctx.memo("diff_c", lambda: ctx.c - shift(ctx.c, 1))
+
+
+def _rsi_pt(n: int) -> Callable[[Ctx, np.ndarray], np.ndarray]:
+    def f(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+        d = _diff_c(ctx)
+        g = wilder_pt(np.maximum(d, 0.0), n, pos)
+        lo = wilder_pt(np.maximum(-d, 0.0), n, pos)
+        return 100.0 * safe_div(g, g + lo)
+
+    return f
+
+
+def _macd_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    return _pm(ctx, "macd_pt", pos, lambda: _ema_c_pt(ctx, 12, pos) - _ema_c_pt(ctx, 26, pos))
+
+
+def _signal_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    def f() -> np.ndarray:
+        al = span_alpha(9)
+        rows = rows_before(pos, ema_window(al))  # the MACD series where the EMA9 reads it
+        m = ema_pt(ctx.c, span_alpha(12), rows) - ema_pt(ctx.c, span_alpha(26), rows)
+        return ema_pt(on_rows(ctx.n, rows, m), al, pos)
+
+    return _pm(ctx, "signal_pt", pos, f)
+
+
+def _k14_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    ll14, hh14 = _ll_pt(ctx, 14, pos), _hh_pt(ctx, 14, pos)
+    return 100.0 * safe_div(ctx.c[pos] - ll14, hh14 - ll14)
+
+
+def _stoch_d_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    rows = rows_before(pos, 3)
+    return mean_pt(on_rows(ctx.n, rows, _k14_pt(ctx, rows)), 3, pos)
+
+
+def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
+    def f() -> np.ndarray:
+        up = ctx.h - shift(ctx.h, 1)
+        dn = shift(ctx.l, 1) - ctx.l
+        nan = np.isnan(up) | np.isnan(dn)
+        pdm = np.where((up > dn) & (up > 0), up, 0.0)
+        mdm = np.where((dn > up) & (dn > 0), dn, 0.0)
+        pdm[nan] = np.nan
+        mdm[nan] = np.nan
+        return np.stack([pdm, mdm])
+
+    a = ctx.memo("dm", f)
+    return a[0], a[1]
+
+
+def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    def f() -> np.ndarray:
+        pdm, mdm = _dm(ctx)
+        tr = wilder_pt(true_range(ctx), n, pos)
+        return np.stack(
+            [
+                100.0 * safe_div(wilder_pt(pdm, n, pos), tr),
+                100.0 * safe_div(wilder_pt(mdm, n, pos), tr),
+            ]
+        )
+
+    a = _pm(ctx, ("di_pt", n), pos, f)
+    return a[0], a[1]
+
+
+def adx_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> np.ndarray:
+    """ADX(n) at ``pos``: the Wilder average of DX over the rows it reads."""
+
+    def f() -> np.ndarray:
+        rows = rows_before(pos, ema_window(1.0 / n))
+        pdi, mdi = di_pt(ctx, rows, n)
+        dx = 100.0 * safe_div(np.abs(pdi - mdi), pdi + mdi)
+        return wilder_pt(on_rows(ctx.n, rows, dx), n, pos)
+
+    return _pm(ctx, ("adx_pt", n), pos, f)
+
+
+def _cci_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    win = windows_at(_tp(ctx), 20, pos)
+    mean = win.mean(axis=1)
+    mad = np.abs(win - mean[:, None]).mean(axis=1)
+    return safe_div(_tp(ctx)[pos] - mean, 0.015 * mad)
+
+
+def _stochrsi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    rows = rows_before(pos, 14)
+    r14 = on_rows(ctx.n, rows, _rsi_pt(14)(ctx, rows))
+    rmin, rmax = min_pt(r14, 14, pos), max_pt(r14, 14, pos)
+    return safe_div(r14[pos] - rmin, rmax - rmin)
+
+
+def _mfi_flows(ctx: Ctx) -> np.ndarray:
+    def f() -> np.ndarray:
+        tp = _tp(ctx)
+        tp_prev = shift(tp, 1)
+        flow = tp * ctx.v
+        up = np.where(tp > tp_prev, flow, 0.0)
+        dn = np.where(tp < tp_prev, flow, 0.0)
+        bad = np.isnan(tp_prev) | np.isnan(flow)
+        up[bad] = np.nan
+        dn[bad] = np.nan
+        return np.stack([up, dn])
+
+    return ctx.memo("mfi_flows", f)
+
+
+def _mfi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    up, dn = _mfi_flows(ctx)
+    su, sd = sum_pt(up, 14, pos), sum_pt(dn, 14, pos)
+    return 100.0 * safe_div(su, su + sd)
+
+
+def _ultosc_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    pc = shift(ctx.c, 1)
+    bp = ctx.c - np.fmin(ctx.l, pc) + 0.0 * pc
+    tr = true_range(ctx)
+    avgs = [safe_div(sum_pt(bp, k, pos), sum_pt(tr, k, pos)) for k in (7, 14, 28)]
+    return 100.0 * (4 * avgs[0] + 2 * avgs[1] + avgs[2]) / 7.0
+
+
+def _trix_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    al = span_alpha(15)
+    w = ema_window(al)
+    r3 = rows_before(np.concatenate([pos, pos - 1]), 1)  # the triple EMA at t and t-1
+    r2 = rows_before(r3, w)
+    r1 = rows_before(r2, w)
+    e1 = on_rows(ctx.n, r1, ema_pt(ctx.c, al, r1))
+    e2 = on_rows(ctx.n, r2, ema_pt(e1, al, r2))
+    e3 = on_rows(ctx.n, r3, ema_pt(e2, al, r3))
+    return 1e4 * (safe_div(e3[pos], _at(e3, pos, 1)) - 1.0)
+
+
+def _cmo_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    d = _diff_c(ctx)
+    gu = sum_pt(np.maximum(d, 0.0), 14, pos)
+    gd = sum_pt(np.maximum(-d, 0.0), 14, pos)
+    return 100.0 * safe_div(gu - gd, gu + gd)
+
+
+def _vortex_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    h, lo = ctx.h, ctx.l
+    vp = sum_pt(np.abs(h - shift(lo, 1)), 14, pos)
+    vm = sum_pt(np.abs(lo - shift(h, 1)), 14, pos)
+    return safe_div(vp - vm, sum_pt(true_range(ctx), 14, pos))
+
+
+def _c(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    return ctx.c[pos]
+
+
+_PtFn = Callable[[Ctx, np.ndarray], np.ndarray]
+
+
+def _ema_ratio_pt(span: int) -> _PtFn:
+    return lambda ctx, pos: safe_div(_c(ctx, pos), _ema_c_pt(ctx, span, pos)) - 1.0
+
+
+def _sma_ratio_pt(w: int) -> _PtFn:
+    return lambda ctx, pos: safe_div(_c(ctx, pos), mean_pt(ctx.c, w, pos)) - 1.0
+
+
+def _roc_pt(n: int) -> _PtFn:
+    return lambda ctx, pos: safe_div(_c(ctx, pos), _at(ctx.c, pos, n)) - 1.0
+
+
+def _natr_pt(n: int) -> _PtFn:
+    return lambda ctx, pos: 100.0 * safe_div(wilder_pt(true_range(ctx), n, pos), _c(ctx, pos))
+
+
+def _mid_dev_pt(w: int) -> _PtFn:
+    return lambda ctx, pos: safe_div(
+        _c(ctx, pos) - (_hh_pt(ctx, w, pos) + _ll_pt(ctx, w, pos)) / 2.0, _c(ctx, pos)
+    )
+
+
+#: ``_SERIES`` evaluated at the asked rows only (same order).
+_POINT: tuple[_PtFn, ...] = (
+    _rsi_pt(7),
+    _rsi_pt(14),
+    _rsi_pt(28),
+    lambda ctx, pos: safe_div(_macd_pt(ctx, pos), _c(ctx, pos)),
+    lambda ctx, pos: safe_div(_signal_pt(ctx, pos), _c(ctx, pos)),
+    lambda ctx, pos: safe_div(_macd_pt(ctx, pos) - _signal_pt(ctx, pos), _c(ctx, pos)),
+    _k14_pt,
+    _stoch_d_pt,
+    adx_pt,
+    lambda ctx, pos: di_pt(ctx, pos)[0],
+    lambda ctx, pos: di_pt(ctx, pos)[1],
+    _cci_pt,
+    lambda ctx, pos: (
+        -100.0
+        * safe_div(_hh_pt(ctx, 28, pos) - _c(ctx, pos), _hh_pt(ctx, 28, pos) - _ll_pt(ctx, 28, pos))
+    ),
+    _natr_pt(14),
+    _natr_pt(28),
+    *(_ema_ratio_pt(span) for span in (10, 20, 50, 100)),
+    *(_sma_ratio_pt(w) for w in (10, 20, 50, 100, 200)),
+    *(_roc_pt(n) for n in (5, 10, 20, 120)),
+    lambda ctx, pos: safe_div(mean_pt(ctx.c, 50, pos), mean_pt(ctx.c, 200, pos)) - 1.0,
+    lambda ctx, pos: safe_div(_ema_c_pt(ctx, 10, pos), _ema_c_pt(ctx, 50, pos)) - 1.0,
+    _stochrsi_pt,
+    _mfi_pt,
+    lambda ctx, pos: 100.0 * (25.0 - bars_since_max_pt(ctx.h, 26, pos)) / 25.0,
+    lambda ctx, pos: 100.0 * (25.0 - bars_since_min_pt(ctx.l, 26, pos)) / 25.0,
+    _ultosc_pt,
+    _trix_pt,
+    lambda ctx, pos: safe_div(
+        _c(ctx, pos) - _ema_c_pt(ctx, 20, pos),
+        2.0 * wilder_pt(true_range(ctx), 10, pos),
+    ),
+    lambda ctx, pos: safe_div(
+        _c(ctx, pos) - _ll_pt(ctx, 55, pos), _hh_pt(ctx, 55, pos) - _ll_pt(ctx, 55, pos)
+    ),
+    lambda ctx, pos: safe_div(_c(ctx, pos) - mean_pt(ctx.c, 20, pos - 11), _c(ctx, pos)),
+    _mid_dev_pt(9),
+    _mid_dev_pt(26),
+    lambda ctx, pos: safe_div(ctx.h[pos] - _ema_c_pt(ctx, 13, pos), _c(ctx, pos)),
+    lambda ctx, pos: safe_div(ctx.l[pos] - _ema_c_pt(ctx, 13, pos), _c(ctx, pos)),
+    _cmo_pt,
+    _vortex_pt,
+)
+assert len(_POINT) == len(_TABLE)
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """The features ``idx`` at the few rows ``pos`` of an online call."""
+    out = np.empty((len(pos), len(idx)))
+    for j, k in enumerate(idx):
+        out[:, j] = _POINT[k](ctx, pos)
+    return out
+
+
+FAMILY = Family("technical", True, _specs(), compute, compute_subset, compute_online)

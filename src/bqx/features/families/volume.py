@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from bqx.features._ops import rolling_corr, rolling_mean, rolling_std, rolling_sum, safe_div
+from bqx.features._ops import (
+    corr_pt,
+    mean_pt,
+    rolling_corr,
+    rolling_mean,
+    rolling_std,
+    rolling_sum,
+    safe_div,
+    std_pt,
+    sum_pt,
+)
 from bqx.features.context import Ctx, Family, Spec
 
 _V = ("volume",)
@@ -43,4 +55,31 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return np.stack([x[pos] for x in cols], axis=1)
 
 
-FAMILY = Family("volume", False, SPECS, compute)
+def _vol_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
+    v, c = ctx.v, ctx.c
+    if k == 0:
+        return np.log1p(v[pos])
+    if k in (1, 2, 3):
+        return safe_div(v[pos], mean_pt(v, (15, 60, 240)[k - 1], pos))
+    if k == 4:
+        return safe_div(v[pos] - mean_pt(v, 60, pos), std_pt(v, 60, pos))
+    if k == 5:
+        return safe_div(mean_pt(v, 15, pos), mean_pt(v, 240, pos))
+    if k == 6:
+        return safe_div(sum_pt(np.sign(ctx.r) * v, 60, pos), sum_pt(v, 60, pos))
+    if k in (7, 8):
+        w = 60 if k == 7 else 240
+        tp = ctx.memo("tp", lambda: (ctx.h + ctx.l + c) / 3.0)
+        vwap = safe_div(sum_pt(tp * v, w, pos), sum_pt(v, w, pos))
+        return safe_div(c[pos] - vwap, c[pos])
+    return corr_pt(np.abs(ctx.r), v, 60, pos)
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    out = np.empty((len(pos), len(idx)))
+    for j, k in enumerate(idx):
+        out[:, j] = _vol_pt(k, ctx, pos)
+    return out
+
+
+FAMILY = Family("volume", False, SPECS, compute, compute_online=compute_online)
