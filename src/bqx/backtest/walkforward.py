@@ -155,7 +155,7 @@ def predict_window(
 def _task(
     spec: WindowSpec, data: dict[str, Any], cfg: WalkForwardConfig, n_jobs: int
 ) -> tuple[WindowSpec, pd.DataFrame | None, str | None, dict[str, float]]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tm: dict[str, float] = {}
     try:
         df, err = predict_window(spec, data, cfg, n_jobs, tm), None
@@ -164,6 +164,8 @@ def _task(
     except Exception as e:
         df, err = None, f"{type(e).__name__}: {e}"
     tm["total"] = time.perf_counter() - t0
+    # CPU seconds of this worker process (all its threads): the work, whatever the box's load
+    tm["cpu"] = time.process_time() - c0
     return spec, df, err, tm
 
 
