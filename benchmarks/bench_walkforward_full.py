@@ -9,7 +9,7 @@ the feature store and each window reads its slice; windows run in parallel (``--
 Reported per model: wall time of the whole run, per-window stage times (read, selection, fit,
 predict), and out-of-sample quality per window and pooled: R² and directional accuracy with
 overlap-aware 95 % intervals (:mod:`bqx.stats`, HAC with the 60-bar overlap); and, paired on
-the same rows, the R² gain and the DA difference of each model over the first (``rf``).
+the same rows, the R² gain and the DA difference of each model over ``rf`` (else the first).
 
 The full size is 28 pairs x 12 windows (``--pairs all --windows 12``, the default). A subset
 (``--pairs EURUSD,USDJPY,GBPNZD,AUDCAD --windows 3``) has the same data size per window (6
@@ -204,8 +204,10 @@ def main() -> None:
         )
     out["results"] = results
     if len(models) > 1:
-        base = models[0]
-        out["paired_vs_" + base] = {m: paired(preds[base], preds[m], s.horizon) for m in models[1:]}
+        base = "rf" if "rf" in models else models[0]
+        out["paired_vs_" + base] = {
+            m: paired(preds[base], preds[m], s.horizon) for m in models if m != base
+        }
     out["machine"]["loadavg_end"] = os.getloadavg()
     text = json.dumps(out, indent=1, default=str)
     print(text)
