@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
 # The demo (`make demo`): from nothing to served forecasts on the embedded default store.
 #
-#   1. simulate 21 calendar days of M1 bars for the 28 pairs, with a predictable component of
-#      known strength (oracle R² 0.2 for the 60-bar target), into DuckDB under .bqx-demo/
+#   1. simulate DEMO_DAYS calendar days of M1 bars for the 28 pairs, with a predictable
+#      component of known strength (DEMO_SIGNAL = the oracle R² of the 60-bar target), into
+#      DuckDB under .bqx-demo/
 #   2. build the causal feature store (809 candidates per bar)
-#   3. train one model per pair with the default SPEC random forest, 2 pairs in parallel;
-#      versions the approval rule accepts are promoted to production
-#   4. show the registry
+#   3. train one model per pair (DEMO_MODEL), 2 pairs in parallel; the approval rule alone
+#      decides which versions are promoted to production (no hand approval)
+#   4. show the registry and say how many pairs passed the rule on their own
 #   5. start the API on the demo models and print a curl command with a demo key
+#   5b. a small walk-forward backtest (retrain per window, out-of-sample months): report path
 #   6. paper-trade the last hour through the live decision path; compare with a backtest
 #   7. one monitoring pass; 8. the operator's status and where the decision layer answers
 #
-# Data size: 21 days (~15,000 bars per pair) keeps the whole demo to a few minutes on a
-# 2-core machine; models trained on so little data capture only part of the signal (see
-# docs/performance.md for 6-month figures).
+# Why these data and settings (issue 15; measurements in docs/performance.md, "Demo"): the
+# approval rule asks for the test R² gain over every naive baseline to be above 0 at 95 %
+# confidence, with the overlap of 60-bar targets counted (n_eff). On 3 weeks of data the test
+# segment has ~70 effective samples and even the *oracle* forecast passes for only 2-5 of the
+# 28 pairs (benchmarks/bench_demo_oracle.py); on 4 months at signal 0.25 the oracle passes for
+# all 28 (a stronger signal does not help: the "last known target" baseline gets stronger with
+# it). Models get below the oracle: in the one measured run 20 of 28 passed on their own, and
+# step 4 lists the others (they get no production model). The planted signal is far stronger
+# than anything real FX offers: the demo shows the machinery, not an edge. The demo model is
+# ridge regression (alpha 1e4, in the zoo): on short histories it recovers more of the planted
+# signal than the SPEC forest and trains in about a second; features are still selected per
+# pair by the SPEC selection forest. `bqx train` keeps the SPEC forest as its default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BQX_HOME="${BQX_HOME:-.bqx-demo}"
 BQX=.venv/bin/bqx
+DEMO_DAYS="${DEMO_DAYS:-122}"         # 2024-03-01 .. 2024-06-30 (4 months)
+DEMO_SIGNAL="${DEMO_SIGNAL:-0.25}"    # oracle R² of the planted signal
+DEMO_MODEL="${DEMO_MODEL:-ridge}"
+# the selection forest sees 10,000 training rows per pair instead of 30,000 (3x faster; stated
+# in step 3)
+export BQX_TRAIN__SELECTION_ROWS="${BQX_TRAIN__SELECTION_ROWS:-10000}"
 
 # elapsed time per step (issue 15: the demo says where its minutes go)
 T0=$(date +%s)
@@ -43,21 +60,21 @@ dashboard_hint() {  # the live dashboard's URL (the key travels in the #fragment
   fi
 }
 
-step "1/8 simulating 21 days of M1 bars for the 28 pairs (simulator, seed 42, planted signal 0.2 = oracle R² 0.2)"
-$BQX data generate --days 21 --pairs all --seed 42 --signal-strength 0.2 --start 2024-03-01
+step "1/8 simulating $DEMO_DAYS days of M1 bars for the 28 pairs (simulator, seed 42, planted signal $DEMO_SIGNAL = oracle R² $DEMO_SIGNAL, far above real FX)"
+$BQX data generate --days "$DEMO_DAYS" --pairs all --seed 42 --signal-strength "$DEMO_SIGNAL" --start 2024-03-01
 $BQX data info
 
 step "2/8 building the feature store"
 $BQX features build --pairs all
 
-step "3/8 training 28 pairs (default model: SPEC random forest), 2 in parallel"
-$BQX train --all --jobs 2 --promote --no-build-features || echo "(some pairs failed: see above)"
+step "3/8 training 28 pairs (demo model: $DEMO_MODEL; \`bqx train\` defaults to the SPEC random forest), 2 in parallel"
+echo "   features selected per pair on $BQX_TRAIN__SELECTION_ROWS training rows (SPEC selection forest)"
+echo "   approval rule: test R² gain over every naive baseline > 0 at 95 % confidence (overlap-aware), DA > 0.5"
+$BQX train --all --jobs 2 --promote --no-build-features --model "$DEMO_MODEL" || echo "(some pairs failed: see above)"
 
-step "4/8 registry"
-# Versions the approval rule did not approve (on 3 weeks of data many do not beat the naive
-# baselines: that is the rule working) are approved and promoted here by hand, with the reason
-# recorded in the history, so that the API has a model for every pair. Do not do this with
-# real money: see `bqx models show PAIR --version V` and the README.
+step "4/8 registry: what the approval rule decided on its own"
+# No version is approved by hand here: a pair whose model did not beat the naive baselines
+# with confidence has no production model, and the API refuses it.
 .venv/bin/python - <<'PY'
 from bqx.registry import Registry
 
@@ -67,14 +84,16 @@ for v in reg.versions():
     cur = latest.get(v.pair)
     if v.registration == "complete" and (cur is None or int(v.version) > int(cur.version)):
         latest[v.pair] = v
-served = {p for p, v in latest.items() if "production" in v.aliases}
-todo = [v for p, v in sorted(latest.items()) if p not in served]
-print(f"{len(served)} pairs promoted by the approval rule; approving {len(todo)} more by hand (demo only)")
-why = "demo: unvalidated model approved by hand (did not beat the naive baselines)"
-for v in todo:
-    if v.approval_status != "Approved":
-        reg.approve(v.pair, v.version, actor="make demo", reason=why)
-    reg.promote(v.pair, v.version, actor="make demo", reason=why)
+served = sorted(p for p, v in latest.items() if "production" in v.aliases)
+failed = sorted(p for p in latest if p not in served)
+print(f"{len(served)} of {len(latest)} pairs passed the approval rule on their own and serve")
+import os
+
+with open(os.path.join(os.environ["BQX_HOME"], "served_pairs"), "w") as f:
+    f.write(",".join(served))  # the demo's traffic goes to pairs that have a model
+if failed:
+    print(f"NOT approved (no production model; the API refuses them): {', '.join(failed)}")
+    print("  why: bqx models show PAIR --version V  (the test R² gain and its interval)")
 PY
 $BQX models list
 
@@ -82,6 +101,12 @@ step "5/8 serving"
 if [ -f scripts/serve_demo.sh ]; then
   bash scripts/serve_demo.sh
 fi
+
+step "5b/8 walk-forward backtest: EURUSD and USDJPY, retrained on 2 months, traded on the next (out of sample)"
+echo "   (with a planted signal this strong the leakage alarm may fire: on real FX such figures would mean lookahead)"
+$BQX backtest --pairs EURUSD,USDJPY --train-months 2 --test-months 1 --windows 1 \
+  --model "$DEMO_MODEL" --jobs 2 --out "$BQX_HOME/backtests/demo-walkforward" \
+  || echo "(walk-forward backtest failed: see above)"
 
 # ---- more capabilities --------------------------------------------------------------------
 # One `step "title"` and a command or two each, so that their time is printed like the
@@ -101,7 +126,9 @@ KEY=$(cat "$BQX_HOME/demo.key" 2>/dev/null || true)
 if [ -n "$KEY" ] && curl -fsS "$URL/healthz" >/dev/null 2>&1; then
   # forecasts at the 5 h before $LAST for 6 pairs through the live API (logged, inputs
   # captured, targets known), so the pass and /dashboard have quality, drift and traffic
+  SERVED=$(cut -d, -f1-6 "$BQX_HOME/served_pairs" 2>/dev/null || true)
   .venv/bin/python scripts/demo_traffic.py --url "$URL" --key "$KEY" --end "$LAST" \
+    ${SERVED:+--pairs "$SERVED"} \
     || echo "(demo traffic failed: see above)"
 fi
 $BQX monitor run --as-of "$LAST" || echo "(monitoring pass reported a problem: see above)"

@@ -54,7 +54,7 @@ def parse_duration(v: str) -> timedelta:
 class TrainSettings(BaseModel):
     """Training defaults (SPEC section 4)."""
 
-    model: Literal["rf", "lightgbm", "xgboost", "ridge"] = "rf"
+    model: Literal["rf", "lightgbm", "lgbm_rf", "xgboost", "ridge"] = "rf"
     train_frac: float = 0.70
     val_frac: float = 0.15
     selection_threshold: float = Field(0.95, gt=0, le=1)

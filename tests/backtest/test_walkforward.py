@@ -25,6 +25,12 @@ def test_walk_forward_end_to_end(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["walk_forward"]["windows"] == 2 and not summary["walk_forward"]["errors"]
+    # each window's stage times are recorded (issue 15: where a walk-forward's minutes go)
+    ws = summary["walk_forward"]["window_seconds"]
+    assert sorted(ws) == ["EURUSD/0", "EURUSD/1"]
+    for t in ws.values():
+        assert {"read", "selection", "fit", "predict", "total"} <= set(t)
+        assert 0 < t["fit"] < t["total"] and t["read"] + t["fit_and_calibrate"] <= t["total"]
     pred = pd.read_parquet(out / "predictions.parquet")
     assert sorted(pred["window"].unique()) == [0, 1]
     for _, g in pred.groupby("window"):

@@ -10,7 +10,7 @@ from bqx.training.fastpredict import FastPredictor
 from bqx.training.models import make_estimator, make_pipeline
 
 
-@pytest.mark.parametrize("model", ["rf", "lightgbm", "xgboost", "ridge"])
+@pytest.mark.parametrize("model", ["rf", "lightgbm", "lgbm_rf", "xgboost", "ridge"])
 def test_fast_path_equals_pipeline(signal_frame, model):
     df = signal_frame.iloc[1500:].dropna(subset=["target"])
     feats = [
@@ -25,10 +25,9 @@ def test_fast_path_equals_pipeline(signal_frame, model):
     X, y = df.drop(columns="target"), df["target"].to_numpy(float)
     X = X.copy()
     X.iloc[::97, X.columns.get_loc("rsi_14")] = np.nan  # missing values take the learned branch
-    params = {"n_estimators": 30} if model in ("rf", "lightgbm", "xgboost") else None
-    pipe = make_pipeline(feats, make_estimator(model, params, n_jobs=1)).fit(
-        X.iloc[:8000], y[:8000]
-    )
+    params = {"n_estimators": 30} if model in ("rf", "lightgbm", "lgbm_rf", "xgboost") else None
+    est = make_estimator(model, params, n_jobs=1, n_features=len(feats))
+    pipe = make_pipeline(feats, est).fit(X.iloc[:8000], y[:8000])
     fp = FastPredictor(pipe, F.columns())
     Xt = X.iloc[8000:8600]
     ref = pipe.predict(Xt)

@@ -85,16 +85,26 @@ def plan_windows(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> l
 
 
 def predict_window(
-    spec: WindowSpec, settings_data: dict[str, Any], cfg: WalkForwardConfig, n_jobs: int
+    spec: WindowSpec,
+    settings_data: dict[str, Any],
+    cfg: WalkForwardConfig,
+    n_jobs: int,
+    timings: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Fit on the window's training months, predict its test months (runs in a worker)."""
+    """Fit on the window's training months, predict its test months (runs in a worker).
+
+    The candidates are computed once by the feature store (:func:`ensure_features`); a window
+    reads its slice of them. ``timings`` (if given) receives the seconds of each stage."""
     from bqx.training.intervals import SCALE_FEATURE
     from bqx.training.train import fit_model, prepare
     from bqx.training.validity import valid_rows
 
     s = Settings.model_validate(settings_data)
     gap = s.horizon + 1
+    tm = timings if timings is not None else {}
+    t0 = time.perf_counter()
     raw = _feature_store(s).read(spec.pair, spec.train_start, spec.test_end)
+    tm["read"] = time.perf_counter() - t0
     train = prepare(raw[raw.index <= spec.train_end])
     # test rows are chosen on feature validity only: a bar whose target is not known yet (before
     # a gap, at the end of data) is still traded; its NaN y_true is left out of the metrics
@@ -113,12 +123,17 @@ def predict_window(
         train.iloc[-n_cal:].drop(columns=["target"]),
         train["target"].to_numpy(np.float64)[-n_cal:],
     )
+    t0 = time.perf_counter()
     fitted = fit_model(Xf, yf, Xc, yc, s, model=cfg.model, params=cfg.params or None, n_jobs=n_jobs)
+    tm.update(fitted.seconds)
+    tm["fit_and_calibrate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     Xt = test.drop(columns=["target"])
     pred = fitted.predict(Xt)
     pred[~valid_rows(fitted.selection.features, Xt, s.serve.min_valid_features)] = np.nan
     scale = Xt[SCALE_FEATURE].to_numpy(np.float64) if fitted.conformal.scale_feature else None
     lo, hi = fitted.conformal.bounds(pred, scale)
+    tm["predict"] = time.perf_counter() - t0
     return pd.DataFrame(
         {
             "pair": spec.pair,
@@ -139,14 +154,19 @@ def predict_window(
 
 def _task(
     spec: WindowSpec, data: dict[str, Any], cfg: WalkForwardConfig, n_jobs: int
-) -> tuple[WindowSpec, pd.DataFrame | None, str | None, float]:
-    t0 = time.perf_counter()
+) -> tuple[WindowSpec, pd.DataFrame | None, str | None, dict[str, float]]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    tm: dict[str, float] = {}
     try:
-        return spec, predict_window(spec, data, cfg, n_jobs), None, time.perf_counter() - t0
+        df, err = predict_window(spec, data, cfg, n_jobs, tm), None
     except BqxError as e:
-        return spec, None, str(e), time.perf_counter() - t0
+        df, err = None, str(e)
     except Exception as e:
-        return spec, None, f"{type(e).__name__}: {e}", time.perf_counter() - t0
+        df, err = None, f"{type(e).__name__}: {e}"
+    tm["total"] = time.perf_counter() - t0
+    # CPU seconds of this worker process (all its threads): the work, whatever the box's load
+    tm["cpu"] = time.process_time() - c0
+    return spec, df, err, tm
 
 
 def cache_key(pairs: Sequence[str], s: Settings, cfg: WalkForwardConfig) -> str:
@@ -202,9 +222,13 @@ def walk_forward_predictions(
     data["home"] = str(s.home.resolve())
     frames: list[pd.DataFrame] = []
     errors: dict[str, str] = {}
+    window_seconds: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
 
-    def handle(spec: WindowSpec, df: pd.DataFrame | None, err: str | None, _secs: float) -> None:
+    def handle(
+        spec: WindowSpec, df: pd.DataFrame | None, err: str | None, tm: dict[str, float]
+    ) -> None:
+        window_seconds[f"{spec.pair}/{spec.number}"] = {k: round(v, 2) for k, v in tm.items()}
         if df is not None:
             frames.append(df)
         else:
@@ -215,12 +239,13 @@ def walk_forward_predictions(
     from bqx.cluster.executor import Call, Executor
 
     # one task per (pair, window): the natural unit of parallelism (process pool or Ray)
-    with Executor(s, backend, min(jobs or s.train.jobs, len(specs))) as ex:
+    ex_jobs = min(jobs or s.train.jobs, len(specs))
+    with Executor(s, backend, ex_jobs) as ex:
         threads = ex.threads_per_task(len(specs))
         calls = [Call(_task, (sp, data, cfg, threads), sp.pair) for sp in specs]
         for d in ex.map(calls):
             if d.value is None:
-                handle(specs[d.index], None, d.error, d.seconds)
+                handle(specs[d.index], None, d.error, {"total": d.seconds})
             else:
                 handle(*d.value)
     if not frames:
@@ -242,6 +267,8 @@ def walk_forward_predictions(
         "windows": len(specs),
         "errors": errors,
         "seconds": round(time.perf_counter() - t0, 1),
+        "jobs": ex_jobs,
+        "window_seconds": window_seconds,
     }
     return out, info
 

@@ -22,7 +22,7 @@ from bqx.cli._common import (
     time_option,
 )
 
-MODELS = "rf|lightgbm|xgboost|ridge"
+MODELS = "rf|lightgbm|lgbm_rf|xgboost|ridge"
 
 
 def register(app: typer.Typer) -> None:

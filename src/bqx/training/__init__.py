@@ -9,4 +9,4 @@ Public entry points::
 
 #: The model zoo's names (:mod:`bqx.training.models`). Here, in the package's light
 #: ``__init__``, so the CLI can check ``--model`` without importing scikit-learn.
-MODELS = ("rf", "lightgbm", "xgboost", "ridge")
+MODELS = ("rf", "lightgbm", "lgbm_rf", "xgboost", "ridge")

@@ -22,7 +22,7 @@ class ModelArtifact:
     """A fitted per-pair model with its selection, interval calibration and provenance."""
 
     pair: str
-    model: str  # rf | lightgbm | xgboost | ridge
+    model: str  # rf | lightgbm | lgbm_rf | xgboost | ridge
     params: dict[str, Any]
     pipeline: Pipeline
     features: list[str]  # selected candidate columns, in pipeline order

@@ -25,7 +25,7 @@ from bqx.training.metrics import (
     regression_metrics,
     skill_estimates,
 )
-from bqx.training.models import default_params, make_estimator, make_pipeline
+from bqx.training.models import default_params, make_estimator, make_pipeline, resolve_params
 from bqx.training.selection import select_features
 from bqx.training.shrinkage import Shrinkage, fit_shrinkage
 from bqx.training.splits import chrono_split, tuning_calibration_split
@@ -135,6 +135,7 @@ def fit_model(
     t_sel = time.perf_counter() - t0
     p = default_params(model)
     p.update(params or {})
+    p = resolve_params(model, p, len(sel.features))
     pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=n_jobs))
     t1 = time.perf_counter()
     pipe.fit(Xtr, ytr)

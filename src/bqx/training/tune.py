@@ -99,6 +99,13 @@ def _suggest(model: str, trial: Any) -> dict[str, Any]:
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 100.0, log=True),
         }
+    if model == "lgbm_rf":
+        return {
+            "max_depth": trial.suggest_int("max_depth", 3, 16),
+            "min_child_samples": trial.suggest_int("min_child_samples", 5, 2000, log=True),
+            "feature_fraction_bynode": trial.suggest_float("feature_fraction_bynode", 0.05, 0.6),
+            "subsample": trial.suggest_float("subsample", 0.1, 0.9),
+        }
     if model == "rf":
         return {
             "max_depth": trial.suggest_int("max_depth", 3, 16),
@@ -152,7 +159,9 @@ def tune(
             # grow the forest in stages so unpromising trials are pruned early
             p["warm_start"] = True
             total = int(p.get("n_estimators", 100))
-            pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=jobs))
+            pipe = make_pipeline(
+                sel.features, make_estimator(model, p, n_jobs=jobs, n_features=len(sel.features))
+            )
             score = float("nan")
             for step, k in enumerate(range(total // 4, total + 1, total // 4), start=1):
                 pipe.set_params(model__n_estimators=k)
@@ -162,7 +171,9 @@ def tune(
                 if trial.should_prune():
                     raise optuna.TrialPruned()
             return score
-        pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=jobs))
+        pipe = make_pipeline(
+            sel.features, make_estimator(model, p, n_jobs=jobs, n_features=len(sel.features))
+        )
         pipe.fit(Xtr, ytr)
         if model in ("lightgbm", "xgboost"):
             # intermediate values: validation R² of the first k trees

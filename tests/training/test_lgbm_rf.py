@@ -1,0 +1,43 @@
+"""LightGBM's random-forest mode as the SPEC forest (issue 15 item 5): the hyperparameter
+mapping, and that it is a forest (averaged bagged trees), not boosting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bqx.training.models import LGBM_RF, RF_SPEC, make_estimator, resolve_params
+
+
+def test_mapping_follows_the_spec_forest():
+    p = resolve_params("lgbm_rf", LGBM_RF, 49)
+    assert p["boosting_type"] == "rf"
+    assert p["n_estimators"] == RF_SPEC["n_estimators"]
+    assert p["max_depth"] == RF_SPEC["max_depth"]
+    assert p["num_leaves"] >= 2 ** RF_SPEC["max_depth"]  # depth, not leaves, binds
+    assert p["min_child_samples"] == RF_SPEC["min_samples_leaf"]
+    assert 2 * p["min_child_samples"] >= RF_SPEC["min_samples_split"]
+    assert p["feature_fraction_bynode"] == pytest.approx(7 / 49)  # max_features='sqrt'
+    assert 0 < p["subsample"] < 1 and p["subsample_freq"] == 1  # bagging on
+    # the stored version records the concrete fraction, and explicit values are kept
+    assert resolve_params("lgbm_rf", {**LGBM_RF, "feature_fraction_bynode": 0.3}, 49)[
+        "feature_fraction_bynode"
+    ] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="n_features"):
+        make_estimator("lgbm_rf")
+
+
+def test_it_averages_trees_like_the_forest():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 9))
+    y = X[:, 0] - 0.5 * X[:, 1] + rng.normal(scale=0.5, size=4000)
+    est = make_estimator("lgbm_rf", {"n_estimators": 40}, n_features=9).fit(X[:3000], y[:3000])
+    rf = make_estimator("rf", {"n_estimators": 40}).fit(X[:3000], y[:3000])
+    # a forest's prediction is the mean of its trees': the first k trees' average stays on
+    # the scale of the full forest's (boosting would add them up)
+    p10 = est.predict(X[3000:], num_iteration=10)
+    p40 = est.predict(X[3000:])
+    assert np.std(p10) == pytest.approx(np.std(p40), rel=0.2)
+    # and it learns what the SPEC forest learns on the same rows
+    r2 = [1 - np.mean((y[3000:] - p) ** 2) / np.var(y[3000:]) for p in (p40, rf.predict(X[3000:]))]
+    assert r2[0] > 0.6 and abs(r2[0] - r2[1]) < 0.05, r2
