@@ -230,7 +230,12 @@ class RegimeSettings(BaseModel):
     #: per restart on a loaded 2-core machine)
     restarts: int = Field(3, ge=1)
     n_iter: int = Field(100, ge=100)
+    #: most recent training observations (one per trading-time hour) the HMM is fitted on
     fit_rows: int = Field(5_000, ge=500)
+    #: also model the pair's return in the hidden state's emissions (default: market
+    #: volatility only; bull / bear come from each state's mean return; see
+    #: bqx.decision.regime.fit_regime)
+    return_in_state: bool = False
 
 
 class RiskSettings(BaseModel):
@@ -255,6 +260,13 @@ class ForensicsSettings(BaseModel):
     retention_days: float = Field(90.0, gt=0)
     #: seconds the worker waits when nothing is pending
     poll_s: float = Field(1.0, gt=0)
+    #: the worker's most CPU time as a share of wall time: after each explanation it
+    #: sleeps so that busy / (busy + sleep) <= this (1 = no pause). 28 pairs x 1 decision a
+    #: minute need ~0.05 of one core; the cap keeps a backlog from taking the API's cores.
+    max_cpu_share: float = Field(0.25, gt=0, le=1)
+    #: run the worker in the idle scheduling class (Linux SCHED_IDLE: it gets CPU only
+    #: when no normal process wants it; elsewhere: nice 19)
+    idle_priority: bool = True
 
 
 class EventsSettings(BaseModel):

@@ -33,11 +33,11 @@ def test_predict_carries_the_filtered_regime_and_logs_it(regime_client, keys, se
     # the same number as the batch filter over the stored closes
     svc = regime_client.app.state.ctx.service
     model = svc.model("EURUSD").regime
-    bars = svc.store.read("EURUSD")
+    bars = svc.store.read()  # every pair: the market's volatility is an input
     from bqx.features.panel import Panel
 
     panel = Panel.from_bars(bars)
-    full = model.describe(model.filter(panel.close[:, 0], panel.ts)[-1])
+    full = model.describe(model.filter(panel.close, panel.ts, panel.pairs)[-1])
     assert reg["probabilities"] == pytest.approx(full["probabilities"], abs=1e-9)
     # and in the decision log
     svc.flush()
