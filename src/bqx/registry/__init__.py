@@ -31,6 +31,7 @@ import pandas as pd
 from bqx.config import Settings, load_settings
 from bqx.errors import ModelNotFoundError, RegistryError, RegistryUnavailableError
 from bqx.infra.crash import crash_point
+from bqx.state.promotions import current_actor
 from bqx.universe import normalize_pair
 
 if TYPE_CHECKING:
@@ -227,6 +228,22 @@ class Registry:
         crash_point("registry.version_tagged")
         c.set_model_version_tag(name, v, "registration", "complete")
         crash_point("registry.registered")
+        # lifecycle event for the event stream (bqx.events relays the outbox to the broker)
+        self.state.enqueue_event(
+            "models",
+            f"registered:{name}:{v}",
+            {
+                "event": "registered",
+                "pair": pair,
+                "model_name": name,
+                "version": v,
+                "model": art.model,
+                "feature_set_version": art.feature_set_version,
+                "approved_by_rule": bool(result.approved),
+                "actor": actor or current_actor(),
+                "at": pd.Timestamp.now(tz="UTC").isoformat(),
+            },
+        )
         if result.approved:
             self._set_approval(pair, v, APPROVED, actor or "approval-rule", result.approval_reason)
         return v
