@@ -137,9 +137,11 @@ def test_forensics_worker_follows_the_decision_log(client, keys, settings):
     svc.flush()
     assert client.get(f"/v1/forensics/{ids[0]}", headers=rd).status_code == 202
     assert client.get("/v1/forensics/no-such-id", headers=rd).status_code == 404
-    # the worker was "down" while the decisions were made: it catches up, once
-    res = ForensicsWorker(settings, state=svc.state).run_once()
+    # the worker was "down" while the decisions were made: it catches up, once; throttled
+    # to half a core it pauses as long as it computed
+    res = ForensicsWorker(settings, state=svc.state).run_once(max_cpu_share=0.5)
     assert res["explained"] >= 3 and res["failed"] == 0
+    assert 0 < res["throttle_sleep_seconds"] < res["seconds"]
     assert ForensicsWorker(settings, state=svc.state).run_once()["explained"] == 0
     for i in ids:
         r = client.get(f"/v1/forensics/{i}", headers=rd)
