@@ -188,13 +188,15 @@ def _worker(env: dict[str, str], *args: str) -> subprocess.Popen:
 WORKER_ARGS = {
     "stopped": None,
     "old_nice10_uncapped": ("--no-idle", "--nice", "10", "--max-cpu-share", "1"),
-    "default_idle_capped": (),
+    "idle_capped": ("--idle", "--max-cpu-share", "0.25"),
+    "nice19_capped": ("--no-idle", "--nice", "19"),
 }
 
 
 def worker_ab(svc: Any, home: Path, stamps: list[pd.Timestamp], blocks: int) -> dict[str, Any]:
-    """Client predict latency with no worker, with the old worker setting (nice 10, no CPU
-    cap) and with the default (idle CPU class, CPU share <= 0.25), arms alternating in
+    """Client predict latency with no worker, with a nice-10 uncapped worker (the default),
+    and with low-priority capped ones (idle class / nice 19, CPU share <= 0.25; the JSON of
+    run 3 calls the idle one "default_idle_capped"), arms alternating in
     blocks. Each running arm starts its own worker process (measured only once it has
     explained two decisions: models loaded) and ends it with SIGTERM: SIGSTOP would freeze a worker holding the DuckDB
     file lock and block the client's store reads (it did, in the first try of this run)."""

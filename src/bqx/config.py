@@ -261,12 +261,13 @@ class ForensicsSettings(BaseModel):
     #: seconds the worker waits when nothing is pending
     poll_s: float = Field(1.0, gt=0)
     #: the worker's most CPU time as a share of wall time: after each explanation it
-    #: sleeps so that busy / (busy + sleep) <= this (1 = no pause). 28 pairs x 1 decision a
-    #: minute need ~0.05 of one core; the cap keeps a backlog from taking the API's cores.
-    max_cpu_share: float = Field(0.25, gt=0, le=1)
+    #: sleeps so that busy / (busy + sleep) <= this (1 = no pause). Off by default: with
+    #: the DuckDB store a capped, low-priority worker raised the client's p99 MORE than an
+    #: uncapped nice-10 one (file-lock waits; docs/performance.md, decision layer)
+    max_cpu_share: float = Field(1.0, gt=0, le=1)
     #: run the worker in the idle scheduling class (Linux SCHED_IDLE: it gets CPU only
-    #: when no normal process wants it; elsewhere: nice 19)
-    idle_priority: bool = True
+    #: when no normal process wants it; else nice); off by default for the same reason
+    idle_priority: bool = False
 
 
 class EventsSettings(BaseModel):

@@ -31,7 +31,7 @@ def run(as_json: bool = JsonOpt) -> None:
 def worker(
     poll: float | None = typer.Option(None, "--poll", help="Seconds between empty polls."),
     nice: int = typer.Option(
-        19,
+        10,
         "--nice",
         help="Niceness when the idle scheduling class is off or refused (0 = unchanged).",
     ),
@@ -50,7 +50,8 @@ def worker(
     as_json: bool = JsonOpt,
 ) -> None:
     """Follow the decision log continuously (Ctrl-C to stop); nothing is lost while down.
-    On a host shared with the API it yields the CPU to requests (idle class + CPU cap)."""
+    Runs at nice 10; --idle and --max-cpu-share lower its share further (see
+    docs/performance.md for what they do to the API's latency)."""
     from bqx.decision.forensics import ForensicsWorker, lower_priority
 
     s = settings()
