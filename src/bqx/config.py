@@ -288,7 +288,12 @@ class RegimeSettings(BaseModel):
     #: per restart on a loaded 2-core machine)
     restarts: int = Field(3, ge=1)
     n_iter: int = Field(100, ge=100)
+    #: most recent training observations (one per trading-time hour) the HMM is fitted on
     fit_rows: int = Field(5_000, ge=500)
+    #: also model the pair's return in the hidden state's emissions (default: market
+    #: volatility only; bull / bear come from each state's mean return; see
+    #: bqx.decision.regime.fit_regime)
+    return_in_state: bool = False
 
 
 class RiskSettings(BaseModel):
@@ -313,6 +318,14 @@ class ForensicsSettings(BaseModel):
     retention_days: float = Field(90.0, gt=0)
     #: seconds the worker waits when nothing is pending
     poll_s: float = Field(1.0, gt=0)
+    #: the worker's most CPU time as a share of wall time: after each explanation it
+    #: sleeps so that busy / (busy + sleep) <= this (1 = no pause). Off by default: with
+    #: the DuckDB store a capped, low-priority worker raised the client's p99 MORE than an
+    #: uncapped nice-10 one (file-lock waits; docs/performance.md, decision layer)
+    max_cpu_share: float = Field(1.0, gt=0, le=1)
+    #: run the worker in the idle scheduling class (Linux SCHED_IDLE: it gets CPU only
+    #: when no normal process wants it; else nice); off by default for the same reason
+    idle_priority: bool = False
 
 
 class EventsSettings(BaseModel):

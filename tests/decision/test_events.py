@@ -100,3 +100,57 @@ def test_no_event_lost_or_duplicated_across_a_broker_outage(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_lifecycle_events_reach_the_stream(tmp_path, redis_url):
+    """Registered, approved, promoted, rolled back and every rollout step reach the broker
+    through the outbox, in order, each once (shared Redis, a stream prefix of this test)."""
+    import uuid
+
+    import redis
+
+    from bqx.events import RedisStreamsBus, relay_once
+
+    st = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+    st.create_tables()
+    # what Registry.log_and_register enqueues (checked in tests/training/test_registry.py)
+    st.enqueue_event("models", "registered:bqx-EURUSD:2", {"event": "registered", "version": "2"})
+    st.record_promotion("EURUSD", "bqx-EURUSD", action="approve", to_version="2")
+    st.record_promotion("EURUSD", "bqx-EURUSD", action="promote", to_version="2", from_version="1")
+    st.record_promotion("EURUSD", "bqx-EURUSD", action="rollback", to_version="1", from_version="2")
+    ro = st.create_rollout(
+        pair="EURUSD",
+        kind="canary",
+        baseline_version="1",
+        candidate_version="2",
+        state="canary",
+        steps=[0.1, 0.5, 1.0],
+        step=0,
+        weight=0.1,
+        shadow=False,
+        dwell_s=0.0,
+        shadow_s=0.0,
+        actor="test",
+        reason="start",
+    )
+    st.transition_rollout(
+        ro["id"], ro["gen"], action="step", reason="healthy", actor="op", step=1, weight=0.5
+    )
+    prefix = f"bqx-test-{uuid.uuid4().hex[:12]}:"
+    bus = RedisStreamsBus(redis_url, prefix=prefix)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        res = relay_once(st, bus)
+        assert res["broker_error"] is None and res["pending"] == 0
+        got = [json.loads(f[b"payload"]) for _, f in r.xrange(f"{prefix}models")]
+        events = [g["event"] for g in got]
+        assert events[:4] == ["registered", "approved", "promoted", "rolled_back"]
+        steps = [g for g in got if g["event"] == "rollout_step"]
+        assert [(g["to_state"], g["to_weight"]) for g in steps][-1] == ("canary", 0.5)
+        assert len(steps) == len(st.rollout_events(ro["id"])) >= 2
+        assert relay_once(st, bus)["sent"] == 0  # nothing twice
+        assert r.xlen(f"{prefix}models") == len(got)
+    finally:
+        keys = list(r.scan_iter(f"{prefix}*"))
+        if keys:
+            r.delete(*keys)

@@ -66,3 +66,25 @@ def test_outbox_save_is_idempotent_and_purge_respects_retention(tmp_path):
         )
     assert st.purge_forensics(90) == 1
     assert st.read_forensics("d0") is None and st.read_forensics("d1") is not None
+
+
+def test_worker_priority_is_the_idle_class():
+    """`bqx forensics worker` lowers its CPU priority: Linux SCHED_IDLE (else nice 19).
+    Checked in a thread of its own (on Linux both are per thread), so the test process
+    keeps its priority."""
+    import os
+    import threading
+
+    from bqx.decision.forensics import lower_priority
+
+    got: list = []
+    th = threading.Thread(
+        target=lambda: got.extend([lower_priority(), os.sched_getscheduler(0), os.nice(0)])
+    )
+    th.start()
+    th.join(10)
+    if got[0] == "SCHED_IDLE":
+        assert got[1] == os.SCHED_IDLE
+    else:  # SCHED_IDLE refused (some containers): nice 19
+        assert got[0] == "nice 19" and got[2] == 19
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this thread is untouched

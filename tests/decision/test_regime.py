@@ -75,3 +75,30 @@ def test_simulator_exposes_its_true_regime_path():
     reg = sim.regimes.to_numpy()
     v = {k: np.nanstd(r[reg == k]) for k in np.unique(reg)}
     assert v[max(v)] > v[min(v)]
+
+
+def test_filtered_state_recovers_the_simulators_volatility_regime():
+    """Fitted on 20 days of a simulated 28-pair market, the filtered state's volatility rank
+    (the labelling rule, no look at the truth) matches the simulator's regime on the later,
+    held-out bars far more often than chance (full figure: benchmarks/bench_decision.py)."""
+    import pandas as pd
+    from sklearn.metrics import balanced_accuracy_score
+
+    from bqx.data.simulator import generate
+    from bqx.decision.regime import fit_regime
+    from bqx.features.panel import Panel
+
+    sim = generate(days=30, seed=7)
+    panel = Panel.from_bars(sim.bars)
+    ts = panel.ts
+    truth = sim.regimes.reindex(pd.DatetimeIndex(ts, tz="UTC")).to_numpy().astype(int)
+    ntr = int(np.searchsorted(ts, ts[0] + 20 * 86400 * 10**9))
+    m = fit_regime(panel.close[:ntr], ts[:ntr], panel.pairs, pair="EURUSD", restarts=3)
+    P = m.filter(panel.close, ts, panel.pairs)[ntr:]
+    pred = np.asarray(m.vol_rank)[np.argmax(P, axis=1)]
+    tt = truth[ntr:]
+    share = np.bincount(tt, minlength=3) / len(tt)
+    assert len(np.unique(tt)) >= 2  # the held-out time has regime changes to find
+    acc, bacc = float(np.mean(pred == tt)), balanced_accuracy_score(tt, pred)
+    assert acc > share.max() + 0.15, (acc, share)
+    assert bacc > 0.6, bacc

@@ -102,11 +102,11 @@ def test_target_definition_matches_spec(bars_small):
 @pytest.fixture(scope="module")
 def regime_fit(bars_small):
     from bqx.decision.regime import fit_regime
+    from bqx.features.panel import Panel
 
-    g = bars_small[bars_small["pair"] == PAIR]
-    close = g["close"].to_numpy()
-    ts = pd.DatetimeIndex(g["ts"]).asi8
-    model = fit_regime(close, ts, restarts=1, max_rows=2000)
+    panel = Panel.from_bars(bars_small)  # all 28 pairs: the market's volatility is an input
+    close, ts = panel.close, panel.ts
+    model = fit_regime(close, ts, panel.pairs, pair=PAIR, restarts=1)
     return model, close, ts
 
 
@@ -127,8 +127,8 @@ def test_regime_probabilities_at_t_use_bars_up_to_t_only(regime_fit, i, seed):
     # array differently with its length (1 ulp); any use of a later bar moves them far more
     assert np.allclose(full[: t + 1], cut, rtol=0, atol=1e-12), "regime at or before t changed"
     rng = np.random.default_rng(seed)
-    changed = close.copy()
-    changed[t + 1 :] *= np.exp(rng.normal(0, 0.01, len(close) - t - 1))
+    changed = close.copy()  # every pair's bars after t
+    changed[t + 1 :] *= np.exp(rng.normal(0, 0.01, changed[t + 1 :].shape))
     again = model.filter(changed, ts)
     assert np.allclose(full[: t + 1], again[: t + 1], rtol=0, atol=1e-12)
     if t < len(close) - 2:  # the test can fail: later probabilities do move
@@ -142,13 +142,11 @@ def test_hmmlearn_smoothed_posteriors_would_look_ahead(regime_fit):
     only bars after t change, the filtered value does not."""
     from hmmlearn.hmm import GaussianHMM
 
-    from bqx.decision.regime import observations
-
     model, close, ts = regime_fit
     h = GaussianHMM(3, "full")
     h.startprob_, h.transmat_ = model.start, model.transmat
-    h.means_, h.covars_ = model.means, model.covars
-    obs = observations(close, ts, model.window, model.season)
+    h.means_, h.covars_ = model.means[:, model.dims], model.covars
+    obs = model.observe(close, ts, None)[:, model.dims]
     obs = obs[np.isfinite(obs).all(axis=1)]
     t = len(obs) // 2
     a = h.predict_proba(obs)[t]

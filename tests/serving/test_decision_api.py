@@ -33,11 +33,11 @@ def test_predict_carries_the_filtered_regime_and_logs_it(regime_client, keys, se
     # the same number as the batch filter over the stored closes
     svc = regime_client.app.state.ctx.service
     model = svc.model("EURUSD").regime
-    bars = svc.store.read("EURUSD")
+    bars = svc.store.read()  # every pair: the market's volatility is an input
     from bqx.features.panel import Panel
 
     panel = Panel.from_bars(bars)
-    full = model.describe(model.filter(panel.close[:, 0], panel.ts)[-1])
+    full = model.describe(model.filter(panel.close, panel.ts, panel.pairs)[-1])
     assert reg["probabilities"] == pytest.approx(full["probabilities"], abs=1e-9)
     # and in the decision log
     svc.flush()
@@ -137,9 +137,11 @@ def test_forensics_worker_follows_the_decision_log(client, keys, settings):
     svc.flush()
     assert client.get(f"/v1/forensics/{ids[0]}", headers=rd).status_code == 202
     assert client.get("/v1/forensics/no-such-id", headers=rd).status_code == 404
-    # the worker was "down" while the decisions were made: it catches up, once
-    res = ForensicsWorker(settings, state=svc.state).run_once()
+    # the worker was "down" while the decisions were made: it catches up, once; throttled
+    # to half a core it pauses as long as it computed
+    res = ForensicsWorker(settings, state=svc.state).run_once(max_cpu_share=0.5)
     assert res["explained"] >= 3 and res["failed"] == 0
+    assert 0 < res["throttle_sleep_seconds"] < res["seconds"]
     assert ForensicsWorker(settings, state=svc.state).run_once()["explained"] == 0
     for i in ids:
         r = client.get(f"/v1/forensics/{i}", headers=rd)

@@ -30,6 +30,12 @@ def test_round_trip(trained):
     v1 = reg.log_and_register(r1)
     v2 = reg.log_and_register(r2)
     assert (v1, v2) == ("1", "2")
+    # each registration is a lifecycle event in the outbox (relayed to the event stream)
+    reg_ev = [e["payload"] for e in reg.state.pending_events() if e["topic"] == "models"]
+    assert [(e["event"], e["version"]) for e in reg_ev] == [
+        ("registered", "1"),
+        ("registered", "2"),
+    ]
     info = reg.get("EURUSD", v1)
     assert info.approval_status == "PendingManualApproval" and info.registration == "complete"
     with pytest.raises(RegistryError, match="approve"):

@@ -33,23 +33,38 @@ def worker(
     nice: int = typer.Option(
         10,
         "--nice",
-        help="Lower this process's CPU priority (0 = unchanged): on a host "
-        "shared with the API the explanations yield the CPU to requests.",
+        help="Niceness when the idle scheduling class is off or refused (0 = unchanged).",
+    ),
+    idle: bool | None = typer.Option(
+        None,
+        "--idle/--no-idle",
+        help="Run in the idle CPU class (Linux SCHED_IDLE; default: forensics.idle_priority).",
+    ),
+    max_cpu_share: float | None = typer.Option(
+        None,
+        "--max-cpu-share",
+        min=0.01,
+        max=1.0,
+        help="Most CPU time as a share of wall time (default: forensics.max_cpu_share).",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Follow the decision log continuously (Ctrl-C to stop); nothing is lost while down."""
-    import os
-
-    from bqx.decision.forensics import ForensicsWorker
+    """Follow the decision log continuously (Ctrl-C to stop); nothing is lost while down.
+    Runs at nice 10; --idle and --max-cpu-share lower its share further (see
+    docs/performance.md for what they do to the API's latency)."""
+    from bqx.decision.forensics import ForensicsWorker, lower_priority
 
     s = settings()
-    if nice > 0 and hasattr(os, "nice"):
-        os.nice(nice)
+    f = s.forensics
+    how = lower_priority(f.idle_priority if idle is None else idle, nice)
+    share = f.max_cpu_share if max_cpu_share is None else max_cpu_share
     if not as_json:
-        console.print("forensics worker: following the decision log (Ctrl-C to stop)")
+        console.print(
+            f"forensics worker: following the decision log ({how}, CPU share <= {share:g}; "
+            "Ctrl-C to stop)"
+        )
     with contextlib.suppress(KeyboardInterrupt):
-        ForensicsWorker(s).follow(poll_s=poll or s.forensics.poll_s)
+        ForensicsWorker(s).follow(poll_s=poll or f.poll_s, max_cpu_share=share)
 
 
 @app.command("show")

@@ -238,6 +238,22 @@ class Registry:
         crash_point("registry.version_tagged")
         c.set_model_version_tag(name, v, "registration", "complete")
         crash_point("registry.registered")
+        # lifecycle event for the event stream (bqx.events relays the outbox to the broker)
+        self.state.enqueue_event(
+            "models",
+            f"registered:{name}:{v}",
+            {
+                "event": "registered",
+                "pair": pair,
+                "model_name": name,
+                "version": v,
+                "model": art.model,
+                "feature_set_version": art.feature_set_version,
+                "approved_by_rule": bool(result.approved),
+                "actor": _actor(actor),
+                "at": datetime.now(UTC).isoformat(),
+            },
+        )
         if result.approved:
             self._set_approval(pair, v, APPROVED, actor or "approval-rule", result.approval_reason)
         return v

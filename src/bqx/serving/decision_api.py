@@ -223,8 +223,7 @@ async def regime_history(pair: str, request: Request, bars: int = 240) -> Respon
             return {"pair": p, "history": [], "detail": "the production model has no regime model"}
         snap, _ = svc._snapshot_for(None)
         panel = snap.panel
-        j = panel.pairs.index(p)
-        P = model.filter(panel.close[:, j], panel.ts)[-bars:]
+        P = model.filter(panel.close, panel.ts, panel.pairs)[-bars:]
         ts = panel.ts[-bars:]
         hist = []
         for t, row in zip(ts, P, strict=True):

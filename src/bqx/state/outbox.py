@@ -1,9 +1,12 @@
 """The event outbox: events wait here until the broker has them (bqx.events).
 
-Why: the broker can be down; the state DB is what every producer already writes. Decisions
-and promotions/rollbacks (both already logged in their own tables) are copied into the
-outbox by the relay (anti-join on the idempotency key, so a relay that was down misses
-nothing); other producers call :meth:`OutboxMixin.enqueue_event`. The relay delivers
+Why: the broker can be down; the state DB is what every producer already writes. Decisions,
+promotion-history rows (approved, promoted, rolled back, rejected) and rollout steps (all
+already logged in their own tables) are copied into the outbox by the relay (anti-join on
+the idempotency key, so a relay that was down misses nothing); other producers call
+:meth:`OutboxMixin.enqueue_event` (the registry: ``registered``). Every event on the
+``models`` topic carries ``event``: registered / approved / rejected / promoted /
+rolled_back / rollout_step. The relay delivers
 undelivered rows in ``id`` order and marks them; the broker side de-duplicates by key, so a
 crash between "published" and "marked" re-sends harmlessly (at-least-once, idempotent).
 """
@@ -35,6 +38,15 @@ def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
     return {"outbox": outbox}
 
 
+#: promotion-history action -> lifecycle event name
+PROMOTION_EVENTS = {
+    "promote": "promoted",
+    "rollback": "rolled_back",
+    "approve": "approved",
+    "reject": "rejected",
+}
+
+
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
@@ -56,9 +68,10 @@ class OutboxMixin(StateBase):
         return bool(self._write(_do))
 
     def capture_events(self, limit: int = 1000) -> int:
-        """Copy decisions and promotion-history rows not yet in the outbox into it (keys:
-        the decision id, ``promotion:<id>``), oldest first. Returns how many."""
-        o, d, pr = self.t.outbox, self.t.decisions, self.t.promotions
+        """Copy decisions, promotion-history rows and rollout steps not yet in the outbox
+        into it (keys: the decision id, ``promotion:<id>``, ``rollout_event:<id>``), oldest
+        first. Returns how many."""
+        o, d, pr, re_ = self.t.outbox, self.t.decisions, self.t.promotions, self.t.rollout_events
         qd = (
             sa.select(d)
             .select_from(d.outerjoin(o, o.c.key == d.c.decision_id))
@@ -74,11 +87,31 @@ class OutboxMixin(StateBase):
             .order_by(pr.c.id)
             .limit(limit)
         )
+        rkey = sa.literal("rollout_event:") + sa.cast(re_.c.id, sa.String)
+        qr = (
+            sa.select(re_)
+            .select_from(re_.outerjoin(o, o.c.key == rkey))
+            .where(o.c.id.is_(None))
+            .order_by(re_.c.id)
+            .limit(limit)
+        )
         with self._read() as conn:
             dec = [dict(r._mapping) for r in conn.execute(qd).all()]
             pro = [dict(r._mapping) for r in conn.execute(qp).all()]
+            rol = [dict(r._mapping) for r in conn.execute(qr).all()]
         rows = [("decisions", str(r["decision_id"]), _jsonable(r)) for r in dec]
-        rows += [("models", f"promotion:{r['id']}", _jsonable(r)) for r in pro]
+        rows += [
+            (
+                "models",
+                f"promotion:{r['id']}",
+                {"event": PROMOTION_EVENTS[r["action"]]} | _jsonable(r),
+            )
+            for r in pro
+        ]
+        rows += [
+            ("models", f"rollout_event:{r['id']}", {"event": "rollout_step"} | _jsonable(r))
+            for r in rol
+        ]
         now = utcnow()
 
         def _do(conn: Connection) -> int:
