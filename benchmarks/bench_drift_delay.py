@@ -34,7 +34,7 @@ import pandas as pd
 
 from bqx.data.simulator import generate
 from bqx.features import pipeline as F
-from bqx.monitoring.drift import build_baseline, drift_report
+from bqx.monitoring.drift import FAMILY_ALPHA, build_baseline, drift_report
 
 DAY = 1440
 
@@ -51,11 +51,21 @@ def _scale_returns(bars: pd.DataFrame, at: pd.Timestamp, k: float) -> pd.DataFra
 
 
 def _delays(base: dict, feats: pd.DataFrame, cols: list[str], c: int, step: int) -> dict:
+    """Both gates side by side: the family-wise one (the default) and each feature at
+    ALPHA (``.per_feature``, the gate before the per-pair correction)."""
+    fam = _delays_one(base, feats, cols, c, step, FAMILY_ALPHA)
+    per = _delays_one(base, feats, cols, c, step, None)
+    return {**fam, **{f"{k}.per_feature": v for k, v in per.items()}}
+
+
+def _delays_one(
+    base: dict, feats: pd.DataFrame, cols: list[str], c: int, step: int, fa: float | None
+) -> dict:
     first: dict[str, int | None] = {"warning": None, "critical": None}
     n_crit_at_day = 0
     for k in range(step, DAY + 1, step):
         w = feats.iloc[c + k - DAY : c + k]
-        rep = drift_report(base, {f: w[f].to_numpy(np.float64) for f in cols})
+        rep = drift_report(base, {f: w[f].to_numpy(np.float64) for f in cols}, family_alpha=fa)
         sev = {x["severity"] for x in rep["columns"]}
         if first["warning"] is None and sev & {"warning", "critical"}:
             first["warning"] = k
@@ -103,7 +113,12 @@ def main() -> None:
     runs = [run_seed(11 + i, a) for i in range(a.seeds)]
     summary = {}
     for sc in ("vol_x1.9", "level_2sd", "none"):
-        for k in ("first_warning_bars", "first_critical_bars"):
+        for k in (
+            "first_warning_bars",
+            "first_critical_bars",
+            "first_warning_bars.per_feature",
+            "first_critical_bars.per_feature",
+        ):
             v = [r[sc][k] for r in runs]
             hit = [x for x in v if x is not None]
             summary[f"{sc}.{k}"] = {

@@ -14,9 +14,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import httpx
 import pandas as pd
+
+
+def _post(c: httpx.Client, path: str, body: dict, tries: int = 20) -> httpx.Response:
+    """POST, waiting out the key's rate limit (429 + Retry-After) as a polite client does:
+    a batch of 100 items spends 100 of the key's tokens at once."""
+    for _ in range(tries):
+        r = c.post(path, json=body)
+        if r.status_code != 429:
+            return r
+        time.sleep(min(float(r.headers.get("Retry-After", "1") or 1), 5.0))
+    return r
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = failed = 0
     with httpx.Client(base_url=a.url, headers={"X-API-Key": a.key}, timeout=120) as c:
         for i in range(0, len(items), 100):
-            r = c.post("/v1/predict/batch", json={"items": items[i : i + 100]})
+            r = _post(c, "/v1/predict/batch", {"items": items[i : i + 100]})
             if r.status_code in (401, 403):
                 print(f"the API refused the key ({r.status_code})", file=sys.stderr)
                 return 1
@@ -48,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             ok += body["count"] - body["failed"]
             failed += body["failed"]
         for k in range(a.live):
-            r = c.post("/v1/predict", json={"pair": pairs[k % len(pairs)]})
+            r = _post(c, "/v1/predict", {"pair": pairs[k % len(pairs)]})
             ok += r.status_code == 200
             failed += r.status_code != 200
     print(f"demo traffic: {ok} forecasts served, {failed} refused, {len(pairs)} pairs")
