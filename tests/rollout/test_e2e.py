@@ -115,7 +115,7 @@ def test_regime_change_closes_the_loop(
         info = reg.client.get_model_version(f"bqx-{PAIR}", v)
         assert info.tags["trigger"] == "quality" and info.tags["parent_version"] == "1"
         # 2. gate -> shadow -> canary 10 % -> 50 % -> production, driven by the operator
-        _tick_until(op, lambda: reg.production_version(PAIR) == v, 90)
+        _tick_until(op, lambda: reg.production_version(PAIR) == v, 180)
         time.sleep(0.5)  # a little traffic on the new production version
     assert len(st.triggers()) == 1  # one retrain: no new trigger while it rolls out
     trd = st.get_trigger(int(tr["id"]))
