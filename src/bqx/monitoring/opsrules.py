@@ -103,30 +103,27 @@ def ops_conditions(state: Any, cfg: Any, now: Any = None) -> tuple[dict[str, Any
     lat = route_stats(r for r in rows if r["at"] > end - lat_w)
     conds: list[Condition] = []
     seen: set[str] = set()
-    for route, st in err.items():
-        if st["requests"] < cfg.ops_min_requests:
-            continue
-        fp = f"{ERROR_RULE}:{route}"
-        seen.add(fp)
-        firing = st["error_rate"] > cfg.error_rate_critical
-        msg = (
-            f"{route}: {st['errors_5xx']} of {st['requests']} requests answered 5xx "
-            f"({st['error_rate']:.1%}) over the last {cfg.error_window_min:g} min "
-            f"(threshold {cfg.error_rate_critical:.0%}; {st['instances']} instance(s))"
-        )
-        conds.append(Condition(ERROR_RULE, firing, msg, "critical", None, fp))
-    for route, st in lat.items():
-        if st["requests"] < cfg.ops_min_requests:
-            continue
-        fp = f"{LATENCY_RULE}:{route}"
-        seen.add(fp)
-        firing = st["p99_ms"] > cfg.p99_warning_ms
-        msg = (
-            f"{route}: p99 latency {st['p99_ms']:.0f} ms over the last "
-            f"{cfg.latency_window_min:g} min (threshold {cfg.p99_warning_ms:g} ms; "
-            f"{st['requests']} requests, p50 {st['p50_ms']:.1f} ms)"
-        )
-        conds.append(Condition(LATENCY_RULE, firing, msg, "warning", None, fp))
+    rules = (
+        (ERROR_RULE, err, "critical", lambda st: st["error_rate"] > cfg.error_rate_critical,
+         lambda route, st: (
+             f"{route}: {st['errors_5xx']} of {st['requests']} requests answered 5xx "
+             f"({st['error_rate']:.1%}) over the last {cfg.error_window_min:g} min "
+             f"(threshold {cfg.error_rate_critical:.0%}; {st['instances']} instance(s))"
+         )),
+        (LATENCY_RULE, lat, "warning", lambda st: st["p99_ms"] > cfg.p99_warning_ms,
+         lambda route, st: (
+             f"{route}: p99 latency {st['p99_ms']:.0f} ms over the last "
+             f"{cfg.latency_window_min:g} min (threshold {cfg.p99_warning_ms:g} ms; "
+             f"{st['requests']} requests, p50 {st['p50_ms']:.1f} ms)"
+         )),
+    )  # fmt: skip
+    for rule, stats, severity, fires, message in rules:
+        for route, st in stats.items():
+            if st["requests"] < cfg.ops_min_requests:
+                continue  # too little traffic for a verdict
+            fp = f"{rule}:{route}"
+            seen.add(fp)
+            conds.append(Condition(rule, fires(st), message(route, st), severity, None, fp))
     # open alerts of these rules whose route had (enough) traffic no more: clear them
     try:
         open_ = state.read_alerts(open_only=True)

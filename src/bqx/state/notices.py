@@ -75,26 +75,3 @@ class NoticesMixin(StateBase):
                 )
 
         self._write(_do)
-
-    def notifier_failures(self) -> dict[str, Any]:
-        """Delivery failures as recorded by :meth:`record_notice` (each one a send that
-        failed after its retries): ``{"by_notifier": {name: {"failures", "pending",
-        "last_error"}}, "by_pair": {pair or "*": failures}}``. ``pending`` counts notices
-        whose last attempt failed (they are retried next pass)."""
-        t, a = self.t.alert_notices, self.t.alerts
-        q = sa.select(t.c.notifier, t.c.failures, t.c.last_error, a.c.pair).join(
-            a, a.c.id == t.c.alert_id
-        )
-        by_n: dict[str, dict[str, Any]] = {}
-        by_p: dict[str, int] = {}
-        with self._read() as conn:
-            rows = conn.execute(q).all()
-        for notifier, failures, last_error, pair in rows:
-            d = by_n.setdefault(str(notifier), {"failures": 0, "pending": 0, "last_error": None})
-            d["failures"] += int(failures or 0)
-            if last_error:
-                d["pending"] += 1
-                d["last_error"] = str(last_error)
-            key = str(pair) if pair is not None else "*"
-            by_p[key] = by_p.get(key, 0) + int(failures or 0)
-        return {"by_notifier": by_n, "by_pair": by_p}
