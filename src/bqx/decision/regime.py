@@ -522,6 +522,40 @@ class RegimeTracker:
             log.warning("could not raise the regime entropy alert", exc_info=True)
 
 
+#: The last market panel read for a training window (one entry): ``bqx train --all`` fits
+#: one regime model per pair on the same window of every pair's bars, so a worker process
+#: reads and aligns them once instead of once per pair (2.9 s each on 4 months x 28 pairs).
+_MARKET: list[Any] = [None, None]  # [key, (close, ts, pairs)]
+_MARKET_LOCK = threading.Lock()
+
+
+def _market(store: Any, start: Any, end: Any, settings: Any) -> tuple[Any, Any, list[str]]:
+    """(close, ts, pairs) of every pair's bars in ``[start, end]`` through the serving Panel,
+    cached on the store's fingerprint of that window (any changed bar there reads again)."""
+    from bqx.features.panel import Panel
+
+    key = (
+        getattr(store, "url", id(store)),
+        str(start),
+        str(end),
+        str(settings.interval),
+        settings.max_ffill_bars,
+        store.fingerprint(start, end),
+    )
+    with _MARKET_LOCK:
+        if _MARKET[0] == key:
+            return _MARKET[1]
+    bars = store.read(None, start, end)  # every pair: the market's volatility
+    panel = Panel.from_bars(bars, interval=settings.interval, max_ffill=settings.max_ffill_bars)
+    close, ts = np.array(panel.close), np.array(panel.ts)
+    close.setflags(write=False)  # shared by later fits: nobody may change it in place
+    ts.setflags(write=False)
+    value = (close, ts, list(panel.pairs))
+    with _MARKET_LOCK:
+        _MARKET[:] = [key, value]
+    return value
+
+
 def fit_for_artifact(art: Any, settings: Any, store: Any = None) -> RegimeModel | None:
     """Fit the regime model on the bars (of every pair in the store: the market's
     volatility is an input) of the artifact's TRAINING segment only
@@ -529,8 +563,6 @@ def fit_for_artifact(art: Any, settings: Any, store: Any = None) -> RegimeModel 
     versioned, with the model. Bars come through the same trading-time Panel (fill policy)
     as serving. A failure leaves ``art.regime = None`` with a warning: the forecast model is
     still usable, its predictions just carry ``regime: null``."""
-    from bqx.features.panel import Panel
-
     window = (art.data_window or {}).get("train") or []
     if len(window) != 2:
         return None
@@ -539,13 +571,12 @@ def fit_for_artifact(art: Any, settings: Any, store: Any = None) -> RegimeModel 
             from bqx.data.store import open_store
 
             store = open_store(settings=settings)
-        bars = store.read(None, window[0], window[1])  # every pair: the market's volatility
-        panel = Panel.from_bars(bars, interval=settings.interval, max_ffill=settings.max_ffill_bars)
+        close, ts, pairs = _market(store, window[0], window[1], settings)
         rs = settings.regime
         art.regime = fit_regime(
-            panel.close,
-            panel.ts,
-            panel.pairs,
+            close,
+            ts,
+            pairs,
             pair=art.pair,
             n_iter=rs.n_iter,
             restarts=rs.restarts,
