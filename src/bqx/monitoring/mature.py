@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bqx.features.pipeline import target_series
-
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +47,10 @@ def mature_frame(
     out = pd.Series(np.nan, index=decisions["decision_id"].astype(str), dtype=float)
     if decisions.empty or bars.empty:
         return out
+    # imported here: the feature pipeline (scipy.signal, ~1 s) is needed only when
+    # something matures, not by a pass that finds nothing pending
+    from bqx.features.pipeline import target_series
+
     for (pair, horizon), grp in decisions.groupby(["pair", "horizon"], sort=False):
         pb = bars[bars["pair"] == pair]
         if pb.empty:
