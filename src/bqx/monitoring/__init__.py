@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (module __getattr__): `bqx monitor run` loads
     # only what a pass needs, not e.g. the feature pipeline when nothing matures
-    import pandas as pd
-
     from bqx.monitoring.alerts import AlertManager, Condition
     from bqx.monitoring.drift import build_baseline, column_baseline, column_drift, drift_report
     from bqx.monitoring.mature import MatureResult, mature, mature_frame

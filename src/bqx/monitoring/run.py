@@ -55,6 +55,18 @@ def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condi
     return conds
 
 
+#: The decision-log columns live quality reads (:func:`bqx.monitoring.quality.quality_report`).
+QUALITY_COLUMNS = (
+    "decision_id",
+    "pair",
+    "asof_ts",
+    "horizon",
+    "prediction",
+    "interval_lo",
+    "interval_hi",
+    "model_version",
+    "realized_target",
+)
 #: Live metrics kept in a pass summary (name in ``quality_report`` -> summary key).
 SUMMARY_METRICS = ("r2", "da", "coverage")
 #: Worst features per pair kept in a pass summary (the dashboard's drift heatmap).
@@ -206,7 +218,7 @@ def run_pass(
             errors.append(f"mature: {type(e).__name__}: {e}")
     end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
     try:
-        dec = state.read_decisions(start=end - lookback, by="asof_ts")
+        dec = state.read_decisions(start=end - lookback, by="asof_ts", columns=QUALITY_COLUMNS)
         if not dec.empty:
             pairs = sorted(dec["pair"].unique())
             tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}

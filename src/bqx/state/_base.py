@@ -137,6 +137,7 @@ class Tables:
     paper_trades: sa.Table
     paper_equity: sa.Table
     captures: sa.Table
+    capture_feature_sets: sa.Table
     alert_notices: sa.Table
     online_pairs: sa.Table
     positions: sa.Table
@@ -447,7 +448,9 @@ def _frame(rows: Sequence[Any], columns: Sequence[sa.ColumnElement[Any]]) -> pd.
     df = pd.DataFrame.from_records([tuple(r) for r in rows], columns=names)
     for c, name in zip(columns, names, strict=True):
         if isinstance(c.type, UTCDateTime):
-            df[name] = pd.DatetimeIndex(pd.to_datetime(df[name], utc=True)).as_unit("ns")
+            df[name] = pd.DatetimeIndex(
+                pd.to_datetime(df[name], utc=True, format="ISO8601")  # datetime or ISO text
+            ).as_unit("ns")
         elif isinstance(c.type, sa.Float):
             df[name] = df[name].astype("float64")
         elif isinstance(c.type, sa.Integer):

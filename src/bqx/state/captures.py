@@ -1,9 +1,15 @@
 """Captured model inputs: the selected feature values of served decisions (for drift).
 
-One row per captured decision: ``values`` is a JSON object ``{feature: value}`` (NaN ->
-null) of the version's selected features, in the order the model saw them. Rows are written
-off the request path by :class:`CaptureWriter` (a daemon thread, batches) and purged after
-``monitor.capture_retention_days`` by the monitoring pass.
+One row per captured decision. The values are stored packed: ``packed`` holds the
+version's selected features as float64 little-endian bytes (non-finite -> NaN), in the
+order the model saw them, and ``feature_set`` names that order - a key into
+``capture_feature_sets`` (the feature-name list, stored once). A day of 28 pairs x 70
+features is 2.8M values: parsing them as JSON was the largest cost of a monitoring pass
+(issue 12). Rows written before this format keep their ``values`` JSON object
+``{feature: value}`` (NaN -> null) and are still read (:meth:`CapturesMixin.read_captures`
+reads both). Rows are written off the request path by :class:`CaptureWriter` (a daemon
+thread, batches) and purged after ``monitor.capture_retention_days`` by the monitoring
+pass.
 
 Unlike decisions, captures are a *sample* used for statistics: when the state database is
 down a failed batch is dropped and counted (:attr:`CaptureWriter.dropped`), never retried
@@ -12,14 +18,15 @@ for ever and never allowed to slow a request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import math
 import queue
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from bqx.state._base import StateBase, UTCDateTime, as_utc, utcnow
@@ -36,7 +43,11 @@ CAPTURE_COLUMNS: tuple[str, ...] = (
     "asof_ts",
     "model_version",
     "values",
+    "feature_set",
+    "packed",
 )
+#: dtype of a packed capture (float64: the served values exactly, so drift is unchanged)
+PACKED_DTYPE = np.dtype("<f8")
 
 
 def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
@@ -49,11 +60,24 @@ def define(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
         sa.Column("pair", sa.String(16), nullable=False),
         sa.Column("asof_ts", UTCDateTime),
         sa.Column("model_version", sa.String(64)),
-        sa.Column("values", sa.JSON),
+        sa.Column("values", sa.JSON),  # rows of the first format only (JSON object)
+        sa.Column("feature_set", sa.String(40)),  # -> capture_feature_sets.key
+        sa.Column("packed", sa.LargeBinary),  # float64 LE, one per name of the set
     )
     sa.Index(f"{p}ix_captures_pair_asof", captures.c.pair, captures.c.asof_ts)
     sa.Index(f"{p}ix_captures_time", captures.c.captured_at)
-    return {"captures": captures}
+    feature_sets = sa.Table(
+        f"{p}capture_feature_sets",
+        md,
+        sa.Column("key", sa.String(40), primary_key=True),
+        sa.Column("names", sa.Text, nullable=False),  # JSON list of feature names
+    )
+    return {"captures": captures, "capture_feature_sets": feature_sets}
+
+
+def feature_set_key(names: Sequence[str]) -> str:
+    """Content key of an ordered feature-name list (sha1 hex, 40 chars)."""
+    return hashlib.sha1("\x1f".join(names).encode()).hexdigest()
 
 
 def capture_row(
@@ -66,26 +90,44 @@ def capture_row(
     values: Iterable[float],
     captured_at: Any = None,
 ) -> dict[str, Any]:
-    """A capture row; non-finite values become null (JSON has no NaN)."""
-    vals = {
-        str(n): (float(v) if math.isfinite(float(v)) else None)
-        for n, v in zip(names, values, strict=True)
-    }
+    """A capture row, packed; non-finite values become NaN (as null did in JSON)."""
+    names = tuple(str(n) for n in names)
+    x = np.array(values if isinstance(values, np.ndarray) else list(values), dtype=PACKED_DTYPE)
+    if x.shape != (len(names),):
+        raise ValueError(f"{len(names)} names but values of shape {x.shape}")
+    x[~np.isfinite(x)] = np.nan
     return {
         "decision_id": str(decision_id),
         "captured_at": as_utc(captured_at) if captured_at is not None else utcnow(),
         "pair": pair,
         "asof_ts": as_utc(asof_ts) if asof_ts is not None else None,
         "model_version": str(model_version) if model_version is not None else None,
-        "values": vals,
+        "feature_names": names,
+        "packed": x.tobytes(),
     }
 
 
+def _packed(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A row to insert: a :func:`capture_row` row, or one with a ``values`` mapping
+    ``{feature: value}`` (packed here)."""
+    if "packed" in r:
+        return dict(r)
+    vals = r["values"]
+    return capture_row(
+        decision_id=r["decision_id"],
+        pair=r["pair"],
+        asof_ts=r.get("asof_ts"),
+        model_version=r.get("model_version"),
+        names=list(vals),
+        values=[np.nan if v is None else float(v) for v in vals.values()],
+        captured_at=r.get("captured_at"),
+    )
+
+
 def _wide(dicts: list[dict[str, Any]]) -> pd.DataFrame:
-    """Capture value dicts -> a float frame (one column per feature, NaN where absent or
-    null). Rows with the same keys in the same order (one model version's features, as
-    :func:`capture_row` writes them) are converted as one block."""
-    import numpy as np
+    """Capture value dicts (the JSON format) -> a float frame (one column per feature, NaN
+    where absent or null). Rows with the same keys in the same order (one model version's
+    features) are converted as one block."""
     import pandas as pd
 
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -103,20 +145,40 @@ def _wide(dicts: list[dict[str, Any]]) -> pd.DataFrame:
 
 class CapturesMixin(StateBase):
     def write_captures(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert capture rows (from :func:`capture_row`); duplicates of an id are skipped."""
-        rows = [dict(r) for r in rows]
+        """Insert capture rows (from :func:`capture_row`, or with a ``values`` mapping);
+        duplicates of an id are skipped. Stored packed, the name list once per set."""
+        rows = [_packed(r) for r in rows]
         if not rows:
             return 0
-        t = self.t.captures
+        sets: dict[tuple[str, ...], str] = {}
+        ins = []
+        for r in rows:
+            names = r["feature_names"]
+            key = sets.get(names)
+            if key is None:
+                key = sets[names] = feature_set_key(names)
+            ins.append(
+                {k: r[k] for k in ("decision_id", "captured_at", "pair", "asof_ts",
+                                   "model_version", "packed")} | {"feature_set": key}
+            )  # fmt: skip
+        t, fs = self.t.captures, self.t.capture_feature_sets
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
             stmt: Any = pg_insert(t).on_conflict_do_nothing(index_elements=["decision_id"])
+            fstmt: Any = pg_insert(fs).on_conflict_do_nothing(index_elements=["key"])
         else:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             stmt = sqlite_insert(t).on_conflict_do_nothing(index_elements=["decision_id"])
-        self._write(lambda conn: conn.execute(stmt, rows))
+            fstmt = sqlite_insert(fs).on_conflict_do_nothing(index_elements=["key"])
+        fsets = [{"key": k, "names": json.dumps(list(n))} for n, k in sets.items()]
+
+        def _tx(conn: Any) -> None:
+            conn.execute(fstmt, fsets)
+            conn.execute(stmt, ins)
+
+        self._write(_tx)
         return len(rows)
 
     def read_captures(
@@ -133,10 +195,17 @@ class CapturesMixin(StateBase):
         import pandas as pd
 
         t = self.t.captures
-        # the JSON as text, parsed below in one call (per-row decoding by the driver/ORM
-        # was the largest cost of a 28-pair monitoring pass)
-        raw = sa.cast(t.c["values"], sa.Text)
-        q = sa.select(t.c.decision_id, t.c.pair, t.c.asof_ts, t.c.model_version, raw)
+        # raw columns, converted below in bulk: per-row decoding by the driver/ORM (JSON,
+        # the timestamp type) was the largest cost of a 28-pair monitoring pass
+        q = sa.select(
+            t.c.decision_id,
+            t.c.pair,
+            sa.type_coerce(t.c.asof_ts, sa.String),
+            t.c.model_version,
+            t.c.feature_set,
+            t.c.packed,
+            sa.cast(t.c["values"], sa.Text),
+        )
         if pair is not None:
             q = q.where(t.c.pair.in_([pair] if isinstance(pair, str) else list(pair)))
         if start is not None:
@@ -148,12 +217,31 @@ class CapturesMixin(StateBase):
         q = q.order_by(t.c.asof_ts, t.c.decision_id)
         with self._read() as conn:
             rows = conn.execute(q).all()
+            keys = sorted({r[4] for r in rows if r[4] is not None})
+            fs = self.t.capture_feature_sets
+            names = (
+                {
+                    k: json.loads(v)
+                    for k, v in conn.execute(
+                        sa.select(fs.c.key, fs.c.names).where(fs.c.key.in_(keys))
+                    ).all()
+                }
+                if keys
+                else {}
+            )
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 7
         meta = pd.DataFrame(
-            [r[:4] for r in rows], columns=["decision_id", "pair", "asof_ts", "model_version"]
+            {
+                "decision_id": list(cols[0]),
+                "pair": list(cols[1]),
+                "asof_ts": pd.DatetimeIndex(
+                    pd.to_datetime(list(cols[2]), utc=True, format="ISO8601")
+                ).as_unit("ns"),
+                "model_version": list(cols[3]),
+            },
+            columns=["decision_id", "pair", "asof_ts", "model_version"],
         )
-        meta["asof_ts"] = pd.to_datetime(meta["asof_ts"], utc=True)
-        dicts = json.loads("[" + ",".join(r[4] or "{}" for r in rows) + "]")
-        return pd.concat([meta, _wide(dicts)], axis=1)
+        return pd.concat([meta, _values_frame(cols[4], cols[5], cols[6], names)], axis=1)
 
     def purge_captures(self, older_than: Any) -> int:
         """Delete captures captured before ``older_than``; returns rows deleted (retention)."""
@@ -245,7 +333,7 @@ class CaptureWriter:
                 rows.append(r)
             if rows:
                 try:
-                    rows = [capture_row(**r) if "names" in r else r for r in rows]
+                    rows = [capture_row(**r) if "names" in r else r for r in rows]  # packs
                     self.state.write_captures(rows)
                     self.written += len(rows)
                 except Exception as e:  # a sample: drop and count, never block serving
@@ -271,3 +359,38 @@ class CaptureWriter:
             "sampled_out": self.sampled_out,
             "queued": self._q.qsize(),
         }
+
+
+def _values_frame(
+    sets: Sequence[str | None],
+    packed: Sequence[bytes | None],
+    legacy: Sequence[str | None],
+    names: Mapping[str, list[str]],
+) -> pd.DataFrame:
+    """The feature columns of read capture rows: packed rows one block per feature set
+    (``np.frombuffer`` of the joined bytes), JSON rows (the first format) through
+    :func:`_wide`; NaN where a row lacks a column."""
+    import pandas as pd
+
+    n = len(sets)
+    groups: dict[str, list[int]] = {}
+    old: list[int] = []
+    for i, (k, b) in enumerate(zip(sets, packed, strict=True)):
+        if k is not None and b is not None and k in names:
+            groups.setdefault(k, []).append(i)
+        else:
+            old.append(i)
+    parts = []
+    for k, idx in groups.items():
+        cols = names[k]
+        block = np.frombuffer(b"".join(packed[i] or b"" for i in idx), dtype=PACKED_DTYPE)
+        block = block.reshape(len(idx), len(cols)).astype(np.float64)  # native, writable
+        parts.append(pd.DataFrame(block, index=idx if len(idx) < n else None, columns=cols))
+    if old:
+        w = _wide(json.loads("[" + ",".join(legacy[i] or "{}" for i in old) + "]"))
+        w.index = pd.Index(old)
+        parts.append(w)
+    if not parts:
+        return pd.DataFrame(index=range(n))
+    out = parts[0] if len(parts) == 1 else pd.concat(parts).sort_index()
+    return out.astype(np.float64)

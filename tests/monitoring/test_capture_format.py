@@ -1,0 +1,109 @@
+"""Captured inputs are stored packed (float64 bytes + a feature-set key) and state DBs
+holding rows of the first format (a JSON object per row) keep working: the table is
+migrated in place, old and new rows read back as the same frame, and drift over them is
+identical (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from bqx.monitoring.drift import build_baseline, drift_report
+from bqx.state import StateDB
+from bqx.state.captures import capture_row
+
+# the captures table before the packed format (columns and types)
+_OLD = """CREATE TABLE {p}captures (decision_id VARCHAR(64) PRIMARY KEY,
+captured_at {ts} NOT NULL, pair VARCHAR(16) NOT NULL, asof_ts {ts}, model_version VARCHAR(64),
+"values" JSON)"""
+NAMES = [f"f{i}" for i in range(7)]
+T0 = pd.Timestamp("2024-01-04 00:00", tz="UTC")
+
+
+def _data(n: int = 400) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    x = np.cumsum(rng.normal(size=(n, len(NAMES))), axis=0) / 10
+    x[3, 2] = np.nan
+    x[7, 5] = np.inf  # non-finite -> NaN, as JSON null was
+    return x
+
+
+def _old_rows(conn: sa.Connection, p: str, x: np.ndarray, pg: bool) -> None:
+    ts = "CAST(:t AS TIMESTAMPTZ)" if pg else ":t"
+    stmt = sa.text(
+        f"INSERT INTO {p}captures (decision_id, captured_at, pair, asof_ts, model_version, "
+        f"\"values\") VALUES (:id, {ts}, 'EURUSD', {ts}, '1', :v)"
+    )
+    for i, row in enumerate(x):
+        t = (T0 + pd.Timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        v = {n: (float(a) if np.isfinite(a) else None) for n, a in zip(NAMES, row, strict=True)}
+        conn.execute(stmt, {"id": f"old{i:04d}", "t": t, "v": json.dumps(v)})
+
+
+def _check(s: StateDB, x: np.ndarray) -> None:
+    n = len(x)
+    s.write_captures(
+        capture_row(decision_id=f"new{i:04d}", pair="GBPUSD", asof_ts=T0 + pd.Timedelta(minutes=i),
+                    model_version="1", names=NAMES, values=x[i])
+        for i in range(n)
+    )  # fmt: skip
+    old = s.read_captures("EURUSD")
+    new = s.read_captures("GBPUSD")
+    assert len(old) == len(new) == n
+    assert list(old.columns) == list(new.columns) == [
+        "decision_id", "pair", "asof_ts", "model_version", *NAMES,
+    ]  # fmt: skip
+    assert old["asof_ts"].tolist() == new["asof_ts"].tolist()
+    assert str(old["asof_ts"].dtype) == "datetime64[ns, UTC]"
+    a, b = old[NAMES].to_numpy(), new[NAMES].to_numpy()
+    assert np.isnan(a[3, 2]) and np.isnan(a[7, 5]) and np.isnan(b[7, 5])
+    np.testing.assert_array_equal(a, b)  # bit-identical, NaN where JSON had null
+    base = build_baseline({c: x[:, i] for i, c in enumerate(NAMES)})
+    ro = drift_report(base, {c: old[c].to_numpy(float) for c in NAMES})
+    rn = drift_report(base, {c: new[c].to_numpy(float) for c in NAMES})
+    assert json.dumps(ro, sort_keys=True) == json.dumps(rn, sort_keys=True)
+    both = s.read_captures(start=T0, end=T0 + pd.Timedelta(minutes=n))  # mixed formats
+    assert len(both) == 2 * n and both["asof_ts"].is_monotonic_increasing
+    np.testing.assert_array_equal(
+        both.set_index("decision_id").loc[[f"old{i:04d}" for i in range(n)], NAMES].to_numpy(), a
+    )
+    s.write_captures([{"decision_id": "dict1", "pair": "USDJPY", "asof_ts": T0,
+                       "model_version": "2", "values": {"z": 1.5, "y": None}}])  # fmt: skip
+    d = s.read_captures("USDJPY")
+    assert d[["z", "y"]].iloc[0].tolist()[0] == 1.5 and np.isnan(d["y"].iloc[0])
+
+
+def test_old_json_captures_read_like_packed_ones_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    x = _data()
+    eng = sa.create_engine(f"sqlite:///{path}")
+    with eng.begin() as c:
+        c.exec_driver_sql(_OLD.format(p="", ts="DATETIME"))
+        _old_rows(c, "", x, pg=False)
+    eng.dispose()
+    s = StateDB(f"sqlite:///{path}")  # migrates: packed columns + feature-set table
+    _check(s, x)
+    s.close()
+
+
+@pytest.mark.integration
+def test_old_json_captures_read_like_packed_ones_postgres(pg_url: str) -> None:
+    p = f"t{uuid.uuid4().hex[:10]}_"
+    x = _data()
+    eng = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with eng.begin() as c:
+        c.exec_driver_sql(_OLD.format(p=p, ts="TIMESTAMPTZ"))
+        _old_rows(c, p, x, pg=True)
+    eng.dispose()
+    s = StateDB(pg_url, prefix=p)
+    try:
+        _check(s, x)
+    finally:
+        s.drop_all()
+        s.close()
