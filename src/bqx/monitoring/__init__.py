@@ -10,41 +10,15 @@ Python API for other packages (e.g. the operator loop):
   monitoring task run)
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # imported on first use (module __getattr__): `bqx monitor run` loads
-    # only what a pass needs, not e.g. the feature pipeline when nothing matures
-    from bqx.monitoring.alerts import AlertManager, Condition
-    from bqx.monitoring.drift import build_baseline, column_baseline, column_drift, drift_report
-    from bqx.monitoring.mature import MatureResult, mature, mature_frame
-    from bqx.monitoring.notifiers import LogNotifier, SmtpNotifier, WebhookNotifier
-    from bqx.monitoring.quality import quality_report, r2_drop_verdict
+import pandas as pd
 
-_LAZY = {
-    "AlertManager": "alerts",
-    "Condition": "alerts",
-    "build_baseline": "drift",
-    "column_baseline": "drift",
-    "column_drift": "drift",
-    "drift_report": "drift",
-    "MatureResult": "mature",
-    "mature": "mature",
-    "mature_frame": "mature",
-    "LogNotifier": "notifiers",
-    "SmtpNotifier": "notifiers",
-    "WebhookNotifier": "notifiers",
-    "quality_report": "quality",
-    "r2_drop_verdict": "quality",
-}
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+from bqx.monitoring.alerts import AlertManager, Condition
+from bqx.monitoring.drift import build_baseline, column_baseline, column_drift, drift_report
+from bqx.monitoring.mature import MatureResult, mature, mature_frame
+from bqx.monitoring.notifiers import LogNotifier, SmtpNotifier, WebhookNotifier
+from bqx.monitoring.quality import quality_report, r2_drop_verdict
 
 
 def run_once(settings: Any, now: Any = None) -> dict[str, Any]:
@@ -52,8 +26,6 @@ def run_once(settings: Any, now: Any = None) -> dict[str, Any]:
     alert rules (:func:`bqx.monitoring.run.run_pass`). The operator (``bqx ops run``) calls
     it every ``ops.monitor_every_s``. ``now`` (default: the clock) ends the live windows:
     set it to look at a replayed or historical period."""
-    import pandas as pd
-
     from bqx.data.store import open_store
     from bqx.monitoring.run import run_pass
     from bqx.registry import Registry

@@ -44,25 +44,25 @@ def mature_frame(
     ``decisions`` needs columns decision_id, pair, asof_ts, horizon; ``bars`` is the long
     bar frame (pair, ts, ...). Pure function: no database.
     """
-    out = pd.Series(np.nan, index=decisions["decision_id"].astype(str), dtype=float)
+    ids = decisions["decision_id"].astype(str).to_numpy()
+    vals = np.full(len(decisions), np.nan)
     if decisions.empty or bars.empty:
-        return out
+        return pd.Series(vals, index=ids, dtype=float)
     # imported here: the feature pipeline (scipy.signal, ~1 s) is needed only when
     # something matures, not by a pass that finds nothing pending
     from bqx.features.pipeline import target_series
 
-    for (pair, horizon), grp in decisions.groupby(["pair", "horizon"], sort=False):
+    asof_all = pd.DatetimeIndex(pd.to_datetime(decisions["asof_ts"], utc=True))
+    groups = decisions.groupby(["pair", "horizon"], sort=False).indices  # -> row positions
+    for (pair, horizon), pos in groups.items():
         pb = bars[bars["pair"] == pair]
         if pb.empty:
             continue
         y = target_series(
             pb, str(pair), horizon=int(str(horizon)), target=target, max_ffill=max_ffill
         )
-        asof = pd.DatetimeIndex(pd.to_datetime(grp["asof_ts"], utc=True))
-        vals = y.reindex(asof).to_numpy()
-        ids = grp["decision_id"].astype(str).tolist()
-        out.loc[ids] = vals
-    return out
+        vals[pos] = y.reindex(asof_all[pos]).to_numpy()
+    return pd.Series(vals, index=ids, dtype=float)
 
 
 def mature(
@@ -85,7 +85,8 @@ def mature(
     import sqlalchemy as sa
 
     q = (
-        sa.select(d.c.decision_id, d.c.pair, d.c.asof_ts, d.c.horizon)
+        # asof_ts raw (SQLite: text), converted in bulk below
+        sa.select(d.c.decision_id, d.c.pair, sa.type_coerce(d.c.asof_ts, sa.String), d.c.horizon)
         .where(
             d.c.realized_target.is_(None),
             d.c.asof_ts.is_not(None),
@@ -99,13 +100,25 @@ def mature(
         rows = conn.execute(q).all()
     if not rows:
         return MatureResult(0, 0, {})
-    df = pd.DataFrame(rows, columns=["decision_id", "pair", "asof_ts", "horizon"])
-    df["asof_ts"] = pd.to_datetime(df["asof_ts"], utc=True)
+    ids, prs, ts, hz = (list(c) for c in zip(*rows, strict=True))
+    df = pd.DataFrame(
+        {
+            "decision_id": ids,
+            "pair": prs,
+            "asof_ts": pd.to_datetime(ts, utc=True, format="ISO8601"),  # datetime or text
+            "horizon": hz,
+        }
+    )
     need = sorted(df["pair"].unique())
     start = df["asof_ts"].min() - pd.Timedelta(days=2)  # history for the target's grid
     bars = store.read(pairs=need, start=start)
     vals = mature_frame(df, bars, target=target, max_ffill=max_ffill)
-    ok = vals[np.isfinite(vals.to_numpy())]
-    n = state.set_realized(ok.to_dict(), at=at) if len(ok) else 0
-    waiting = df[~df["decision_id"].astype(str).isin(ok.index)].groupby("pair").size()
+    known = np.isfinite(vals.to_numpy())  # positions of df's rows (mature_frame keeps order)
+    ok = vals[known]
+    n = (
+        state.set_realized(zip(ok.index, ok.to_numpy().tolist(), strict=True), at=at)
+        if len(ok)
+        else 0
+    )
+    waiting = df.loc[~known, "pair"].value_counts()
     return MatureResult(len(df), int(n), {str(k): int(v) for k, v in waiting.items()})
