@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,8 @@ def mature_frame(
 
     asof_all = pd.DatetimeIndex(pd.to_datetime(decisions["asof_ts"], utc=True))
     groups = decisions.groupby(["pair", "horizon"], sort=False).indices  # -> row positions
-    for (pair, horizon), pos in groups.items():
+    for key, pos in groups.items():
+        pair, horizon = cast(tuple[Any, Any], key)
         pb = bars[bars["pair"] == pair]
         if pb.empty:
             continue
