@@ -1,6 +1,13 @@
 """One ``bqx monitor run`` over 28 pairs x 1 day of captured decisions (issue 12).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_monitor_pass.py [--home DIR] [--reuse]
+        [--old-src DIR] [--rounds 3]
+
+``--old-src DIR``: A/B against another source tree (e.g. ``git archive main src | tar -x
+-C DIR``): its own home is set up by a child process running that code (so its state DB
+holds what that code writes, e.g. JSON captures), then the passes alternate old/new (order
+flipped every round). A third arm runs this code over a copy of the old home (captures of
+the first format, read through the compatibility path).
 
 Setup (not timed): a project home with 3 simulated days of bars for all 28 pairs (DuckDB),
 one registered version per pair in MLflow carrying a monitoring baseline of 70 features
@@ -12,7 +19,9 @@ Features are 60-bar rolling means of noise (autocorrelated like the served ones)
 Timed: ``bqx monitor run --as-of <last bar> --json`` as a child process, twice:
 the first pass matures the 40,320 decisions (reads bars, computes targets, writes them),
 the second finds nothing new to mature (the steady state of a pass every few minutes).
-Wall time and peak RSS (``wait4`` rusage) of each child; the report's own ``seconds``.
+Before each first pass the realised targets are reset to NULL (so every round matures the
+same 40,320 decisions). Wall time, CPU time (user + system) and peak RSS (``wait4`` rusage)
+of each child; the report's own ``seconds``; the load average. Medians over rounds.
 Raw JSON to benchmarks/results/monitor_pass.json.
 """
 
@@ -105,9 +114,9 @@ def setup(home: Path) -> str:
     return str(as_of)
 
 
-def run_cli(home: Path, as_of: str) -> dict:
+def run_cli(home: Path, as_of: str, src: str | None = None) -> dict:
     env = {**os.environ, "BQX_HOME": str(home)}
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = src or str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
     p = subprocess.Popen(
@@ -125,6 +134,7 @@ def run_cli(home: Path, as_of: str) -> dict:
     drift = rep.get("drift") or {}
     return {
         "wall_s": round(wall, 3),
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
         "pass_seconds": round(rep["seconds"], 3),
         "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
         "matured": (rep.get("mature") or {}).get("matured"),
@@ -132,38 +142,141 @@ def run_cli(home: Path, as_of: str) -> dict:
         "drift_pairs": len(drift.get("pairs", [])),
         "drift_columns": sum(len(p["columns"]) for p in drift.get("pairs", [])),
         "errors": rep["errors"],
+        "load1": round(os.getloadavg()[0], 2),
+        "_report": rep,
     }
+
+
+def unmature(home: Path) -> None:
+    """Reset the realised targets, so that the next pass matures all decisions again."""
+    import sqlite3
+
+    con = sqlite3.connect(home / "state.db")
+    con.execute("UPDATE decisions SET realized_target = NULL, realized_at = NULL")
+    con.commit()
+    con.close()
+
+
+def _same_results(a: dict, b: dict) -> dict:
+    """Do two reports agree on drift, quality and maturing (JSON-equal)?"""
+
+    def key(r: dict) -> dict:
+        drift = {
+            (p["pair"], p["model_version"]): p for p in (r.get("drift") or {}).get("pairs", [])
+        }
+        return {
+            "drift": json.dumps(sorted(drift.items()), sort_keys=True, default=str),
+            "quality": json.dumps(r["quality"], sort_keys=True, default=str),
+            "matured": (r.get("mature") or {}).get("matured"),
+        }
+
+    ka, kb = key(a), key(b)
+    return {k: ka[k] == kb[k] for k in ka}
+
+
+def _median(runs: list[dict], k: str) -> float:
+    return round(float(np.median([r[k] for r in runs])), 3)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", type=Path, default=Path("/tmp/bqx-bench-monitor"))
-    ap.add_argument("--reuse", action="store_true", help="skip setup (home from a prior run)")
+    ap.add_argument("--reuse", action="store_true", help="skip setup (homes from a prior run)")
+    ap.add_argument("--setup-only", action="store_true")
+    ap.add_argument("--old-src", type=Path, default=None, help="source tree to compare with")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--label", default="")
     a = ap.parse_args()
-    meta = a.home / "bench_as_of.txt"
+
+    def ensure(home: Path, src: Path | None) -> str:
+        meta = home / "bench_as_of.txt"
+        if a.reuse and meta.exists():
+            return meta.read_text().strip()
+        if src is None:
+            as_of = setup(home)
+            meta.write_text(as_of)
+            return as_of
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        subprocess.run(
+            [sys.executable, __file__, "--setup-only", "--home", str(home)], env=env, check=True
+        )
+        return meta.read_text().strip()
+
     t0 = time.perf_counter()
-    if a.reuse and meta.exists():
-        as_of = meta.read_text().strip()
-    else:
-        as_of = setup(a.home)
-        meta.write_text(as_of)
+    arms: dict[str, tuple[Path, str | None]] = {"new": (a.home, None)}
+    as_of = ensure(a.home, None)
+    if a.setup_only:
+        return
+    if a.old_src is not None:
+        old_home = a.home.with_name(a.home.name + "-old")
+        assert ensure(old_home, a.old_src.resolve()) == as_of
+        compat = a.home.with_name(a.home.name + "-compat")
+        if not (a.reuse and (compat / "bench_as_of.txt").exists()):
+            shutil.rmtree(compat, ignore_errors=True)
+            shutil.copytree(old_home, compat)
+        arms = {"old": (old_home, str(a.old_src.resolve())), **arms, "new_on_json": (compat, None)}
     setup_s = time.perf_counter() - t0
-    first = run_cli(a.home, as_of)
-    second = run_cli(a.home, as_of)
+    runs: dict[str, dict[str, list[dict]]] = {k: {"first": [], "second": []} for k in arms}
+    load_before = os.getloadavg()
+    for r in range(a.rounds):
+        order = list(arms) if r % 2 == 0 else list(arms)[::-1]
+        for name in order:
+            home, src = arms[name]
+            unmature(home)
+            runs[name]["first"].append(run_cli(home, as_of, src))
+            runs[name]["second"].append(run_cli(home, as_of, src))
+            print(name, r, {k: runs[name][p][-1]["wall_s"] for p in ("first", "second")
+                            for k in (p,)}, file=sys.stderr)  # fmt: skip
+    load_after = os.getloadavg()
+    same = {}
+    if "old" in runs:
+        for name in arms:
+            if name != "old":
+                same[name] = {
+                    p: _same_results(runs["old"][p][-1]["_report"], runs[name][p][-1]["_report"])
+                    for p in ("first", "second")
+                }
+    summary: dict[str, dict] = {}
+    for name, by in runs.items():
+        summary[name] = {}
+        for p, rs in by.items():
+            for x in rs:
+                x.pop("_report", None)
+            summary[name][p] = {
+                k: _median(rs, k) for k in ("wall_s", "cpu_s", "pass_seconds", "peak_rss_mb")
+            } | {"matured": rs[-1]["matured"], "drift_columns": rs[-1]["drift_columns"],
+                 "quality_rows": rs[-1]["quality_rows"], "errors": rs[-1]["errors"]}  # fmt: skip
+    ratios = {}
+    if "old" in summary:
+        for name in summary:
+            if name == "old":
+                continue
+            ratios[f"{name}/old"] = {
+                p: {
+                    k: round(summary[name][p][k] / summary["old"][p][k], 3)
+                    for k in ("wall_s", "cpu_s", "pass_seconds", "peak_rss_mb")
+                }
+                for p in ("first", "second")
+            }
     out = {
         "benchmark": "monitor_pass",
         "label": a.label,
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus (shared, loaded)",
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in load_after],
         "pairs": 28,
         "decisions": 28 * DAY,
         "captured_features": N_FEAT,
+        "rounds": a.rounds,
+        "arms": {k: {"home": str(v[0]), "src": v[1] or "this tree"} for k, v in arms.items()},
         "setup_s": round(setup_s, 1),
-        "first_pass": first,
-        "second_pass": second,
+        "median": summary,
+        "ratios": ratios,
+        "same_results_as_old": same,
+        "runs": runs,
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps({k: out[k] for k in ("median", "ratios", "same_results_as_old")}, indent=1))
     dst = RESULTS.with_name(f"monitor_pass_{a.label}.json") if a.label else RESULTS
     dst.parent.mkdir(exist_ok=True)
     dst.write_text(json.dumps(out, indent=2) + "\n")

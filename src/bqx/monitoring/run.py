@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from bqx.monitoring.alerts import AlertManager, Condition
@@ -155,16 +156,20 @@ def drift_pass(
     if cap.empty:
         return out, conds
     meta = {"decision_id", "pair", "asof_ts", "model_version"}
+    feats = [c for c in cap.columns if c not in meta]
+    X = cap[feats].to_numpy(np.float64)  # one matrix; each group's rows in asof_ts order
     worst_by_pair: dict[str, tuple[str, str]] = {}
-    for (p, version), g in cap.groupby(["pair", "model_version"]):
+    for key, pos in sorted(cap.groupby(["pair", "model_version"]).indices.items()):
+        p, version = cast(tuple[Any, Any], key)
         try:
             base = parse_baseline(load_baseline(registry, str(p), str(version)))
         except BaselineMissingError:
             out["no_baseline"].append({"pair": p, "model_version": version})
             continue
-        win = {c: g[c].to_numpy(float) for c in g.columns if c not in meta and c in base}
+        Xg = X[pos]
+        win = {c: Xg[:, j] for j, c in enumerate(feats) if c in base}
         rep = drift_report(base, win)
-        rep.update(pair=p, model_version=version, n=len(g))
+        rep.update(pair=p, model_version=version, n=len(pos))
         out["pairs"].append(rep)
         w = rep.get("worst") or {}
         msg = (
