@@ -107,3 +107,70 @@ def test_old_json_captures_read_like_packed_ones_postgres(pg_url: str) -> None:
     finally:
         s.drop_all()
         s.close()
+
+
+class _Info:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+
+class _Registry:
+    """Just what :func:`load_baseline` reads: a version's local artifact directory."""
+
+    def __init__(self, dirs: dict[tuple[str, str], Path]) -> None:
+        self.dirs = dirs
+
+    def get(self, pair: str, version: str) -> _Info:
+        return _Info(str(self.dirs[(pair, str(version))]))
+
+
+def test_drift_pass_equals_the_per_group_frame_computation(tmp_path: Path) -> None:
+    """The pass slices one matrix by row position; the result must be the drift of each
+    (pair, version)'s columns taken from the frame in asof_ts order, as before (JSON-equal),
+    for interleaved pairs and versions and a window holding old JSON rows and packed ones."""
+    from bqx.monitoring.baseline import BASELINE_FILE, parse_baseline, training_baseline
+    from bqx.monitoring.run import drift_pass
+
+    rng = np.random.default_rng(9)
+    path = tmp_path / "s.db"
+    eng = sa.create_engine(f"sqlite:///{path}")
+    x_old = _data(300)
+    with eng.begin() as c:
+        c.exec_driver_sql(_OLD.format(p="", ts="DATETIME"))
+        _old_rows(c, "", x_old, pg=False)  # EURUSD v1, the first 300 minutes
+    eng.dispose()
+    s = StateDB(f"sqlite:///{path}")
+    dirs = {}
+    for pair, ver, k in (("EURUSD", "1", 7), ("EURUSD", "2", 5), ("GBPUSD", "1", 6)):
+        names = NAMES[:k]
+        base = training_baseline(
+            pd.DataFrame(rng.normal(size=(3000, k)), columns=names), names,
+            rng.normal(size=3000), rng.normal(size=3000),
+        )  # fmt: skip
+        d = tmp_path / f"{pair}-{ver}"
+        d.mkdir()
+        (d / BASELINE_FILE).write_text(json.dumps(base))
+        dirs[(pair, ver)] = d
+        n0 = 300 if (pair, ver) == ("EURUSD", "1") else 0
+        x = np.cumsum(rng.normal(size=(900, k)), axis=0) / 20 + (0.5 if ver == "2" else 0)
+        s.write_captures(
+            capture_row(decision_id=f"{pair}{ver}-{i}", pair=pair, model_version=ver,
+                        asof_ts=T0 + pd.Timedelta(minutes=n0 + i), names=names, values=x[i])
+            for i in range(900)
+        )  # fmt: skip
+    end = T0 + pd.Timedelta(hours=20)
+    reg = _Registry(dirs)
+    rep, _ = drift_pass(s, reg, end)
+    # the reference: per (pair, version) group of the frame, columns as float arrays
+    cap = s.read_captures(None, end - pd.Timedelta(hours=24), end)
+    meta = {"decision_id", "pair", "asof_ts", "model_version"}
+    ref = []
+    for (p, v), g in cap.groupby(["pair", "model_version"]):
+        base = parse_baseline(json.loads((dirs[(p, v)] / BASELINE_FILE).read_text()))
+        r = drift_report(base, {c: g[c].to_numpy(float) for c in g.columns
+                                if c not in meta and c in base})  # fmt: skip
+        r.update(pair=p, model_version=v, n=len(g))
+        ref.append(r)
+    assert len(rep["pairs"]) == 3 and rep["pairs"][0]["n"] == 1200
+    assert json.dumps(rep["pairs"], sort_keys=True) == json.dumps(ref, sort_keys=True)
+    s.close()
