@@ -59,7 +59,7 @@ def bucket_quantile(q: float, counts: list[int], bounds: tuple[float, ...]) -> f
 def route_stats(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Sum ``service_stats`` rows per route over all instances: requests, 5xx, error
     rate, mean and p50/p95/p99 latency (ms) and the number of instances."""
-    from bqx.serving.metrics import LATENCY_BUCKETS
+    from bqx.serving.buckets import LATENCY_BUCKETS
 
     acc: dict[str, dict[str, Any]] = {}
     for r in rows:

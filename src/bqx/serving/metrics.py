@@ -72,27 +72,12 @@ from prometheus_client import (
 from prometheus_client import values as _prom_values
 from prometheus_client.registry import Collector
 
+from bqx.serving.buckets import LATENCY_BUCKETS  # re-exported (its home before)
+
 log = logging.getLogger(__name__)
 
 ENV_MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
 
-#: Request latency: dense where the p99 target (20 ms) lives, up to 1 s.
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.075,
-    0.1,
-    0.2,
-    0.5,
-    1.0,
-)
 #: Feature computation on the request path: sub-millisecond to half a second.
 FEATURE_BUCKETS: tuple[float, ...] = (
     0.00025,
