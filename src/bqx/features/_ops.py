@@ -29,7 +29,6 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
-from scipy.signal import lfilter
 
 EMA_TOL = 1e-9
 _CHUNK = 8192
@@ -65,6 +64,9 @@ def ema(x: Arr, alpha: float, window: int | None = None) -> Arr:
 
     NaN where the window holds a NaN or is incomplete.
     """
+    from scipy.signal import lfilter  # here: scipy.signal is ~0.8 s of import, and e.g.
+    # the monitoring pass's maturing (targets only) never computes an EMA
+
     w = window or ema_window(alpha)
     bad = ~np.isfinite(x)
     any_bad = bool(bad.any())
