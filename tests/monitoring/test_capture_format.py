@@ -144,19 +144,19 @@ def test_drift_pass_equals_the_per_group_frame_computation(tmp_path: Path) -> No
     for pair, ver, k in (("EURUSD", "1", 7), ("EURUSD", "2", 5), ("GBPUSD", "1", 6)):
         names = NAMES[:k]
         base = training_baseline(
-            pd.DataFrame(rng.normal(size=(3000, k)), columns=names), names,
-            rng.normal(size=3000), rng.normal(size=3000),
+            pd.DataFrame(rng.normal(size=(1000, k)), columns=names), names,
+            rng.normal(size=1000), rng.normal(size=1000),
         )  # fmt: skip
         d = tmp_path / f"{pair}-{ver}"
         d.mkdir()
         (d / BASELINE_FILE).write_text(json.dumps(base))
         dirs[(pair, ver)] = d
         n0 = 300 if (pair, ver) == ("EURUSD", "1") else 0
-        x = np.cumsum(rng.normal(size=(900, k)), axis=0) / 20 + (0.5 if ver == "2" else 0)
+        x = np.cumsum(rng.normal(size=(400, k)), axis=0) / 20 + (0.5 if ver == "2" else 0)
         s.write_captures(
             capture_row(decision_id=f"{pair}{ver}-{i}", pair=pair, model_version=ver,
                         asof_ts=T0 + pd.Timedelta(minutes=n0 + i), names=names, values=x[i])
-            for i in range(900)
+            for i in range(400)
         )  # fmt: skip
     end = T0 + pd.Timedelta(hours=20)
     reg = _Registry(dirs)
@@ -171,6 +171,6 @@ def test_drift_pass_equals_the_per_group_frame_computation(tmp_path: Path) -> No
                                 if c not in meta and c in base})  # fmt: skip
         r.update(pair=p, model_version=v, n=len(g))
         ref.append(r)
-    assert len(rep["pairs"]) == 3 and rep["pairs"][0]["n"] == 1200
+    assert len(rep["pairs"]) == 3 and rep["pairs"][0]["n"] == 700
     assert json.dumps(rep["pairs"], sort_keys=True) == json.dumps(ref, sort_keys=True)
     s.close()
