@@ -557,7 +557,7 @@ def _pair_test(
     if len(items) < PAIR_TEST_MIN_COLUMNS:
         return None
     names = [n for n, _ in items]
-    z = np.array([v for _, v in items])
+    zv = np.array([v for _, v in items])
     key = str(w)
     r = np.ones((len(names), len(names)))
     for i, a in enumerate(names):
@@ -566,12 +566,12 @@ def _pair_test(
             if i != j:
                 r[i, j] = row.get(b, 1.0)
     var = float(r.sum()) / len(names) ** 2
-    zp = float(z.mean() / math.sqrt(var)) if var > 0 else float("nan")
+    zp = float(zv.mean() / math.sqrt(var)) if var > 0 else float("nan")
     p = float(ndtr(-zp)) if math.isfinite(zp) else float("nan")
     return {
         "window_bars": w,
         "columns": len(names),
-        "mean_z": float(z.mean()),
+        "mean_z": float(zv.mean()),
         "z": _f(zp),
         "p": _f(p),
         "alpha": alpha,
