@@ -485,7 +485,11 @@ def drift_report(
     """
     names = [name for name in baseline if name in window]
     m = max(len(names), 1)
-    use_short = family_alpha is not None and short_bars is not None
+    use_short = (
+        family_alpha is not None
+        and short_bars is not None
+        and any(str(short_bars) in baseline[n].null for n in names)
+    )  # an old baseline (no calibration): exactly the gate as before, no short window
     nwin = 2 if use_short else 1
     alpha = family_alpha / (m * nwin) if family_alpha is not None else ALPHA
     cols = []
