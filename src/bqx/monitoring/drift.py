@@ -3,8 +3,12 @@
 Why frozen bins: bins rebuilt on reference + current data hide a volatility jump in
 heavy-tailed returns; deciles of the *training segment*, frozen with the model version,
 show it (STATISTICS-NOTES "Drift"). Severity comes from the smoothed KL divergence (and
-PSI, reported beside it). Two-sample KS is reported but never alerts on its own: on
-autocorrelated windows (a 60-bar rolling feature) it rejects in almost every window.
+PSI, reported beside it), gated by significance against KL's null distribution, which is
+calibrated at baseline time on the training segment's own windows (no model of the
+features' autocorrelation is assumed); a pair-level test of all features together catches
+a change that moves many features a little. Two-sample KS is reported but never alerts on
+its own: on autocorrelated windows (a 60-bar rolling feature) it rejects in almost every
+window.
 
 Units: KL and PSI in nats, Wasserstein in baseline standard deviations, shares in [0, 1].
 """
@@ -12,11 +16,11 @@ Units: KL and PSI in nats, Wasserstein in baseline standard deviations, shares i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.special import chdtrc, kolmogorov
+from scipy.special import chdtrc, kolmogorov, ndtr
 
 from bqx.stats import effective_sample_size
 
@@ -37,6 +41,24 @@ CORR_BARS = 60
 #: 3 of 6 simulated runs; :func:`drift_report` tests each of its m columns at
 #: ``FAMILY_ALPHA / m`` (Bonferroni: valid whatever the features' correlation).
 FAMILY_ALPHA = 0.01
+#: Significance of the pair-level test per pass (split over its two windows). Passes run
+#: every few minutes over sliding windows, so a day holds ~10 independent looks: at 0.01 an
+#: unchanged pair alarmed on 18 % of simulated days (a pass every 30 bars), at 0.0002 on
+#: 1.5 % (benchmarks/bench_drift_far.py; the trade-off with detection is in
+#: docs/performance.md).
+PAIR_ALPHA = 0.0002
+#: Window lengths (bars) whose null distribution of KL is calibrated on the training segment
+#: at baseline time (:func:`build_baseline`): the default monitoring window (the last 24 h of
+#: served bars) and a short one (the last 4 h) that sees an abrupt change within one pass.
+NULL_WINDOWS = (1440, 240)
+#: The short window :func:`drift_report` tests beside the whole window (its last values).
+SHORT_BARS = 240
+#: Training windows per calibrated length are taken every ``W // NULL_STRIDE_DIV`` bars.
+NULL_STRIDE_DIV = 24
+#: A calibration needs at least this many training windows (and 4 x W training rows).
+NULL_MIN_WINDOWS = 20
+#: Floor of KL before its log is taken (a window can match the training shares exactly).
+_KL_FLOOR = 1e-9
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,13 @@ class ColumnBaseline:
     missing_rate: float
     n: int
     reference: list[float] = field(default_factory=list)
+    #: Null distribution of ln KL of a window of W consecutive training bars against this
+    #: baseline, per calibrated W: ``{"1440": [mean, sd, windows]}`` (empty: a baseline
+    #: made before the calibration existed - drift falls back to the Bartlett gate).
+    null: dict[str, list[float]] = field(default_factory=dict)
+    #: Correlation of this column's standardised ln KL with the other columns' over the
+    #: same training windows, per W: ``{"1440": {name: r}}`` (for the pair-level test).
+    null_corr: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +97,8 @@ class ColumnBaseline:
             "missing_rate": self.missing_rate,
             "n": self.n,
             "reference": self.reference,
+            "null": self.null,
+            "null_corr": self.null_corr,
         }
 
     @classmethod
@@ -91,6 +122,11 @@ class ColumnBaseline:
             missing_rate=float(d.get("missing_rate", 0.0)),
             n=int(d.get("n", 0)),
             reference=[float(x) for x in d.get("reference", [])],
+            null={str(k): [float(x) for x in v] for k, v in (d.get("null") or {}).items()},
+            null_corr={
+                str(k): {str(n): float(r) for n, r in v.items()}
+                for k, v in (d.get("null_corr") or {}).items()
+            },
         )
 
 
@@ -99,20 +135,27 @@ def _f(x: float) -> float | None:
 
 
 def column_baseline(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> ColumnBaseline:
-    """Baseline of one column from its training-segment ``values`` (NaN = missing)."""
+    """Baseline of one column from its training-segment ``values`` (NaN = missing), in time
+    order: the null distribution of KL is calibrated on its consecutive windows."""
+    return _column_baseline(name, values, bins)[0]
+
+
+def _column_baseline(
+    name: str, values: np.ndarray, bins: int
+) -> tuple[ColumnBaseline, dict[int, np.ndarray]]:
     v = np.asarray(values, float)
     n = len(v)
     fin = v[np.isfinite(v)]
     missing = 1.0 - len(fin) / n if n else 0.0
     if len(fin) == 0:
         nan = float("nan")
-        return ColumnBaseline(name, [], [1.0], nan, nan, nan, nan, {}, missing, n)
+        return ColumnBaseline(name, [], [1.0], nan, nan, nan, nan, {}, missing, n), {}
     qs = np.quantile(fin, np.linspace(0, 1, bins + 1)[1:-1])
     edges = np.unique(qs)  # ties (discrete features) collapse bins
     counts = np.bincount(np.searchsorted(edges, fin, side="right"), minlength=len(edges) + 1)
     pct = {f"p{p}": float(np.percentile(fin, p)) for p in (1, 5, 25, 50, 75, 95, 99)}
     ref = np.quantile(fin, (np.arange(REFERENCE_POINTS) + 0.5) / REFERENCE_POINTS)
-    return ColumnBaseline(
+    base = ColumnBaseline(
         name=name,
         edges=[float(e) for e in edges],
         shares=[float(c) / len(fin) for c in counts],
@@ -125,13 +168,78 @@ def column_baseline(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> 
         n=n,
         reference=[float(x) for x in ref],
     )
+    null: dict[str, list[float]] = {}
+    zs: dict[int, np.ndarray] = {}
+    if len(base.shares) > 1:
+        for w in NULL_WINDOWS:
+            if n < 4 * w:
+                continue
+            lk = window_log_kl(base, v, w, np.arange(w, n + 1, max(w // NULL_STRIDE_DIV, 1)))
+            ok = np.isfinite(lk)
+            if ok.sum() < NULL_MIN_WINDOWS:
+                continue
+            mu, sd = float(lk[ok].mean()), float(lk[ok].std(ddof=1))
+            if not sd > 0:
+                continue
+            null[str(w)] = [mu, sd, float(ok.sum())]
+            zs[w] = np.where(ok, (lk - mu) / sd, 0.0)
+    return ColumnBaseline(**{**base.__dict__, "null": null}), zs
+
+
+def _smoothed_shares(base: ColumnBaseline) -> np.ndarray:
+    p = np.asarray(base.shares, float) * base.n
+    return (p + SMOOTHING) / (p.sum() + SMOOTHING * len(p))
+
+
+def window_log_kl(base: ColumnBaseline, values: np.ndarray, w: int, ends: np.ndarray) -> np.ndarray:
+    """ln KL (smoothed, as :func:`column_drift` computes it) of the windows
+    ``values[e - w : e]`` for every ``e`` in ``ends``, from one cumulative sum of the
+    one-hot bin indicators; NaN for a window with fewer than :data:`MIN_WINDOW` finite
+    values. Used at baseline time to calibrate KL's null distribution on the training
+    segment itself (overlapping windows: the autocorrelation of the real features is in
+    the calibration, no model of it is assumed)."""
+    v = np.asarray(values, float)
+    k = len(base.shares)
+    fin = np.isfinite(v)
+    idx = np.searchsorted(np.asarray(base.edges, float), np.where(fin, v, 0.0), side="right")
+    oh = np.zeros((len(v) + 1, k))
+    oh[1:][np.flatnonzero(fin), idx[fin]] = 1.0
+    cs = np.cumsum(oh, axis=0)
+    c = cs[ends] - cs[ends - w]
+    tot = c.sum(axis=1)
+    q = (c + SMOOTHING) / (tot[:, None] + SMOOTHING * k)
+    p = _smoothed_shares(base)
+    kl = np.sum(q * np.log(q / p), axis=1)
+    out = np.log(np.maximum(kl, _KL_FLOOR))
+    out[tot < MIN_WINDOW] = np.nan
+    return out
 
 
 def build_baseline(
     columns: dict[str, np.ndarray], bins: int = DEFAULT_BINS
 ) -> dict[str, ColumnBaseline]:
-    """Baselines for many columns (features, ``prediction``, ``target``)."""
-    return {k: column_baseline(k, v, bins) for k, v in columns.items()}
+    """Baselines for many columns (features, ``prediction``, ``target``), each in time
+    order. Columns of equal length are rows of one frame: the correlation of their
+    standardised ln KL over the same training windows is stored too (``null_corr``), so the
+    pair-level test of :func:`drift_report` knows how much the features move together on
+    unchanged data (a calm day moves many features at once)."""
+    built = {k: _column_baseline(k, v, bins) for k, v in columns.items()}
+    out = {k: b for k, (b, _) in built.items()}
+    for w in NULL_WINDOWS:
+        by_len: dict[tuple[int, int], list[str]] = {}
+        for k, (_, zs) in built.items():
+            if w in zs:
+                by_len.setdefault((len(columns[k]), len(zs[w])), []).append(k)
+        for names in by_len.values():
+            z = np.vstack([built[k][1][w] for k in names])
+            r = np.corrcoef(z) if len(names) > 1 else np.ones((1, 1))
+            r = np.nan_to_num(np.atleast_2d(r), nan=1.0)
+            for i, k in enumerate(names):
+                row = {names[j]: round(float(r[i, j]), 4) for j in range(len(names)) if j != i}
+                out[k] = ColumnBaseline(
+                    **{**out[k].__dict__, "null_corr": {**out[k].null_corr, str(w): row}}
+                )
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,7 +258,16 @@ class ColumnDrift:
     out_of_range: float  # share of window values outside the training [min, max]
     severity: str  # ok | warning | critical | insufficient
     n_eff: float = float("nan")  # independent-sample worth of the window (autocorrelation)
-    kl_p: float = float("nan")  # p-value of KL against sampling noise (G-test on n_eff)
+    kl_p: float = float("nan")  # p-value of KL against sampling noise (see column_drift)
+    z: float = float("nan")  # (ln KL - null mean) / null sd, training-calibrated gate only
+    gate: str = "bartlett"  # "calibrated" (training null of W bars) or "bartlett" (fallback)
+    null_window: int = 0  # W of the calibration used (0: none)
+    kl_short: float = float("nan")  # KL of the last SHORT_BARS values (drift_report)
+    z_short: float = float("nan")
+    kl_short_p: float = float("nan")
+
+    def with_gate(self, z: float, gate: str, null_window: int) -> ColumnDrift:
+        return replace(self, z=z, gate=gate, null_window=null_window)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +284,12 @@ class ColumnDrift:
             "severity": self.severity,
             "n_eff": _f(self.n_eff),
             "kl_p": _f(self.kl_p),
+            "z": _f(self.z),
+            "gate": self.gate,
+            "null_window": self.null_window,
+            "kl_short": _f(self.kl_short),
+            "z_short": _f(self.z_short),
+            "kl_short_p": _f(self.kl_short_p),
         }
 
 
@@ -201,11 +324,16 @@ def column_drift(
     rises by more than ``missing_critical`` is critical whatever the KL.
 
     Significance gate: served features are strongly autocorrelated (rolling windows), so
-    a day of 1,440 bars may be worth only ~30 independent draws, and the sampling noise of
-    KL on k bins is about (k-1) / (2 n_eff) - above the 0.1 warning threshold. A KL
-    severity is therefore raised only when ``G = 2 n_eff KL`` is also significant against
-    chi2(k-1) at ``alpha`` (n_eff from :func:`bqx.stats.effective_sample_size` with a
-    Bartlett window of ``2 * corr_bars`` lags).
+    a day of 1,440 bars may be worth only a few independent draws and KL's sampling noise
+    is often above the 0.1 warning threshold (for a 630-bar regression feature its mean on
+    unchanged days is ~0.5). A KL severity is therefore raised only when KL is also
+    significant at ``alpha`` against its null. The null is the training segment's own
+    distribution of ln KL over windows of W consecutive bars (stored in the baseline by
+    :func:`build_baseline`, W = the longest calibrated length <= the window's values):
+    ``z = (ln KL - mean) / sd``, ``kl_p = P(N(0,1) > z)``; ``n_eff`` reports the sample size
+    whose chi2 noise equals the null's mean KL. A baseline without a calibration (made
+    before it existed) falls back to ``G = 2 n_eff KL`` against chi2(k-1) with n_eff from
+    :func:`bqx.stats.effective_sample_size` (Bartlett window of ``2 * corr_bars`` lags).
     """
     v = np.asarray(values, float)
     n = len(v)
@@ -231,14 +359,61 @@ def column_drift(
     else:
         ks_stat = ks_p = w = nan
     oor = float(np.mean((fin < base.min) | (fin > base.max)))
-    n_eff = effective_sample_size(fin, horizon=corr_bars)
-    kl_p = float(chdtrc(max(k - 1, 1), 2.0 * n_eff * kl))  # = scipy.stats.chi2.sf, a ufunc
+    cal = null_calibration(base, len(fin))
+    z = nan
+    if cal is not None:  # the training segment's own null of KL for W-bar windows
+        wcal, mu, sd = cal
+        z = (math.log(max(kl, _KL_FLOOR)) - mu) / sd
+        kl_p = float(ndtr(-z))
+        # the sample size whose chi2 noise (k-1)/(2 n) equals the null's mean KL (lognormal)
+        n_eff = (k - 1) / (2.0 * math.exp(mu + sd * sd / 2.0))
+    else:  # a baseline without calibration (made before it existed): Bartlett n_eff
+        wcal = 0
+        n_eff = effective_sample_size(fin, horizon=corr_bars)
+        kl_p = float(chdtrc(max(k - 1, 1), 2.0 * n_eff * kl))  # = scipy.stats.chi2.sf
     sev = severity_of(kl, warning, critical)
     if sev in ("warning", "critical") and kl_p >= alpha:
         sev = "ok"
     if mdelta > missing_critical:
         sev = "critical"
-    return ColumnDrift(base.name, n, kl, psi, ks_stat, ks_p, w, miss, mdelta, oor, sev, n_eff, kl_p)
+    gate = "calibrated" if cal is not None else "bartlett"
+    return ColumnDrift(
+        base.name, n, kl, psi, ks_stat, ks_p, w, miss, mdelta, oor, sev, n_eff, kl_p
+    ).with_gate(z, gate, wcal)
+
+
+def null_calibration(base: ColumnBaseline, n: int) -> tuple[int, float, float] | None:
+    """``(W, mean, sd)`` of the null ln KL calibrated for the longest W <= ``n`` (a longer
+    window has less sampling noise, so the shorter W's null is the conservative one), None
+    when the baseline has none (an old baseline, or too short a training segment)."""
+    best: tuple[int, float, float] | None = None
+    for key, v in base.null.items():
+        w = int(key)
+        if w <= n and len(v) >= 2 and v[1] > 0 and (best is None or w > best[0]):
+            best = (w, float(v[0]), float(v[1]))
+    return best
+
+
+def short_window_kl(
+    base: ColumnBaseline, values: np.ndarray, short: int = SHORT_BARS
+) -> tuple[float, float, float]:
+    """``(KL, z, p)`` of the last ``short`` values against the baseline, gated by the null
+    calibrated for W = ``short`` (NaN when the baseline has no such calibration)."""
+    nan = float("nan")
+    cal = base.null.get(str(short))
+    v = np.asarray(values, float)[-short:]
+    fin = v[np.isfinite(v)]
+    if cal is None or len(fin) < MIN_WINDOW or len(base.shares) < 2 or not cal[1] > 0:
+        return nan, nan, nan
+    k = len(base.shares)
+    counts = np.bincount(
+        np.searchsorted(np.asarray(base.edges, float), fin, side="right"), minlength=k
+    ).astype(float)
+    q = (counts + SMOOTHING) / (counts.sum() + SMOOTHING * k)
+    p = _smoothed_shares(base)
+    kl = float(np.sum(q * np.log(q / p)))
+    z = (math.log(max(kl, _KL_FLOOR)) - cal[0]) / cal[1]
+    return kl, z, float(ndtr(-z))
 
 
 def ks_wasserstein(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -280,29 +455,129 @@ def drift_report(
     warning: float = KL_WARNING,
     critical: float = KL_CRITICAL,
     family_alpha: float | None = FAMILY_ALPHA,
+    short_bars: int | None = SHORT_BARS,
+    pair_alpha: float | None = PAIR_ALPHA,
 ) -> dict[str, Any]:
-    """Drift of every baselined column present in ``window`` (name -> values).
+    """Drift of every baselined column present in ``window`` (name -> values in time
+    order, one per served bar).
 
-    Each column's KL gate is tested at ``family_alpha / m`` for the m columns compared
-    (None: each at :data:`ALPHA`), so that the chance that *some* feature of an unchanged
-    pair is flagged stays near ``family_alpha`` per pass.
+    Per column, two windows: the whole ``window`` (the pass's last 24 h) and its last
+    ``short_bars`` values (an abrupt change fills a short window first). Each KL severity
+    (``warning`` / ``critical`` thresholds, SPEC) counts only when KL is also significant
+    against its null at ``family_alpha / (m * windows)`` for the m columns compared
+    (Bonferroni: the chance that *some* feature of an unchanged pair is flagged stays near
+    ``family_alpha`` per pass; None: each at :data:`ALPHA`, no short window). The null is
+    the training segment's own distribution of ln KL over windows of the same length
+    (stored in the baseline); a baseline without it falls back to the Bartlett n_eff gate
+    (``"calibration"`` says which).
+
+    Pair-level test: a change of the market (a volatility regime, a level shift upstream)
+    moves many features a little rather than one a lot. The mean standardised ln KL of the
+    m columns, scaled by its null standard deviation (from the columns' correlation over the
+    training windows, ``null_corr``), is tested at ``pair_alpha`` split over the window
+    lengths (None: no pair test); when significant, the pair's severity is ``critical``
+    (``"pair_test"`` gives z and p).
 
     Returns ``{"columns": [...], "worst": {...}|None, "over_warning": int,
-    "over_critical": int, "severity": str}`` - a JSON-ready dict. Columns of the
-    baseline absent from the window are listed under ``"absent"``.
+    "over_critical": int, "severity": str, "pair_test": {...}, "calibration": str}`` - a
+    JSON-ready dict. Columns of the baseline absent from the window are listed under
+    ``"absent"``.
     """
     names = [name for name in baseline if name in window]
-    alpha = family_alpha / max(len(names), 1) if family_alpha is not None else ALPHA
-    cols = [
-        column_drift(baseline[name], window[name], warning=warning, critical=critical, alpha=alpha)
-        for name in names
-    ]
+    m = max(len(names), 1)
+    use_short = (
+        family_alpha is not None
+        and short_bars is not None
+        and any(str(short_bars) in baseline[n].null for n in names)
+    )  # an old baseline (no calibration): exactly the gate as before, no short window
+    nwin = 2 if use_short else 1
+    alpha = family_alpha / (m * nwin) if family_alpha is not None else ALPHA
+    cols = []
+    for name in names:
+        b, v = baseline[name], window[name]
+        c = column_drift(b, v, warning=warning, critical=critical, alpha=alpha)
+        if use_short and short_bars is not None and len(v) >= 2 * short_bars:
+            kl_s, z_s, p_s = short_window_kl(b, v, short_bars)
+            sev_s = severity_of(kl_s, warning, critical)
+            if sev_s in ("warning", "critical") and not p_s < alpha:
+                sev_s = "ok"
+            sev = c.severity if _RANK[c.severity] >= _RANK.get(sev_s, -1) else sev_s
+            c = replace(c, kl_short=kl_s, z_short=z_s, kl_short_p=p_s, severity=sev)
+        cols.append(c)
     w = worst(cols)
+    severity = w.severity if w else "insufficient"
+    pair_test: dict[str, Any] = {}
+    if pair_alpha is not None:
+        tests = [("whole", [(c.name, c.z, c.null_window) for c in cols])]
+        if use_short:
+            tests.append(("short", [(c.name, c.z_short, short_bars or 0) for c in cols]))
+        for label, zs in tests:
+            res = _pair_test(baseline, zs, pair_alpha / len(tests))
+            if res is not None:
+                pair_test[label] = res
+                if res["significant"] and _RANK[severity] < _RANK["critical"]:
+                    severity = "critical"
+    gates = {c.gate for c in cols if math.isfinite(c.kl)}
+    calibration = (
+        "training null"
+        if gates == {"calibrated"}
+        else "bartlett fallback (baseline without a null calibration: rebuild it with "
+        "`bqx monitor baseline PAIR VERSION`)"
+        if gates == {"bartlett"}
+        else "mixed"
+        if gates
+        else "none"
+    )
     return {
         "columns": [c.as_dict() for c in cols],
         "worst": w.as_dict() if w else None,
         "over_warning": sum(c.severity in ("warning", "critical") for c in cols),
         "over_critical": sum(c.severity == "critical" for c in cols),
-        "severity": w.severity if w else "insufficient",
+        "severity": severity,
+        "pair_test": pair_test,
+        "calibration": calibration,
         "absent": sorted(set(baseline) - set(window)),
+    }
+
+
+#: The pair-level test needs at least this many calibrated columns (with fewer it is the
+#: per-column test again).
+PAIR_TEST_MIN_COLUMNS = 3
+
+
+def _pair_test(
+    baseline: dict[str, ColumnBaseline], zs: list[tuple[str, float, int]], alpha: float
+) -> dict[str, Any] | None:
+    """Mean standardised ln KL of the columns calibrated for the same W, divided by its null
+    sd ``sqrt(sum_ij r_ij) / m`` (r from the training windows; a pair of columns without a
+    stored r counts as r = 1, the conservative choice)."""
+    by_w: dict[int, list[tuple[str, float]]] = {}
+    for name, z, w in zs:
+        if w and math.isfinite(z):
+            by_w.setdefault(w, []).append((name, z))
+    if not by_w:
+        return None
+    w, items = max(by_w.items(), key=lambda kv: len(kv[1]))
+    if len(items) < PAIR_TEST_MIN_COLUMNS:
+        return None
+    names = [n for n, _ in items]
+    zv = np.array([v for _, v in items])
+    key = str(w)
+    r = np.ones((len(names), len(names)))
+    for i, a in enumerate(names):
+        row = baseline[a].null_corr.get(key, {})
+        for j, b in enumerate(names):
+            if i != j:
+                r[i, j] = row.get(b, 1.0)
+    var = float(r.sum()) / len(names) ** 2
+    zp = float(zv.mean() / math.sqrt(var)) if var > 0 else float("nan")
+    p = float(ndtr(-zp)) if math.isfinite(zp) else float("nan")
+    return {
+        "window_bars": w,
+        "columns": len(names),
+        "mean_z": float(zv.mean()),
+        "z": _f(zp),
+        "p": _f(p),
+        "alpha": alpha,
+        "significant": bool(p < alpha),
     }
