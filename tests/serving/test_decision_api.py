@@ -139,8 +139,11 @@ def test_forensics_worker_follows_the_decision_log(client, keys, settings):
     assert client.get("/v1/forensics/no-such-id", headers=rd).status_code == 404
     # the worker was "down" while the decisions were made: it catches up, once; throttled
     # to half a core it pauses as long as it computed
-    res = ForensicsWorker(settings, state=svc.state).run_once(max_cpu_share=0.5)
+    w = ForensicsWorker(settings, state=svc.state)
+    res = w.run_once(max_cpu_share=0.5)
     assert res["explained"] >= 3 and res["failed"] == 0
+    # the bars of the whole batch came from one store read, none per decision
+    assert w.bars is not None and w.bars.loads == 1 and w.bars.fallbacks == 0
     assert 0 < res["throttle_sleep_seconds"] < res["seconds"]
     assert ForensicsWorker(settings, state=svc.state).run_once()["explained"] == 0
     for i in ids:
