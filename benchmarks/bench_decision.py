@@ -1,6 +1,14 @@
 """Decision-layer benchmark (issue 14 "Must show"). Prints JSON.
 
     .venv/bin/python benchmarks/bench_decision.py [--days 10] [--quick]
+    .venv/bin/python benchmarks/bench_decision.py --days 8 --only onoff --home DIR \
+        [--client api] [--arms stopped,running,regime_off,old_worker_old_backoff \
+         --old-src /path/to/main/src] [--blocks 4 --per-block 150]
+
+``--only onoff`` is the fast worker A/B (answers "does the worker move the client's
+p99?"): arms alternate in rounds in one run, with a per-request breakdown (store open,
+store-lock sleep, state DB, client CPU) and each arm's per-block p99 as the noise;
+``--home`` keeps the trained setup for the next run.
 
 * regime recovery: the simulator's true volatility regime vs the filtered HMM state (by
   volatility rank) on the test segment (last 30 %) of pairs, fitted on the first 70 %;
@@ -345,8 +353,7 @@ def worker_onoff(
                     w = _worker({**env, "PYTHONPATH": str(src[code])}, *worker_args)
                     n0, t0 = explained(), time.perf_counter()
                     while explained() <= n0 + 1 and time.perf_counter() - t0 < 120:
-                        call(stamps[k % len(stamps)])
-                        k += 1
+                        call(stamps[0])  # decisions to explain (not a new bar)
                         time.sleep(0.2)
                 n0, tb = explained(), time.perf_counter()
                 blk: list[dict[str, float]] = []
@@ -525,6 +532,11 @@ def main() -> None:
 
             for ts in onoff_stamps[:20]:
                 call(ts)  # warm: connection, model, caches
+            onoff_stamps = onoff_stamps[20:]
+            n_arms = len(a.arms.split(","))
+            if a.blocks * n_arms * a.per_block > len(onoff_stamps):
+                # a bar asked twice would be a feature-cache hit: keep them all distinct
+                raise SystemExit("api client: blocks x arms x per-block must stay < ~1,300")
         try:
             out["predict_worker_onoff"] = worker_onoff(
                 svc,

@@ -133,8 +133,10 @@ def lower_priority(idle: bool = True, nice: int = 19) -> str:
     """Lower this process's CPU priority: Linux SCHED_IDLE when ``idle`` (the kernel runs
     it only when no normal-class thread is runnable), else / elsewhere ``nice``. Returns
     what was applied. Measured on 2 cores with the DuckDB store (docs/performance.md,
-    decision layer): it takes the worker off the client's p50 but raised its p99 more
-    than nice 10 did (file-lock waits), so the CLI default is nice 10 only."""
+    decision layer), while the worker still opened the store for every decision: it took
+    the worker off the client's p50 but raised its p99 more than nice 10 did (file-lock
+    waits), so the CLI default is nice 10 only (not re-measured since the worker reads
+    its bars once per batch)."""
     import os
 
     if idle and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
