@@ -1,6 +1,14 @@
 """Decision-layer benchmark (issue 14 "Must show"). Prints JSON.
 
     .venv/bin/python benchmarks/bench_decision.py [--days 10] [--quick]
+    .venv/bin/python benchmarks/bench_decision.py --days 8 --only onoff --home DIR \
+        [--client api] [--arms stopped,running,regime_off,old_worker_old_backoff \
+         --old-src /path/to/main/src] [--blocks 4 --per-block 150]
+
+``--only onoff`` is the fast worker A/B (answers "does the worker move the client's
+p99?"): arms alternate in rounds in one run, with a per-request breakdown (store open,
+store-lock sleep, state DB, client CPU) and each arm's per-block p99 as the noise;
+``--home`` keeps the trained setup for the next run.
 
 * regime recovery: the simulator's true volatility regime vs the filtered HMM state (by
   volatility rank) on the test segment (last 30 %) of pairs, fitted on the first 70 %;
@@ -238,11 +246,204 @@ def worker_ab(svc: Any, home: Path, stamps: list[pd.Timestamp], blocks: int) -> 
     return res
 
 
+def _timed_state(svc: Any) -> list[float]:
+    """Wrap ``svc.state.log_decisions`` (the synchronous decision log of the in-process
+    path) with a timer; returns the list the seconds of each call are appended to."""
+    spent: list[float] = []
+    st = svc.state
+    orig = st.log_decisions
+
+    def timed(*a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return orig(*a, **k)
+        finally:
+            spent.append(time.perf_counter() - t0)
+
+    st.log_decisions = timed
+    return spent
+
+
+def _summary(rows: list[dict[str, float]]) -> dict[str, Any]:
+    w = np.array([r["wall"] for r in rows])
+    out: dict[str, Any] = {
+        "n": len(rows),
+        "p50_ms": float(np.percentile(w, 50) * 1e3),
+        "p99_ms": float(np.percentile(w, 99) * 1e3),
+        "cpu_p50_ms": float(np.percentile([r["cpu"] for r in rows], 50) * 1e3),
+    }
+    # where the slowest 2 % of the requests spent their time (means, ms)
+    tail = [r for r in rows if r["wall"] >= np.percentile(w, 98)]
+    out["slowest_2pct_mean_ms"] = {
+        k: float(np.mean([r[k] for r in tail]) * 1e3)
+        for k in ("wall", "cpu", "store_open", "store_lock_sleep", "state_db")
+    }
+    out["requests_that_waited_for_the_store_lock"] = int(
+        sum(r["store_lock_sleep"] > 0 for r in rows)
+    )
+    return out
+
+
+#: arms of the on/off A/B: the worker's code (None: no worker; "new": this checkout,
+#: "old": ``--old-src``, the code before the fix) and the client's cap on its sleep between
+#: attempts to open the DuckDB file (0.25 s before the fix); whether the regime detector
+#: runs (in-process client only: the service's switch)
+ONOFF_ARMS: dict[str, tuple[str | None, float, bool]] = {
+    "stopped": (None, 0.025, True),
+    "running": ("new", 0.025, True),
+    "regime_off": (None, 0.025, False),
+    "old_worker_old_backoff": ("old", 0.25, True),
+    "old_worker_new_backoff": ("old", 0.025, True),
+    "new_worker_old_backoff": ("new", 0.25, True),
+}
+
+
+def worker_onoff(
+    svc: Any,
+    home: Path,
+    stamps: list[pd.Timestamp],
+    blocks: int,
+    per_block: int,
+    worker_args: tuple[str, ...],
+    arms: tuple[str, ...] = ("stopped", "running"),
+    old_src: str | None = None,
+    call: Any = None,
+) -> dict[str, Any]:
+    """Client predict latency with the ``bqx forensics worker`` stopped vs running,
+    alternated in ``blocks`` rounds of ``per_block`` requests per arm (the arm order
+    rotates each round), every request a different bar. One worker process per running
+    block, measured once it has explained two decisions (warm); ended with SIGTERM (a
+    SIGSTOPped worker could hold the DuckDB file lock). Per request: wall, the client
+    thread's CPU, time opening store connections (lock waits included), time sleeping for
+    the store's file lock, and time in the state DB (the synchronous decision log).
+    ``call(ts)``: the request (default: the in-process ``svc.predict``; the API client
+    passes an HTTP request to a ``bqx serve``, whose breakdown then reads 0)."""
+    import sqlalchemy as sa
+
+    import bqx.data.store as store_mod
+
+    env = {**os.environ, "BQX_HOME": str(home)}
+    src = {"new": str(Path(__file__).resolve().parents[1] / "src"), "old": old_src}
+    f = svc.state.t.forensics
+    store_stats = svc.store.open_stats
+    state_spent = _timed_state(svc)
+    if call is None:
+
+        def call(ts: pd.Timestamp) -> None:
+            svc.predict("EURUSD", ts, source="bench")
+
+    def explained() -> int:
+        with svc.state._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(f)).scalar())
+
+    rows: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
+    per_block_p: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
+    done = dict.fromkeys(arms, 0)
+    wall = dict.fromkeys(arms, 0.0)
+    k = 0
+    for b in range(blocks):
+        order = list(arms[b % len(arms) :]) + list(arms[: b % len(arms)])
+        for arm in order:
+            code, cap, regime = ONOFF_ARMS[arm]
+            store_mod.LOCK_RETRY_MAX_S = cap
+            svc.regime.settings.enabled = regime
+            w = None
+            try:
+                if code is not None:
+                    w = _worker({**env, "PYTHONPATH": str(src[code])}, *worker_args)
+                    n0, t0 = explained(), time.perf_counter()
+                    while explained() <= n0 + 1 and time.perf_counter() - t0 < 120:
+                        call(stamps[0])  # decisions to explain (not a new bar)
+                        time.sleep(0.2)
+                n0, tb = explained(), time.perf_counter()
+                blk: list[dict[str, float]] = []
+                for _ in range(per_block):
+                    ts = stamps[k % len(stamps)]
+                    k += 1
+                    o0, s0, q0 = (
+                        store_stats["open_s"],
+                        store_stats["lock_sleep_s"],
+                        len(state_spent),
+                    )
+                    c0, t0 = time.thread_time(), time.perf_counter()
+                    call(ts)
+                    blk.append(
+                        {
+                            "wall": time.perf_counter() - t0,
+                            "cpu": time.thread_time() - c0,
+                            "store_open": store_stats["open_s"] - o0,
+                            "store_lock_sleep": store_stats["lock_sleep_s"] - s0,
+                            "state_db": float(sum(state_spent[q0:])),
+                        }
+                    )
+                wall[arm] += time.perf_counter() - tb
+                done[arm] += explained() - n0
+            finally:
+                if w is not None:
+                    w.terminate()
+                    w.wait(30)
+            rows[arm] += blk
+            bs = _summary(blk)
+            per_block_p[arm].append({"block": b, "p50_ms": bs["p50_ms"], "p99_ms": bs["p99_ms"]})
+            print(f"block {b} {arm}: {json.dumps(bs)}", file=sys.stderr)
+    store_mod.LOCK_RETRY_MAX_S = 0.025
+    svc.regime.settings.enabled = True
+    out: dict[str, Any] = {
+        "worker_args": list(worker_args),
+        "arms": {
+            a: dict(
+                zip(
+                    ("worker_code", "client_lock_retry_cap_s", "regime"), ONOFF_ARMS[a], strict=True
+                )
+            )
+            for a in arms
+        },
+        "old_src": old_src,
+        "rounds": blocks,
+        "per_block": per_block,
+    }
+    for arm in arms:
+        p99s = [x["p99_ms"] for x in per_block_p[arm]]
+        p50s = [x["p50_ms"] for x in per_block_p[arm]]
+        out[arm] = {
+            **_summary(rows[arm]),
+            "blocks": per_block_p[arm],
+            "block_p99_min_max_ms": [min(p99s), max(p99s)],
+            "block_p50_min_max_ms": [min(p50s), max(p50s)],
+            "explained_during_arm": done[arm],
+            "explanations_per_s": done[arm] / wall[arm] if wall[arm] else None,
+        }
+    base = arms[0]
+    for arm in arms[1:]:
+        out[f"ratio_p50_{arm}_over_{base}"] = out[arm]["p50_ms"] / out[base]["p50_ms"]
+        out[f"ratio_p99_{arm}_over_{base}"] = out[arm]["p99_ms"] / out[base]["p99_ms"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--days", type=float, default=10)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["regime", "worker"], help="run one section (default: all)")
+    ap.add_argument(
+        "--only",
+        choices=["regime", "worker", "onoff"],
+        help="run one section (default: all); onoff: the fast worker stopped/running A/B",
+    )
+    ap.add_argument("--home", help="reuse this BQX home (set up once, cached)")
+    ap.add_argument("--blocks", type=int, default=6, help="onoff: blocks per arm")
+    ap.add_argument("--per-block", type=int, default=300, help="onoff: requests per block")
+    ap.add_argument("--worker-args", default="", help="onoff: extra `bqx forensics worker` options")
+    ap.add_argument(
+        "--arms", default="stopped,running", help=f"onoff: arms, of {','.join(ONOFF_ARMS)}"
+    )
+    ap.add_argument("--old-src", help="onoff: src/ of the code before the fix (old_* arms)")
+    ap.add_argument(
+        "--client",
+        choices=["inproc", "api"],
+        default="inproc",
+        help="onoff: in-process PredictionService(live=False) (bars read from the store per "
+        "call), or POST /v1/predict to a `bqx serve` of this checkout (bars in memory)",
+    )
     a = ap.parse_args()
     out: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -260,8 +461,22 @@ def main() -> None:
             print(json.dumps(out, indent=1, default=str))
             return
 
-    home = Path(tempfile.mkdtemp(prefix="bqx-bench-decision-"))
-    s, shap_ms = setup_home(home, a.days)
+    if a.home:
+        home = Path(a.home)
+        ready = home / "bench_decision_ready.json"
+        if ready.exists():
+            from bqx.config import Settings
+
+            s = Settings(home=home)
+            s.train.approval_rule = "always"
+            shap_ms = json.loads(ready.read_text())
+        else:
+            home.mkdir(parents=True, exist_ok=True)
+            s, shap_ms = setup_home(home, a.days)
+            ready.write_text(json.dumps(shap_ms))
+    else:
+        home = Path(tempfile.mkdtemp(prefix="bqx-bench-decision-"))
+        s, shap_ms = setup_home(home, a.days)
     out["shap_ms_per_decision"] = shap_ms
 
     from bqx.serving.service import PredictionService
@@ -294,6 +509,53 @@ def main() -> None:
     bt = pd.DatetimeIndex(bars["ts"])
     cont = bt[1:][(bt[1:] - bt[:-1]) == pd.Timedelta(s.interval)]  # not just after a gap
     stamps2 = list(cont[-2400:-600])
+    if a.only == "onoff":
+        out["cpu_count"] = os.cpu_count()
+        out["client"] = a.client
+        c0 = time.process_time()
+        # from the 1,500th bar on: every decision with a full feature history
+        call, proc, onoff_stamps = None, None, list(cont[1500:-600])
+        if a.client == "api":
+            import httpx
+
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from bench_serving import _key, _stop, serve
+
+            key = _key(home)
+            proc, base = serve(home, 1, src=str(Path(__file__).resolve().parents[1] / "src"))
+            http = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+            onoff_stamps = list(cont[-1400:])  # the API's in-memory day: no store reads
+
+            def call(ts: pd.Timestamp) -> None:
+                r = http.post("/v1/predict", json={"pair": "EURUSD", "timestamp": ts.isoformat()})
+                r.raise_for_status()
+
+            for ts in onoff_stamps[:20]:
+                call(ts)  # warm: connection, model, caches
+            onoff_stamps = onoff_stamps[20:]
+            n_arms = len(a.arms.split(","))
+            if a.blocks * n_arms * a.per_block > len(onoff_stamps):
+                # a bar asked twice would be a feature-cache hit: keep them all distinct
+                raise SystemExit("api client: blocks x arms x per-block must stay < ~1,300")
+        try:
+            out["predict_worker_onoff"] = worker_onoff(
+                svc,
+                home,
+                onoff_stamps,
+                a.blocks,
+                a.per_block,
+                tuple(a.worker_args.split()),
+                arms=tuple(a.arms.split(",")),
+                old_src=a.old_src,
+                call=call,
+            )
+        finally:
+            if proc is not None:
+                _stop(proc)
+        out["bench_process_cpu_s"] = time.process_time() - c0
+        out["load_avg_end"] = os.getloadavg()
+        print(json.dumps(out, indent=1, default=str))
+        return
     out["predict_worker_stopped_vs_old_vs_default"] = worker_ab(svc, home, stamps2, 6)
     out["load_avg_end"] = os.getloadavg()
     if a.only == "worker":

@@ -321,7 +321,8 @@ class ForensicsSettings(BaseModel):
     #: the worker's most CPU time as a share of wall time: after each explanation it
     #: sleeps so that busy / (busy + sleep) <= this (1 = no pause). Off by default: with
     #: the DuckDB store a capped, low-priority worker raised the client's p99 MORE than an
-    #: uncapped nice-10 one (file-lock waits; docs/performance.md, decision layer)
+    #: uncapped nice-10 one, while the worker still opened the store for every decision
+    #: (file-lock waits; now once per batch; docs/performance.md, decision layer)
     max_cpu_share: float = Field(1.0, gt=0, le=1)
     #: run the worker in the idle scheduling class (Linux SCHED_IDLE: it gets CPU only
     #: when no normal process wants it; else nice); off by default for the same reason

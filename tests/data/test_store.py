@@ -197,6 +197,7 @@ def test_duckdb_second_process_waits_for_lock_then_fails_clearly(tmp_path):
             False,
         )
         s.url = f"duckdb:///{path}"
+        s.open_stats = {"opens": 0, "lock_retries": 0, "lock_sleep_s": 0.0, "open_s": 0.0}
         with pytest.raises(StoreError, match="holds the file"):
             s.read()
     finally:

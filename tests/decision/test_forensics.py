@@ -88,3 +88,73 @@ def test_worker_priority_is_the_idle_class():
     else:  # SCHED_IDLE refused (some containers): nice 19
         assert got[0] == "nice 19" and got[2] == 19
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this thread is untouched
+
+
+def test_worker_bars_come_from_one_store_read_per_batch_and_equal_read_asof(tmp_path):
+    """The worker's as-of reads (BatchBars) are the store's read_asof to the row, for
+    every time in the loaded window, while opening the store ONCE for the whole batch
+    (before: one exclusive DuckDB connection per decision, which kept clients waiting on
+    the file lock) and not at all for a batch the window covers; bars that arrive later
+    (and corrections of the last few) come in one incremental read; outside the window,
+    or with too few bars in it, the store answers."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from bqx.data.store import DuckDBStore
+    from bqx.decision.forensics import BatchBars
+
+    bars = generate(days=2, pairs=["EURUSD", "USDJPY", "GBPUSD"], seed=4).bars
+    # a hole of 90 bars in one pair: its window must reach further back there
+    ts = bars["ts"]
+    hole = (bars["pair"] == "USDJPY") & (ts >= ts.iloc[0] + pd.Timedelta(hours=30))
+    hole &= ts < ts.iloc[0] + pd.Timedelta(hours=31, minutes=30)
+    bars = bars[~hole]
+    stamps = sorted(bars["ts"].unique())
+    cut = stamps[-100]  # bars after it arrive later
+    store = DuckDBStore(tmp_path / "bars.duckdb", timedelta(minutes=1))
+    store.upsert(bars[bars["ts"] <= cut])
+    n = 300
+    first, last = stamps[len(stamps) // 2], stamps[-110]
+    bb = BatchBars(store, n)
+    opens = store.open_stats
+    o0 = opens["opens"]
+    assert bb.load(first, last)
+    assert opens["opens"] - o0 == 1 and bb.loads == 1
+    o1 = opens["opens"]
+    inside = [first, last, cut, *stamps[len(stamps) // 2 + 7 : -110 : 97]]
+    for t in inside:
+        got = bb.read_asof(t, n)
+        assert len(got) == 3 * n
+        pd.testing.assert_frame_equal(got, store.read_asof(t, n))
+    odd = pd.Timestamp(first) + pd.Timedelta(seconds=30)  # between two bars
+    pd.testing.assert_frame_equal(bb.read_asof(odd, n), store.read_asof(odd, n))
+    assert bb.fallbacks == 0
+    assert opens["opens"] - o1 == len(inside) + 1  # the comparison reads only
+    # a later batch the window covers (it read ahead to the newest bar): no read at all
+    o2 = opens["opens"]
+    assert not bb.load(stamps[-200], cut) and opens["opens"] == o2 and bb.loads == 1
+    # before the window (too few bars in it) and past its end: the store answers, exact
+    early = stamps[len(stamps) // 2 - 200]
+    for t in (early, stamps[-50]):
+        pd.testing.assert_frame_equal(bb.read_asof(t, n), store.read_asof(t, n))
+    assert bb.fallbacks == 2
+    # the later bars arrive, one of the last bars before the cut corrected: one
+    # incremental read sees both
+    store.upsert(bars[bars["ts"] > cut])
+    fix = bars[(bars["pair"] == "EURUSD") & (bars["ts"] == stamps[-103])].copy()
+    fix["close"] += 1e-4
+    fix["high"] = fix[["high", "close"]].max(axis=1)
+    store.upsert(fix)
+    o3 = opens["opens"]
+    assert bb.load(stamps[-300], stamps[-1]) and opens["opens"] - o3 == 1 and bb.loads == 2
+    for t in (stamps[-300], stamps[-103], cut, stamps[-50], stamps[-1]):
+        pd.testing.assert_frame_equal(bb.read_asof(t, n), store.read_asof(t, n))
+    assert bb.fallbacks == 2
+    # at the start of the history (fewer than n bars exist): all of them, from memory
+    bb2 = BatchBars(store, n)
+    assert bb2.load(stamps[5], stamps[400])
+    for t in (stamps[5], stamps[150], stamps[400]):
+        got = bb2.read_asof(t, n)
+        pd.testing.assert_frame_equal(got, store.read_asof(t, n))
+    assert len(bb2.read_asof(stamps[5], n)) < 3 * n and bb2.fallbacks == 0

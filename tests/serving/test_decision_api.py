@@ -139,8 +139,11 @@ def test_forensics_worker_follows_the_decision_log(client, keys, settings):
     assert client.get("/v1/forensics/no-such-id", headers=rd).status_code == 404
     # the worker was "down" while the decisions were made: it catches up, once; throttled
     # to half a core it pauses as long as it computed
-    res = ForensicsWorker(settings, state=svc.state).run_once(max_cpu_share=0.5)
+    w = ForensicsWorker(settings, state=svc.state)
+    res = w.run_once(max_cpu_share=0.5)
     assert res["explained"] >= 3 and res["failed"] == 0
+    # the bars of the whole batch came from one store read, none per decision
+    assert w.bars is not None and w.bars.loads == 1 and w.bars.fallbacks == 0
     assert 0 < res["throttle_sleep_seconds"] < res["seconds"]
     assert ForensicsWorker(settings, state=svc.state).run_once()["explained"] == 0
     for i in ids:
@@ -149,6 +152,22 @@ def test_forensics_worker_follows_the_decision_log(client, keys, settings):
         ex = r.json()["explanation"]
         assert ex["additive"] and ex["feature_hash_match"] is True
         assert ex["additivity_error"] < 1e-6
+    # a stale window (bars corrected after the worker read them): the hash check sees it,
+    # the worker drops its window and explains from the store itself
+    import pandas as pd
+
+    r = client.post("/v1/predict", json={"pair": "EURUSD"}, headers=rd)
+    svc.flush()
+    (d,) = [
+        x for x in svc.state.pending_forensics(50) if x["decision_id"] == r.json()["decision_id"]
+    ]
+    w2 = ForensicsWorker(settings, state=svc.state)
+    step = pd.Timedelta(settings.interval)
+    assert w2.bars is not None
+    w2.bars.load(pd.Timestamp(d["asof_ts"]) + step, pd.Timestamp(d["asof_ts"]) + step)
+    w2.bars.frame["close"] *= 1.001
+    ex = w2.explain_decision(d)
+    assert ex["feature_hash_match"] is True and w2.bars.frame is None
 
 
 def test_predict_explain_is_synchronous_and_stored(client, keys):
