@@ -325,9 +325,13 @@ def test_risk_limits_cap_or_hold_paper_orders_and_parity_holds(trained, home: Pa
     np.testing.assert_allclose(again["net_pnl"], tt["net_pnl"], rtol=0, atol=1e-9)
     uncapped = backtest(bars, sig_t.drop(columns="max_notional"), tight.config).trades
     assert np.abs(uncapped["size"] - tt["size"]).max() > 1000.0
+    # the account the risk check kept in memory is the one the log gives
+    last = pd.Timestamp(tight.status()["cursor"])
+    mem = tight._account(last).trades
+    pd.testing.assert_frame_equal(mem, tight.backtest(last, before=last).trades)
 
     # a position limit no whole unit passes: every order is held with the reason
-    held, th, _, d_h = run("held", bars=30, max_position_frac=1e-9)
+    held, th, _, d_h = run("held", bars=15, max_position_frac=1e-9)
     assert len(th) == 0 and compare_session(held)["identical"]
     acted = d_h[[("risk" in x) for x in d_h["extra"]]]
     assert len(acted) >= 1 and set(acted["signal"]) == {"HOLD"}

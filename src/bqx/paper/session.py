@@ -258,6 +258,11 @@ class PaperSession:
         #: the ``[risk]`` limits frozen at creation (None: orders are not risk-checked)
         self.risk: RiskSettings | None = RiskSettings(**risk) if risk else None
         self._risk_market: tuple[pd.Timestamp, Any] | None = None
+        #: the account the risk check sees, kept in memory (read once, then extended): the
+        #: session's bars read ahead a day at a time, and the decisions logged so far
+        self._acct_bars: list[pd.DataFrame] = []
+        self._acct_hi: pd.Timestamp | None = None
+        self._acct_sig: dict[str, list[Any]] | None = None
         self._own_store = store is None
         self.store = store if store is not None else _store(settings)
         self.registry = registry
@@ -331,6 +336,8 @@ class PaperSession:
                     if self.risk is not None:
                         self._size_by_risk(svc, rows, ts)
                     decisions += self.state.paper_step(self.name, rows, ts)
+                    if self._acct_sig is not None:
+                        self._remember(rows)
                     cursor = ts
                     done += 1
                     since_settle += 1
@@ -534,7 +541,7 @@ class PaperSession:
 
         assert self.risk is not None
         market = self._market_at(svc, ts)
-        res = self.backtest(ts, before=ts)
+        res = self._account(ts)
         prices = market.prices
         acct = self.risk.account_currency
 
@@ -602,6 +609,45 @@ class PaperSession:
                 if cap is not None:
                     notional = min(notional, cap)
                 positions[pair] = (side * notional / per_unit, price)
+
+    def _account(self, ts: pd.Timestamp) -> Any:
+        """The backtest engine on the session's bars up to ``ts`` and its decisions before
+        ``ts`` - what :meth:`backtest` computes from the store and the decision log, from
+        memory (the first call reads the log; each bar's decisions are then appended)."""
+        from bqx.backtest.engine import run
+
+        if self._acct_sig is None:
+            sig = session_signals(self.state, self.name, self.pairs, self.start, ts)
+            sig = sig[sig["ts"] < ts]
+            self._acct_sig = {c: sig[c].tolist() for c in _SIG_COLS}
+        if not self._acct_sig["pair"]:
+            return None
+        sig = pd.DataFrame(self._acct_sig)
+        sig["ts"] = pd.DatetimeIndex(sig["ts"], tz="UTC") if len(sig) else sig["ts"]
+        if self._acct_hi is None or self._acct_hi < ts:
+            lo = self.start if self._acct_hi is None else self._acct_hi + pd.Timedelta(1, "us")
+            # a replay reads a day ahead (filtered to <= ts below: nothing later is used);
+            # a live feed has nothing ahead to read
+            hi = ts if self.feed != "replay" else min(ts + pd.Timedelta(days=1), self.end or ts)
+            self._acct_bars.append(self.store.read(self.pairs, lo, hi))
+            self._acct_hi = hi
+            if len(self._acct_bars) > 1:
+                self._acct_bars = [pd.concat(self._acct_bars, ignore_index=True)]
+        bars = self._acct_bars[0]
+        bars = bars[bars["ts"] <= ts]
+        return run(bars, sig, self.config)
+
+    def _remember(self, rows: list[dict[str, Any]]) -> None:
+        """Append a bar's decisions to the in-memory account (as :func:`session_signals`
+        reads them back from the log)."""
+        assert self._acct_sig is not None
+        for r in rows:
+            self._acct_sig["pair"].append(r["pair"])
+            self._acct_sig["ts"].append(pd.Timestamp(r["asof_ts"]))
+            self._acct_sig["signal"].append(r["signal"])
+            pred = r.get("prediction")
+            self._acct_sig["prediction"].append(math.nan if pred is None else float(pred))
+            self._acct_sig["max_notional"].append(_cap(r.get("extra")))
 
     def _market_at(self, svc: Any, ts: pd.Timestamp) -> Any:
         """The risk engine's market data at bar ``ts``: returns (VaR, covariance) of the
@@ -757,6 +803,9 @@ def session_signals(
         }
     )
     return out.sort_values(["pair", "ts"], kind="stable").reset_index(drop=True)
+
+
+_SIG_COLS = ("pair", "ts", "signal", "prediction", "max_notional")
 
 
 def _cap(extra: Any) -> float:
