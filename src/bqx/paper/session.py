@@ -16,6 +16,10 @@ Life of a session (all state in the state database, so any process can pick it u
      a bar at ``t`` (online features, production model, intervals, signals); a pair that
      cannot be served (no production model, stale or missing data) gets a HOLD decision
      with the reason, never a crash;
+   * the risk manager sizes the orders (:meth:`PaperSession._size_by_risk`): the paper
+     account at the close of ``t`` is the :class:`~bqx.decision.risk.RiskEngine` portfolio,
+     its allowed quantity caps each order (logged as the decision's ``max_notional``, which
+     the backtest engine applies: parity holds with the caps), 0 turns it into a HOLD;
    * the decisions and the new cursor are written in one transaction (deterministic decision
      ids: a bar re-run after ``kill -9`` writes nothing twice);
    * every ``settle_every`` bars (and at the end) the broker settles: the backtest engine on
