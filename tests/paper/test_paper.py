@@ -127,6 +127,9 @@ def test_replay_trades_equal_a_backtest_of_its_decisions(trained, home: Path, tm
     env = _env(home)
     sig = tmp_path / "signals.parquet"
     _bqx("paper", "export", "--name", "parity", "--out", str(sig), env=env)
+    # the default [risk] limits (25 % of equity per position) bind the 100 % sizing: the
+    # export carries the caps the CLI backtest below must apply to match
+    assert pd.read_parquet(sig)["max_notional"].notna().sum() >= 2
     settled = pd.Timestamp(st["settled"]).isoformat()
     out_dir = tmp_path / "bt"
     r = _bqx(
