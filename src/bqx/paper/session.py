@@ -749,6 +749,7 @@ class PaperSession:
             "heartbeat": row["heartbeat_at"],
             "message": row["message"],
             "capital": cap,
+            "risk_limits": self.risk.model_dump(mode="json") if self.risk else None,
             "equity": eq,
             "return": (eq / cap - 1.0) if eq is not None else None,
             "realized_pnl": float(closed["net_pnl"].sum()) if len(closed) else 0.0,
