@@ -372,3 +372,41 @@ def test_single_pair_fast_sizing_matches_the_event_loop():
     assert len(fast) > 100
     np.testing.assert_allclose(fast["size"], loop["size"], rtol=1e-10)
     np.testing.assert_allclose(fast["leverage"], loop["leverage"], rtol=1e-10)
+
+
+def test_max_notional_caps_the_trade_its_signal_row_opens():
+    """The per-trade cap of `--signals` (paper trading logs the risk manager's allowed
+    quantity there): the trade opened by a capped row gets min(sizing, cap); a row that
+    opens no trade, or has no cap (NaN), changes nothing; a negative cap is refused."""
+    bars = _random_path(600, 5)
+    sides = np.random.default_rng(6).choice([-1, 0, 0, 0, 1], size=600)
+    kw = {"take_profit": 0.003, "stop_loss": 0.002, "horizon": 20, "fraction": 1.0}
+    sig = make_signals(bars, sides)
+    base = run(bars, sig, BacktestConfig(**kw)).trades
+    assert len(base) > 20
+    # an all-NaN column is no cap: identical, including the single-pair fast path
+    nocap = run(bars, sig.assign(max_notional=np.nan), BacktestConfig(**kw)).trades
+    pd.testing.assert_frame_equal(nocap, base)
+    # cap every other trade's signal row at 30 % of capital; a huge cap elsewhere
+    cap = np.full(len(sig), 1e15)
+    sig_ts = pd.DatetimeIndex(base["signal_ts"])
+    pos = sig.reset_index(drop=True).index[sig["ts"].isin(sig_ts[::2])]
+    cap[pos] = 0.3 * CAP
+    got = run(bars, sig.assign(max_notional=cap), BacktestConfig(**kw)).trades
+    # the cap changes money, never the timing of trades
+    pd.testing.assert_frame_equal(
+        got[["pair", "side", "entry_ts", "exit_ts", "exit_reason"]],
+        base[["pair", "side", "entry_ts", "exit_ts", "exit_reason"]],
+    )
+    capped = got["signal_ts"].isin(sig_ts[::2]).to_numpy()
+    assert capped.sum() == len(sig_ts[::2])
+    np.testing.assert_allclose(got["size"][capped], 0.3 * CAP)
+    # uncapped trades keep fixed-fraction sizing on the (changed) balance
+    bal = CAP + np.r_[0.0, np.cumsum(got["net_pnl"].to_numpy())[:-1]]
+    np.testing.assert_allclose(got["size"][~capped], bal[~capped], rtol=1e-12)
+    np.testing.assert_allclose(got["net_pnl"], got["size"] * got["return"], rtol=1e-12)
+    # a zero cap keeps the trade with size 0 (it still occupies the pair)
+    zero = run(bars, sig.assign(max_notional=0.0), BacktestConfig(**kw)).trades
+    assert len(zero) == len(base) and (zero["size"] == 0).all()
+    with pytest.raises(BacktestError, match="max_notional"):
+        run(bars, sig.assign(max_notional=-1.0), BacktestConfig(**kw))

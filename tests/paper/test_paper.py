@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -126,6 +127,9 @@ def test_replay_trades_equal_a_backtest_of_its_decisions(trained, home: Path, tm
     env = _env(home)
     sig = tmp_path / "signals.parquet"
     _bqx("paper", "export", "--name", "parity", "--out", str(sig), env=env)
+    # the default [risk] limits (25 % of equity per position) bind the 100 % sizing: the
+    # export carries the caps the CLI backtest below must apply to match
+    assert pd.read_parquet(sig)["max_notional"].notna().sum() >= 2
     settled = pd.Timestamp(st["settled"]).isoformat()
     out_dir = tmp_path / "bt"
     r = _bqx(
@@ -233,6 +237,17 @@ def test_kill_9_then_resume_is_exact(trained, home: Path):
     sess_of = dec["extra"].map(lambda x: x.get("session"))
     n_crash, n_straight = int((sess_of == "crash").sum()), int((sess_of == "straight").sum())
     assert n_crash == n_straight > 200
+    # the risk caps (default [risk]: 25 % of equity per position binds the 100 % sizing)
+    # are logged identically by the resumed and the uninterrupted session
+    from bqx.paper import session_signals
+
+    caps = [
+        session_signals(state, n, ["EURUSD", "USDJPY"], t0, t1)[["pair", "ts", "signal",
+                                                                  "max_notional"]]
+        for n in ("crash", "straight")
+    ]  # fmt: skip
+    pd.testing.assert_frame_equal(caps[0], caps[1])
+    assert caps[0]["max_notional"].notna().sum() >= 2
     crashed.close()
     ref.close()
 
@@ -256,3 +271,83 @@ def test_bad_input(trained, home: Path):
     assert r.returncode != 0 and "exists" in r.stderr and "Traceback" not in r.stderr
     r = _bqx("paper", "status", "--name", "nope", env=_env(home), check=False)
     assert r.returncode != 0 and "no paper session" in r.stderr
+
+
+def test_risk_limits_cap_or_hold_paper_orders_and_parity_holds(trained, home: Path):
+    """The risk manager's allowed quantity sizes paper orders: a tight position limit makes
+    every trade smaller (same timing) and a backtest of the logged decisions still equals the
+    account to 1e-9; a limit no order can pass turns BUY/SELL into HOLD with the reason;
+    limits that never bind leave the account exactly as without the risk check."""
+    from bqx.paper import PaperSession, compare_session, create_session, session_signals
+
+    t0, t1 = _window(trained, 1)
+    pairs = ["EURUSD", "USDJPY"]
+
+    def run(name: str, risk: bool = True, bars: int | None = None, **limits: float):
+        s = _settings(home)
+        for k, v in limits.items():
+            setattr(s.risk, k, v)
+        create_session(s, name, pairs, start=t0, end=t1, risk=risk)
+        sess = PaperSession(s, name, settle_every=20)
+        sess.run(max_bars=bars)
+        trades = sess.state.read_paper_trades(name).sort_values(["entry_ts", "pair"])
+        sig = session_signals(sess.state, name, pairs, t0, t1)
+        d = sess.state.read_decisions(pairs, t0, t1, by="asof_ts")
+        d = d[[x.get("session") == name for x in d["extra"]]]
+        return sess, trades.reset_index(drop=True), sig, d
+
+    base, tb, sig_b, _ = run("norisk", risk=False)
+    assert len(tb) >= 3 and sig_b["max_notional"].isna().all()
+
+    # (a) 5 % of equity per position binds the 100 % fixed sizing on every order
+    tight, tt, sig_t, d_t = run("tight", max_position_frac=0.05)
+    cmp = compare_session(tight)
+    assert cmp["identical"], cmp["first_difference"]
+    assert cmp["trades_matched"] == len(tt) == len(tb)
+    assert cmp["max_abs_pnl_diff"] <= 1e-9
+    timing = ["pair", "side", "entry_ts", "exit_ts", "exit_reason"]
+    pd.testing.assert_frame_equal(tt[timing], tb[timing])  # caps change money, not timing
+    assert (tt["size"] < 0.06 * tb["size"]).all() and (tt["size"] > 0).all()
+    risk = [x["risk"] for x in d_t["extra"] if "risk" in x]
+    assert len(risk) >= len(tt)
+    for r in risk:  # whole base units within 5 % of the equity the check saw
+        assert 0 < r["max_notional"] <= 0.05 * r["equity"] * (1 + 1e-12)
+        assert r["allowed_quantity"] < r["requested_quantity"]
+        assert r["limits"] == ["POSITION_LIMIT"]
+    cap_of = sig_t.set_index(["pair", "ts"])["max_notional"]
+    caps = [
+        cap_of[(p, pd.Timestamp(ts))] for p, ts in zip(tt["pair"], tt["signal_ts"], strict=True)
+    ]
+    assert (tt["size"].to_numpy() <= np.asarray(caps) + 1e-9).all()
+    # the backtest of the logged decisions (what `bqx backtest --signals` runs on the
+    # export) gives the same trades; without the cap column it would not
+    from bqx.backtest.engine import run as backtest
+
+    bars = tight.store.read(pairs, t0, tight.status()["settled"])
+    again = backtest(bars, sig_t, tight.config).trades
+    np.testing.assert_allclose(again["net_pnl"], tt["net_pnl"], rtol=0, atol=1e-9)
+    uncapped = backtest(bars, sig_t.drop(columns="max_notional"), tight.config).trades
+    assert np.abs(uncapped["size"] - tt["size"]).max() > 1000.0
+    # the account the risk check kept in memory is the one the log gives
+    last = pd.Timestamp(tight.status()["cursor"])
+    mem = tight._account(last).trades
+    pd.testing.assert_frame_equal(mem, tight.backtest(last, before=last).trades)
+
+    # a position limit no whole unit passes: every order is held with the reason
+    held, th, _, d_h = run("held", bars=15, max_position_frac=1e-9)
+    assert len(th) == 0 and compare_session(held)["identical"]
+    acted = d_h[[("risk" in x) for x in d_h["extra"]]]
+    assert len(acted) >= 1 and set(acted["signal"]) == {"HOLD"}
+    assert set(acted["signal_reason"]) == {"risk_position_limit"}
+    assert {x["risk"]["signal"] for x in acted["extra"]} <= {"BUY", "SELL"}
+
+    # (b) limits that never bind: the same account as without the risk check, exactly
+    loose = {k: 1e6 for k in ("max_position_frac", "max_currency_net_frac", "max_leverage",
+                              "max_daily_loss_frac", "max_var_frac")}  # fmt: skip
+    free, tf, sig_f, d_f = run("loose", **loose)
+    assert any("risk" in x for x in d_f["extra"])  # the check ran ...
+    assert sig_f["max_notional"].isna().all()  # ... and capped nothing
+    cols = [*timing, "size", "net_pnl", "is_open"]
+    pd.testing.assert_frame_equal(tf[cols], tb[cols])
+    for x in (base, tight, held, free):
+        x.close()

@@ -60,6 +60,11 @@ exceeds ``max_leverage`` x balance: a new entry is scaled down to fit (entries a
 instant are served in pair order). The position of a trade scaled to zero still occupies its
 pair until its exit, which keeps the trade timing independent of money management.
 
+A per-trade cap: when the signals have a ``max_notional`` column (account currency; empty
+= no cap), the trade a signal row opens gets at most that notional, after the sizing rule
+and the leverage room. Paper trading logs the risk manager's allowed quantity there, so a
+backtest of its logged decisions sizes exactly as the paper account did.
+
 Speed: the per-trade exit search is a numpy scan over the bars after the entry; there is no
 Python loop per bar. See ``benchmarks/bench_backtest_engine.py``.
 """
@@ -229,8 +234,9 @@ def run(
     ``spread`` in price units). ``signals``: ``pair, ts`` and ``signal`` (BUY/SELL/HOLD or
     +1/-1/0) and/or ``prediction`` (return units; turned into signals with
     :func:`bqx.signals.decide_many` and ``signal_settings`` when there is no ``signal``
-    column). Bars without a signal row are HOLD; signal rows without a bar are dropped (and
-    counted in ``result.warnings``).
+    column), optionally ``max_notional`` (a cap on the notional of the trade the row opens,
+    NaN = none). Bars without a signal row are HOLD; signal rows without a bar are dropped
+    (and counted in ``result.warnings``).
 
     ``trades`` columns: ``pair, side (+1/-1), signal_ts, entry_ts, entry_mid, entry_price,
     exit_ts, exit_mid, exit_price, exit_reason, bars_held, size (notional), leverage,
@@ -249,7 +255,8 @@ def run(
         per_pair.append(_pair_trades(k, o[a:b], h[a:b], lo[a:b], c[a:b], side[a:b], hs, pair, cfg))
 
     trades_arr = _concat_trades(per_pair, bounds, ts_ns, cfg)
-    notional, leverage = _size_trades(trades_arr, len(pairs), cfg)
+    cap = al.cap[trades_arr.signal_bar] if al.cap is not None else None
+    notional, leverage = _size_trades(trades_arr, len(pairs), cfg, cap=cap)
     trades = _trades_frame(trades_arr, notional, leverage, pairs, ts_ns)
     equity, exposure_by_pair = _equity(trades_arr, notional, pairs, bounds, ts_ns, o, c, cfg)
     return BacktestResult(
@@ -279,6 +286,8 @@ class _Aligned:
     side: np.ndarray
     prediction: np.ndarray | None
     warnings: list[str]
+    #: per bar: the most notional a trade opened by this bar's signal may have (NaN = no cap)
+    cap: np.ndarray | None = None
 
     def frame(self) -> pd.DataFrame:
         """Per bar: pair, ts, side (and prediction when given)."""
@@ -374,8 +383,17 @@ def _align(
         if "prediction" in sig.columns
         else None
     )
+    cap = None
+    if "max_notional" in sig.columns:
+        cap = pd.to_numeric(sig["max_notional"], errors="coerce").to_numpy(dtype="float64")
+        if np.any(cap < 0) or np.any(np.isinf(cap)):
+            raise BacktestError(
+                "max_notional must be empty (no cap) or a finite amount >= 0",
+                hint="the column caps the notional of the trade a signal row opens",
+            )
     side = np.zeros(len(ts), dtype=np.int8)
     pred_bar = np.full(len(ts), np.nan) if pred is not None else None
+    cap_bar = np.full(len(ts), np.nan) if cap is not None else None
     matched = 0
     for k, (a, b) in enumerate(bounds):
         sel = np.flatnonzero(s_pair == k)
@@ -393,6 +411,8 @@ def _align(
         side[rows] = sides[sel[ok]]
         if pred_bar is not None and pred is not None:
             pred_bar[rows] = pred[sel[ok]]
+        if cap_bar is not None and cap is not None:
+            cap_bar[rows] = cap[sel[ok]]
         matched += int(ok.sum())
     warnings: list[str] = []
     if matched < len(sig):
@@ -411,6 +431,7 @@ def _align(
         side=side,
         prediction=pred_bar,
         warnings=warnings,
+        cap=cap_bar if cap_bar is not None and np.isfinite(cap_bar).any() else None,
     )
 
 
@@ -704,15 +725,23 @@ def _concat_trades(
     )
 
 
-def _size_trades(tr: _Trades, n_pairs: int, cfg: BacktestConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Notional per trade and leverage at entry, walking entries and exits in time order."""
+def _size_trades(
+    tr: _Trades, n_pairs: int, cfg: BacktestConfig, cap: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Notional per trade and leverage at entry, walking entries and exits in time order.
+
+    ``cap`` (per trade, NaN = none): the most notional the trade may have, applied after
+    the sizing rule and the leverage room (the ``max_notional`` column of the signals: paper
+    trading logs the risk manager's allowed quantity there)."""
     n = len(tr.entry_bar)
     notional = np.zeros(n)
     leverage = np.zeros(n)
     if n == 0:
         return notional, leverage
-    if n_pairs == 1 and cfg.sizing == "fixed":
+    capped = cap is not None and bool(np.isfinite(cap).any())
+    if n_pairs == 1 and cfg.sizing == "fixed" and not capped:
         return _size_fixed_single(tr, cfg)
+    cap_l = cap.tolist() if cap is not None and capped else None
     entry_order = np.lexsort((tr.pair_ix, tr.entry_key)).tolist()
     exit_order = np.lexsort((tr.pair_ix, tr.exit_key)).tolist()
     exit_key = tr.exit_key.tolist()
@@ -754,6 +783,8 @@ def _size_trades(tr: _Trades, n_pairs: int, cfg: BacktestConfig) -> tuple[np.nda
             f = cfg.kelly_fraction * _kelly_leverage(n_tr[p], n_win[p], s_win[p], s_loss[p])
         f = min(max(f, 0.0), max_lev)
         size = min(f * balance, max(max_lev * balance - open_notional, 0.0))
+        if cap_l is not None and cap_l[i] < size:  # NaN compares False: no cap
+            size = cap_l[i]
         out_n[i] = size
         out_l[i] = size / balance
         open_notional += size

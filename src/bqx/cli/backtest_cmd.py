@@ -5,7 +5,9 @@ Two modes share one execution model, metrics and report (SPEC section 6):
 * ``--signals FILE`` (the research fast path): a CSV or Parquet file with ``pair, ts`` and
   ``signal`` (BUY/SELL/HOLD or 1/-1/0) and/or ``prediction`` (return units, turned into
   signals with the signals settings); optional ``y_true`` and ``window`` columns feed the
-  prediction metrics and the per-window table. Bars come from the store.
+  prediction metrics and the per-window table, and ``max_notional`` caps the notional of the
+  trade a row opens (empty = no cap; ``bqx paper export`` writes the risk manager's caps
+  there). Bars come from the store.
 * walk-forward (``--train-months/--test-months/--windows/--model/--reuse-predictions``;
   every run is recorded per prediction set and reported with a deflated Sharpe ratio over the
   variants tried, :mod:`bqx.backtest.variants`):
@@ -47,7 +49,8 @@ def backtest_cmd(
     signals: Path | None = typer.Option(
         None,
         "--signals",
-        help="CSV/Parquet with pair, ts and signal and/or prediction: trade it without training.",
+        help="CSV/Parquet with pair, ts and signal and/or prediction (optional max_notional: a "
+        "per-trade cap): trade it without training.",
         dir_okay=False,
     ),
     pairs: str | None = typer.Option(

@@ -72,6 +72,12 @@ def start(
     max_bars: int | None = typer.Option(
         None, "--max-bars", help="Stop after this many bars (resume later).", min=1
     ),
+    risk: bool = typer.Option(
+        True,
+        "--risk/--no-risk",
+        help="Size orders by the risk manager's allowed quantity ([risk] limits, frozen at "
+        "creation); --no-risk trades the backtest sizing alone.",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a session and run it in this process."""
@@ -79,8 +85,9 @@ def start(
 
     s = settings()
     create_session(
-        s, name, pairs, feed=feed, start=parse_time(start_), end=parse_time(end), speed=speed
-    )
+        s, name, pairs, feed=feed, start=parse_time(start_), end=parse_time(end), speed=speed,
+        risk=risk,
+    )  # fmt: skip
     _run(PaperSession(s, name), as_json, max_bars)
 
 

@@ -16,6 +16,10 @@ Life of a session (all state in the state database, so any process can pick it u
      a bar at ``t`` (online features, production model, intervals, signals); a pair that
      cannot be served (no production model, stale or missing data) gets a HOLD decision
      with the reason, never a crash;
+   * the risk manager sizes the orders (:meth:`PaperSession._size_by_risk`): the paper
+     account at the close of ``t`` is the :class:`~bqx.decision.risk.RiskEngine` portfolio,
+     its allowed quantity caps each order (logged as the decision's ``max_notional``, which
+     the backtest engine applies: parity holds with the caps), 0 turns it into a HOLD;
    * the decisions and the new cursor are written in one transaction (deterministic decision
      ids: a bar re-run after ``kill -9`` writes nothing twice);
    * every ``settle_every`` bars (and at the end) the broker settles: the backtest engine on
@@ -99,9 +103,13 @@ def create_session(
     speed: float = 0.0,
     state: Any = None,
     store: Any = None,
+    risk: bool = True,
 ) -> dict[str, Any]:
     """Define a session; raises :class:`PaperSessionExists` if ``name`` is taken and
-    :class:`~bqx.errors.NoDataError` when a replay window has no bars."""
+    :class:`~bqx.errors.NoDataError` when a replay window has no bars.
+
+    ``risk``: size orders by the risk manager's allowed quantity (the ``[risk]`` limits,
+    frozen at creation like the cost model); ``False`` trades the backtest sizing alone."""
     from bqx.backtest.engine import config_from_settings
 
     if not _NAME.fullmatch(name or ""):
@@ -144,7 +152,10 @@ def create_session(
             "start_ts": t0,
             "end_ts": t1,
             "speed": float(speed),
-            "config": cfg.as_dict(),
+            "config": {
+                **cfg.as_dict(),
+                "risk": settings.risk.model_dump(mode="json") if risk else None,
+            },
             "equity": cfg.capital,
         }
     )
@@ -243,8 +254,19 @@ class PaperSession:
         self.end = pd.Timestamp(row["end_ts"]) if row["end_ts"] is not None else None
         self.speed = float(row["speed"])
         from bqx.backtest.engine import BacktestConfig
+        from bqx.config import RiskSettings
 
-        self.config = BacktestConfig(**row["config"])
+        conf = dict(row["config"])
+        risk = conf.pop("risk", None)  # sessions created before risk sizing have none
+        self.config = BacktestConfig(**conf)
+        #: the ``[risk]`` limits frozen at creation (None: orders are not risk-checked)
+        self.risk: RiskSettings | None = RiskSettings(**risk) if risk else None
+        self._risk_market: tuple[pd.Timestamp, Any] | None = None
+        #: the account the risk check sees, kept in memory (read once, then extended): the
+        #: session's bars read ahead a day at a time, and the decisions logged so far
+        self._acct_bars: list[pd.DataFrame] = []
+        self._acct_hi: pd.Timestamp | None = None
+        self._acct_sig: dict[str, list[Any]] | None = None
         self._own_store = store is None
         self.store = store if store is not None else _store(settings)
         self.registry = registry
@@ -315,7 +337,11 @@ class PaperSession:
                     else:
                         svc.bars.refresh()  # bars written by others (POST /v1/bars, ingest)
                     rows = self._decide(svc, ts)
+                    if self.risk is not None:
+                        self._size_by_risk(svc, rows, ts)
                     decisions += self.state.paper_step(self.name, rows, ts)
+                    if self._acct_sig is not None:
+                        self._remember(rows)
                     cursor = ts
                     done += 1
                     since_settle += 1
@@ -477,16 +503,197 @@ class PaperSession:
             rows.append(row)
         return rows
 
+    # -- the risk manager -------------------------------------------------------------
+    def _size_by_risk(self, svc: Any, rows: list[dict[str, Any]], ts: pd.Timestamp) -> None:
+        """Cap each order of bar ``ts`` at the risk manager's allowed quantity (in place).
+
+        The paper account as of the close of ``ts`` (the backtest engine on the session's
+        bars up to ``ts`` and its decisions before ``ts``: open positions, equity marked at
+        the close, today's realised P&L) becomes the :class:`~bqx.decision.risk.RiskEngine`
+        portfolio; for a BUY/SELL that would open a position (the pair is flat, or holds the
+        opposite side and ``reverse`` is on) the engine answers the largest quantity of that
+        side passing every ``[risk]`` limit at the bar's close. The answer is logged in the
+        decision's ``extra["risk"]``; when it is below the largest order the sizing could ask
+        for (``max_leverage`` x equity) its notional becomes the decision's ``max_notional``,
+        the per-trade cap the backtest engine applies (so a backtest of the logged decisions
+        sizes as the paper account did). An allowed quantity of 0 turns the decision into a
+        HOLD with the reason ``risk_<limit>`` (e.g. ``risk_position_limit``). Orders of the
+        same bar are checked in pair order, each against the account plus the earlier ones
+        (at ``min(cap, fraction x equity)``, the fixed sizing's notional). When the account
+        cannot be priced (no bars of a pair needed to convert to the account currency) the
+        orders are HOLD with ``risk_unavailable``: an order the risk manager cannot check is
+        not sent.
+        """
+
+        from bqx.decision.risk import RiskInputError
+
+        acts = [r for r in rows if r["signal"] in ("BUY", "SELL")]
+        if not acts:
+            return
+        try:
+            self._cap_orders(svc, acts, ts)
+        except RiskInputError as e:  # cannot price or risk the account: fail closed
+            for row in acts:
+                row["extra"]["risk"] = {"signal": row["signal"], "error": e.message}
+                row["signal"] = "HOLD"
+                row["signal_strength"] = 0.0
+                row["signal_reason"] = "risk_unavailable"
+
+    def _cap_orders(self, svc: Any, acts: list[dict[str, Any]], ts: pd.Timestamp) -> None:
+        from bqx.decision.risk import RiskEngine, usd_value
+        from bqx.state.positions import Portfolio
+
+        assert self.risk is not None
+        market = self._market_at(svc, ts)
+        res = self._account(ts)
+        prices = market.prices
+        acct = self.risk.account_currency
+
+        def v(c: str) -> float:
+            return usd_value(c, prices) / usd_value(acct, prices)
+
+        held: dict[str, int] = {}  # pair -> side of its open trade (also size-0 trades)
+        positions: dict[str, tuple[float, float]] = {}
+        equity = self.config.capital
+        realized_today = 0.0
+        if res is not None:
+            tr = res.trades
+            is_open = (tr["exit_reason"] == "end").to_numpy()
+            for r in tr[is_open].to_dict("records"):
+                held[r["pair"]] = int(r["side"])
+                if r["size"] > 0:
+                    q = r["side"] * r["size"] / (r["entry_price"] * v(r["pair"][3:]))
+                    positions[r["pair"]] = (float(q), float(r["entry_price"]))
+            equity = float(res.equity["equity"].iloc[-1])
+            closed = tr[~is_open]
+            if len(closed):
+                day = pd.DatetimeIndex(pd.to_datetime(closed["exit_ts"], utc=True)).normalize()
+                realized_today = float(closed["net_pnl"][day == ts.normalize()].sum())
+
+        def unreal(p: str, q: float, avg: float) -> float:
+            return q * (prices[p] - avg) * v(p[3:])
+
+        cash = equity - sum(unreal(p, q, a) for p, (q, a) in positions.items())
+        for row in acts:
+            pair = row["pair"]
+            side = 1 if row["signal"] == "BUY" else -1
+            own = held.get(pair)
+            if own == side or (own is not None and not self.config.reverse):
+                continue  # the signal opens nothing (same side held, or it only exits)
+            price = prices.get(pair)
+            if price is None:  # no close to price the order: the backtest sizing alone
+                continue
+            # the order is a new position: the pair's own (opposite) one is gone by then
+            pos = {p: x for p, x in positions.items() if p != pair}
+            c0 = cash + (unreal(pair, *positions[pair]) if pair in positions else 0.0)
+            eng = RiskEngine(self.risk, Portfolio(c0, realized_today, ts.date(), pos), market)
+            per_unit = price * v(pair[3:])  # account-currency exposure of one base unit
+            request = max(1, math.ceil(self.config.max_leverage * max(eng.equity, 0.0) / per_unit))
+            out = eng.check(pair, row["signal"], request, price)
+            allowed = int(out["allowed_quantity"])
+            info: dict[str, Any] = {
+                "requested_quantity": request,
+                "allowed_quantity": allowed,
+                "price": price,
+                "equity": eng.equity,
+                "max_notional": None if allowed >= request else allowed * per_unit,
+            }
+            if allowed < request:  # the limits that bind: those one more unit breaks
+                more = eng.check(pair, row["signal"], allowed + 1, price)["reasons"]
+                info["limits"] = [r["code"] for r in more] or ["EQUITY"]
+            if allowed == 0 and own is None:
+                info["signal"] = row["signal"]
+                row["signal"] = "HOLD"
+                row["signal_strength"] = 0.0
+                row["signal_reason"] = f"risk_{info['limits'][0].lower()}"
+            row["extra"]["risk"] = info
+            if allowed > 0:  # the entry the next checks of this bar must see
+                cap = info["max_notional"]
+                notional = self.config.fraction * max(eng.equity, 0.0)
+                if cap is not None:
+                    notional = min(notional, cap)
+                positions[pair] = (side * notional / per_unit, price)
+
+    def _account(self, ts: pd.Timestamp) -> Any:
+        """The backtest engine on the session's bars up to ``ts`` and its decisions before
+        ``ts`` - what :meth:`backtest` computes from the store and the decision log, from
+        memory (the first call reads the log; each bar's decisions are then appended)."""
+        from bqx.backtest.engine import run
+
+        if self._acct_sig is None:
+            sig = session_signals(self.state, self.name, self.pairs, self.start, ts)
+            sig = sig[sig["ts"] < ts]
+            self._acct_sig = {c: sig[c].tolist() for c in _SIG_COLS}
+        if not self._acct_sig["pair"]:
+            return None
+        sig = pd.DataFrame(self._acct_sig)
+        sig["ts"] = pd.DatetimeIndex(sig["ts"], tz="UTC") if len(sig) else sig["ts"]
+        if self._acct_hi is None or self._acct_hi < ts:
+            lo = self.start if self._acct_hi is None else self._acct_hi + pd.Timedelta(1, "us")
+            # a replay reads a day ahead (filtered to <= ts below: nothing later is used);
+            # a live feed has nothing ahead to read
+            hi = ts if self.feed != "replay" else min(ts + pd.Timedelta(days=1), self.end or ts)
+            self._acct_bars.append(self.store.read(self.pairs, lo, hi))
+            self._acct_hi = hi
+            if len(self._acct_bars) > 1:
+                self._acct_bars = [pd.concat(self._acct_bars, ignore_index=True)]
+        bars = self._acct_bars[0]
+        bars = bars[bars["ts"] <= ts]
+        return run(bars, sig, self.config)
+
+    def _remember(self, rows: list[dict[str, Any]]) -> None:
+        """Append a bar's decisions to the in-memory account (as :func:`session_signals`
+        reads them back from the log)."""
+        assert self._acct_sig is not None
+        for r in rows:
+            self._acct_sig["pair"].append(r["pair"])
+            self._acct_sig["ts"].append(pd.Timestamp(r["asof_ts"]))
+            self._acct_sig["signal"].append(r["signal"])
+            pred = r.get("prediction")
+            self._acct_sig["prediction"].append(math.nan if pred is None else float(pred))
+            self._acct_sig["max_notional"].append(_cap(r.get("extra")))
+
+    def _market_at(self, svc: Any, ts: pd.Timestamp) -> Any:
+        """The risk engine's market data at bar ``ts``: returns (VaR, covariance) of the
+        last ``var_window_bars`` bars up to the hour that ``ts`` is in (refreshed once an
+        hour - a live server's risk check also caches them; anchored on the clock, so a
+        resumed session sees the same window), prices = each pair's last close <= ``ts``."""
+        import copy
+
+        from bqx.decision.risk import market_from_bars
+
+        assert self.risk is not None
+        anchor = ts.floor("1h")
+        cached = self._risk_market
+        if cached is None or cached[0] != anchor:
+            bars = self.store.read_asof(anchor, self.risk.var_window_bars)
+            base = market_from_bars(bars, self.settings.interval, self.settings.max_ffill_bars)
+            self._risk_market = cached = (anchor, base)
+        md = copy.copy(cached[1])
+        prices = dict(md.prices)
+        snap = svc.bars.snapshot
+        if snap is not None:
+            panel = snap.panel
+            i = int(np.searchsorted(panel.ts, ts.value, side="right"))
+            for j, p in enumerate(panel.pairs):
+                ok = np.flatnonzero(np.isfinite(panel.close[:i, j]))
+                if len(ok):
+                    prices[p] = float(panel.close[ok[-1], j])
+        md.prices = prices
+        return md
+
     # -- the broker -------------------------------------------------------------------
-    def backtest(self, upto: pd.Timestamp | None = None) -> Any:
+    def backtest(self, upto: pd.Timestamp | None = None, *, before: Any = None) -> Any:
         """The backtest engine on the session's bars up to ``upto`` and its logged decisions
-        (None when nothing is logged yet)."""
+        (those before ``before`` when given; None when nothing is logged yet)."""
         from bqx.backtest.engine import run
 
         upto = upto if upto is not None else self._cursor()
         if upto is None:
             return None
         sig = session_signals(self.state, self.name, self.pairs, self.start, upto)
+        if before is not None and len(sig):
+            sig = sig[sig["ts"] < before]
         if sig.empty:
             return None
         bars = self.store.read(self.pairs, self.start, upto)
@@ -542,6 +749,7 @@ class PaperSession:
             "heartbeat": row["heartbeat_at"],
             "message": row["message"],
             "capital": cap,
+            "risk_limits": self.risk.model_dump(mode="json") if self.risk else None,
             "equity": eq,
             "return": (eq / cap - 1.0) if eq is not None else None,
             "realized_pnl": float(closed["net_pnl"].sum()) if len(closed) else 0.0,
@@ -579,8 +787,9 @@ def _reason(e: BqxError) -> str:
 def session_signals(
     state: Any, name: str, pairs: Sequence[str], start: Any, end: Any
 ) -> pd.DataFrame:
-    """The signals a session logged: ``pair, ts, signal, prediction`` (ts = as-of bar) -
-    exactly what ``bqx backtest --signals`` reads from a file."""
+    """The signals a session logged: ``pair, ts, signal, prediction, max_notional`` (ts =
+    as-of bar; ``max_notional`` the risk manager's cap on the trade the row opens, NaN =
+    none) - exactly what ``bqx backtest --signals`` reads from a file."""
     d = state.read_decisions(list(pairs), start, end, by="asof_ts")
     if len(d):
         mine = np.array(
@@ -593,9 +802,21 @@ def session_signals(
             "ts": pd.DatetimeIndex(d["asof_ts"]) if len(d) else pd.DatetimeIndex([], tz="UTC"),
             "signal": d["signal"].astype(str).to_numpy() if len(d) else np.array([], dtype=object),
             "prediction": d["prediction"].to_numpy(float) if len(d) else np.array([], float),
+            "max_notional": np.array([_cap(x) for x in d["extra"]], float)
+            if len(d)
+            else np.array([], float),
         }
     )
     return out.sort_values(["pair", "ts"], kind="stable").reset_index(drop=True)
+
+
+_SIG_COLS = ("pair", "ts", "signal", "prediction", "max_notional")
+
+
+def _cap(extra: Any) -> float:
+    r = extra.get("risk") if isinstance(extra, dict) else None
+    cap = r.get("max_notional") if isinstance(r, dict) else None
+    return float(cap) if cap is not None else math.nan
 
 
 # ---------------------------------------------------------------------------------------
@@ -714,6 +935,24 @@ def compare_version_backtest(sess: PaperSession) -> dict[str, Any]:
                           artifacts=arts)  # fmt: skip
     sig_b = res_b.frame[["pair", "ts", "signal", "prediction"]]
     sig_p = session_signals(sess.state, sess.name, list(arts), sess.start, upto)
+    # the risk manager's answers depend on the paper account, which a batch run does not
+    # have: the paper session's caps and risk holds apply to both sides, so what differs
+    # is the forecast and signal layer
+    sig_b = sig_b.merge(sig_p[["pair", "ts", "max_notional"]], on=["pair", "ts"], how="left")
+    risk_held = (
+        d[d["signal_reason"].astype(str).str.startswith("risk_")][["pair", "asof_ts"]]
+        if len(d)
+        else pd.DataFrame(columns=["pair", "asof_ts"])
+    )
+    if len(risk_held):
+        hk = set(zip(risk_held["pair"].astype(str), pd.DatetimeIndex(risk_held["asof_ts"]).asi8,
+                     strict=True))  # fmt: skip
+        is_held = np.array(
+            [(p, t) in hk for p, t in zip(sig_b["pair"].astype(str),
+                                          pd.DatetimeIndex(sig_b["ts"]).asi8, strict=True)],
+            dtype=bool,
+        )  # fmt: skip
+        sig_b.loc[is_held, "signal"] = "HOLD"
     bars = sess.store.read(list(arts), sess.start, upto)
     bt_b = run(bars, sig_b, sess.config)
     bt_p = run(bars, sig_p, sess.config) if len(sig_p) else None
@@ -738,6 +977,8 @@ def compare_version_backtest(sess: PaperSession) -> dict[str, Any]:
     return {
         **base,
         "bars_compared": len(m),
+        "risk_held": len(risk_held),
+        "risk_capped": int(np.isfinite(sig_p["max_notional"]).sum()) if len(sig_p) else 0,
         "signal_agreement": agree,
         "max_abs_prediction_diff": pred_diff,
         "paper_trades": len(tp),
@@ -746,9 +987,10 @@ def compare_version_backtest(sess: PaperSession) -> dict[str, Any]:
         "equity_paper": eq_p,
         "equity_version_backtest": eq_b,
         "equity_diff": eq_p - eq_b,
-        "note": "same versions, same bars and costs, batch features instead of the live path: "
-        "differences come from regime-scaled signals, rollout arms and held decisions "
-        "(insufficient inputs); a walk-forward backtest also retrains per window",
+        "note": "same versions, same bars and costs, batch features instead of the live path "
+        "(the paper session's risk caps and risk holds applied to both): differences come "
+        "from regime-scaled signals, rollout arms and held decisions (insufficient inputs); "
+        "a walk-forward backtest also retrains per window",
     }
 
 
