@@ -176,6 +176,15 @@ def drift_pass(
             f"{rep['over_critical']} critical / {rep['over_warning']} warning features "
             f"(v{version}); worst {w.get('name')} KL {w.get('kl')}"
         )
+        joint = [
+            f"{label} window z {t['z']} p {t['p']:.2g}"
+            for label, t in (rep.get("pair_test") or {}).items()
+            if t.get("significant")
+        ]
+        if joint:
+            # The pair-level test can escalate a pair whose features are each within noise:
+            # say so, or the alert reads "0 critical" while being critical.
+            msg += "; features drifted jointly (" + ", ".join(joint) + ")"
         prev = worst_by_pair.get(str(p))
         rank = {"ok": 0, "warning": 1, "critical": 2}
         if prev is None or rank.get(rep["severity"], 0) > rank.get(prev[0], 0):
