@@ -171,7 +171,9 @@ def test_scalar_decide_equals_the_array_rules_bit_for_bit_on_edge_cases(vol_scal
             "pair": "EURUSD",
             "ts": pd.Timestamp("2024-11-01 12:00", tz="UTC")
             + pd.to_timedelta(rng.integers(0, 14 * 1440, n), unit="min"),
-            "prediction": np.where(rng.random(n) < 0.5, rng.choice(vals, n), rng.normal(0, 1e-3, n)),
+            "prediction": np.where(
+                rng.random(n) < 0.5, rng.choice(vals, n), rng.normal(0, 1e-3, n)
+            ),
             "lo": rng.choice([np.nan, 0.0, -1e-3, 1e-3, -np.inf, 2e-4], n),
             "hi": rng.choice([np.nan, 0.0, -1e-3, 1e-3, np.inf, 2e-4], n),
             "vol_ratio": rng.choice([np.nan, 0.0, -1.0, 0.5, 1.0, 3.0, np.inf, 1e-300], n),
@@ -198,7 +200,10 @@ def test_ny_clock_equals_the_index_calendar():
     from bqx.calendar import minutes_from_rollover, ny_clock, ny_open
 
     rng = np.random.default_rng(2)
-    lo, hi = pd.Timestamp("1678-01-01").value // 60_000_000_000, pd.Timestamp("2261-12-01").value // 60_000_000_000
+    lo, hi = (
+        pd.Timestamp("1678-01-01").value // 60_000_000_000,
+        pd.Timestamp("2261-12-01").value // 60_000_000_000,
+    )
     mins = [rng.integers(lo, hi, 3000)]
     for day in ("2024-03-10", "2024-11-03", "2038-03-14", "2038-11-07", "1999-10-31"):
         t0 = pd.Timestamp(day, tz="UTC").value // 60_000_000_000
