@@ -45,8 +45,8 @@ def child(home: str, n: int) -> None:
         for pair in PAIRS:
             svc.predict(pair)
             only = _needed_columns(svc, pair)
-            snap = svc.bars.snapshot  # type: ignore[union-attr]
-            panel = snap.panel
+            assert svc.bars is not None and svc.bars.snapshot is not None
+            panel = svc.bars.snapshot.panel
             j = panel.pairs.index(pair)
             rows = np.flatnonzero(np.isfinite(panel.close[:, j]))
             rng = np.random.default_rng(15)
@@ -80,7 +80,8 @@ def run(src: str, home: str, n: int) -> dict[str, Any]:
         [sys.executable, __file__, "--child", "--home", home, "--bars", str(n)],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    out: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
+    return out
 
 
 def main() -> None:

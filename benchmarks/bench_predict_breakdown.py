@@ -66,6 +66,7 @@ def main() -> None:
         for pair in PAIRS:
             svc.predict(pair)
             only = _needed_columns(svc, pair)
+            assert only is not None
             art = svc.model(pair)
             panel = svc.bars.snapshot.panel  # type: ignore[union-attr]
             ts = _timestamps(home, pair, 2 * a.bars + 1)[:-1]
@@ -113,7 +114,7 @@ def main() -> None:
                     r = svc.predict(pair, x, log=log)
                     assert not r.feature_cache_hit
                 if log:
-                    svc._writer.flush()  # type: ignore[union-attr]
+                    svc._writer.flush()
                     if svc._capture is not None:
                         svc._capture.writer.flush()
                 res[f"{name}_cpu_ms_mean"] = round((pt() - c0) * 1e3 / len(bars), 4)
