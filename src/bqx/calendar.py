@@ -97,6 +97,16 @@ def minutes_from_rollover(ts: object) -> np.ndarray:
     return ((m + 720) % _MIN_PER_DAY) - 720
 
 
+def ny_clock(ts: pd.Timestamp) -> tuple[bool, int]:
+    """(:func:`ny_open`, :func:`minutes_from_rollover`) of one tz-aware timestamp, without
+    building an index: the same pandas time-zone conversion on the scalar (~10 us instead of
+    ~0.5 ms for the two index calls; equal values, ``tests/signals/test_signals.py``)."""
+    t = ts.tz_convert(NY)
+    hm = t.hour * 60 + t.minute
+    mow = t.day_of_week * _MIN_PER_DAY + hm
+    return not (_NY_FRI_1700 <= mow < _NY_SUN_1700), ((hm - 17 * 60 + 720) % _MIN_PER_DAY) - 720
+
+
 def floor_to_interval(t: pd.Timestamp, interval: timedelta) -> pd.Timestamp:
     step = pd.Timedelta(interval)
     return t.floor(step)

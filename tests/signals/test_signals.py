@@ -156,6 +156,65 @@ def test_decide_many_matches_decide_row_by_row():
         assert o.side == s.side
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the array rules on inf inputs
+@pytest.mark.parametrize("vol_scaling", [False, True])
+def test_scalar_decide_equals_the_array_rules_bit_for_bit_on_edge_cases(vol_scaling):
+    """The API's one-row path (plain floats) against the array rules of ``decide_many``
+    on adversarial values: zero and negative thresholds and predictions, infinities,
+    zero-width and inverted intervals, non-positive and infinite volatility ratios."""
+    rng = np.random.default_rng(1)
+    n = 1500
+    vals = np.array([0.0, -0.0, 1e-12, -1e-12, 0.0005, -0.0005, 0.0006, 0.3, -0.3, np.inf,
+                     -np.inf, np.nan])  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "pair": "EURUSD",
+            "ts": pd.Timestamp("2024-11-01 12:00", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 14 * 1440, n), unit="min"),
+            "prediction": np.where(
+                rng.random(n) < 0.5, rng.choice(vals, n), rng.normal(0, 1e-3, n)
+            ),
+            "lo": rng.choice([np.nan, 0.0, -1e-3, 1e-3, -np.inf, 2e-4], n),
+            "hi": rng.choice([np.nan, 0.0, -1e-3, 1e-3, np.inf, 2e-4], n),
+            "vol_ratio": rng.choice([np.nan, 0.0, -1.0, 0.5, 1.0, 3.0, np.inf, 1e-300], n),
+            "stale": rng.random(n) < 0.05,
+        }
+    )
+    for thr in (0.0005, 1e-300, 0.0, -0.0002):  # the last two only by bypassing validation
+        cfg = SignalSettings(vol_scaling=vol_scaling, rollover_minutes=7)
+        cfg = cfg.model_copy(update={"threshold": thr})
+        out = decide_many(frame, cfg)
+        for r, o in zip(frame.itertuples(), out.itertuples(), strict=True):
+            iv = None if np.isnan(r.lo) and np.isnan(r.hi) else (r.lo, r.hi)
+            vr = None if np.isnan(r.vol_ratio) else r.vol_ratio
+            s = decide(r.prediction, pair="EURUSD", ts=r.ts, interval=iv, vol_ratio=vr,
+                       stale=r.stale, settings=cfg)  # fmt: skip
+            assert (s.signal, s.reason) == (o.signal, o.reason)
+            assert float(s.strength).hex() == float(o.strength).hex()
+            assert float(s.threshold).hex() == float(o.threshold).hex()
+
+
+def test_ny_clock_equals_the_index_calendar():
+    """The scalar New York clock of ``decide`` against ``ny_open``/``minutes_from_rollover``:
+    random minutes over the whole nanosecond range and every minute around DST switches."""
+    from bqx.calendar import minutes_from_rollover, ny_clock, ny_open
+
+    rng = np.random.default_rng(2)
+    lo, hi = (
+        pd.Timestamp("1678-01-01").value // 60_000_000_000,
+        pd.Timestamp("2261-12-01").value // 60_000_000_000,
+    )
+    mins = [rng.integers(lo, hi, 3000)]
+    for day in ("2024-03-10", "2024-11-03", "2038-03-14", "2038-11-07", "1999-10-31"):
+        t0 = pd.Timestamp(day, tz="UTC").value // 60_000_000_000
+        mins.append(np.arange(t0 - 1440, t0 + 2 * 1440))
+    idx = pd.DatetimeIndex(np.concatenate(mins).astype("datetime64[m]").astype("datetime64[ns]"),
+                           tz="UTC")  # fmt: skip
+    got = [ny_clock(t) for t in idx]
+    assert [g[0] for g in got] == list(ny_open(idx))
+    assert [g[1] for g in got] == list(minutes_from_rollover(idx))
+
+
 def test_signal_to_side():
     assert list(signal_to_side(["BUY", "sell", " Hold ", None])) == [1, -1, 0, 0]
     assert list(signal_to_side([2.5, -0.1, 0, np.nan])) == [1, -1, 0, 0]

@@ -238,6 +238,15 @@ def windows_at(x: Arr, w: int, pos: Arr) -> Arr:
             part[idx < 0] = np.nan
             out[short] = part
         return out
+    if 0 < len(pos) <= 8:
+        # a handful of rows (the online path): copy each window as a slice, ~3x cheaper
+        # than building and gathering the index matrix; the same elements
+        pl = pos.tolist()
+        if min(pl) >= w - 1:
+            out = np.empty((len(pl), w), dtype=x.dtype)
+            for i, q in enumerate(pl):
+                out[i] = x[q - w + 1 : q + 1]
+            return out
     idx = pos[:, None] + off
     if len(pos) and pos.min() >= w - 1:
         return x[idx]

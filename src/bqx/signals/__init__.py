@@ -35,13 +35,14 @@ probability.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from bqx.calendar import minutes_from_rollover, ny_open, to_utc, to_utc_index
+from bqx.calendar import minutes_from_rollover, ny_clock, ny_open, to_utc, to_utc_index
 from bqx.config import SignalSettings
 from bqx.universe import normalize_pair
 
@@ -112,27 +113,75 @@ def decide(
     stale: bool = False,
     settings: SignalSettings | None = None,
 ) -> Signal:
-    """Turn one prediction into a :class:`Signal` (the API path, ~0.1 ms).
+    """Turn one prediction into a :class:`Signal` (the API path, ~20 us).
 
     ``ts`` is the decision time (the as-of bar's open time, UTC or tz-aware); ``interval`` the
     prediction interval ``(lo, hi)`` in return units; ``vol_ratio`` recent / long-run
     volatility (dimensionless, 1 = normal); ``stale`` whether the caller found the data stale.
     """
     s = settings or SignalSettings()
-    side, strength, reason, thr = _decide_arrays(
-        pred=np.array([np.nan if prediction is None else float(prediction)]),
-        base_threshold=np.array([threshold_for(pair, s)]),
-        ts=pd.DatetimeIndex([to_utc(ts)]),
-        lo=np.array([np.nan if interval is None else float(interval[0])]),
-        hi=np.array([np.nan if interval is None else float(interval[1])]),
-        vol_ratio=np.array([np.nan if vol_ratio is None else float(vol_ratio)]),
-        stale=np.array([bool(stale)]),
-        settings=s,
+    t = to_utc(ts)
+    is_open, mfr = ny_clock(t)
+    return _decide_one(
+        np.nan if prediction is None else float(prediction),
+        threshold_for(pair, s),
+        not is_open,
+        mfr,
+        np.nan if interval is None else float(interval[0]),
+        np.nan if interval is None else float(interval[1]),
+        np.nan if vol_ratio is None else float(vol_ratio),
+        bool(stale),
+        s,
     )
-    name: SignalName = _NAMES[int(side[0]) + 1]
-    return Signal(
-        signal=name, strength=float(strength[0]), reason=str(reason[0]), threshold=float(thr[0])
-    )
+
+
+def _decide_one(
+    pred: float,
+    base: float,
+    closed: bool,
+    mfr: int,
+    lo: float,
+    hi: float,
+    vr: float,
+    stale: bool,
+    s: SignalSettings,
+) -> Signal:
+    """:func:`_decide_arrays` for one row in plain floats (the API path: ~10 us instead of
+    ~0.3 ms of one-element array operations). Every step is the same IEEE operation in the
+    same order, so the values are those of the array rules bit for bit (tested against
+    :func:`decide_many` on random and edge-case inputs in ``tests/signals``)."""
+    has_vr = math.isfinite(vr) and vr > 0
+    thr = base * vr if (s.vol_scaling and has_vr) else base
+    r = int(s.rollover_minutes)
+    rollover = -r <= mfr < r
+    nopred = not math.isfinite(pred)
+    side = 0
+    if pred > thr:
+        side = 1
+    if pred < -thr:
+        side = -1
+    if nopred or stale or closed or rollover:
+        side = 0
+    reason = "above_threshold" if side != 0 else "below_threshold"
+    if nopred:
+        reason = "no_prediction"
+    elif stale:
+        reason = "stale_data"
+    elif closed:
+        reason = "market_closed"
+    elif rollover:
+        reason = "rollover"
+    strength = 0.0
+    if side != 0:  # pred is finite here; numpy scalars keep numpy's division semantics
+        with np.errstate(divide="ignore", invalid="ignore"):
+            absp = np.float64(abs(pred))
+            edge = np.clip(1.0 - np.float64(thr) / absp, 0.0, 1.0)
+            half = np.abs(np.float64(hi) - np.float64(lo)) / 2.0
+            certainty = absp / (absp + half) if np.isfinite(half) else 1.0
+            calm = np.minimum(1.0, 1.0 / np.float64(vr)) if has_vr else 1.0
+            st = np.clip(edge * certainty * calm, 0.0, 1.0)
+        strength = 0.0 if np.isnan(st) else float(st)
+    return Signal(signal=_NAMES[side + 1], strength=strength, reason=reason, threshold=float(thr))
 
 
 def decide_many(frame: pd.DataFrame, settings: SignalSettings | None = None) -> pd.DataFrame:

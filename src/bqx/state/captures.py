@@ -23,6 +23,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -265,8 +266,11 @@ class CaptureWriter:
         batch: int = 500,
         max_queue: int = 100_000,
         interval_s: float = 0.5,
+        linger_s: float = 0.02,
     ) -> None:
         self.state = state
+        #: group commit: after a batch's first row, wait up to this long for more
+        self.linger_s = max(0.0, float(linger_s))
         self.rate = float(rate)
         self.batch = batch
         self.interval_s = interval_s
@@ -322,9 +326,11 @@ class CaptureWriter:
                 stop = True
             else:
                 rows.append(first)
-            while len(rows) < self.batch:
+            deadline = time.monotonic() + self.linger_s
+            while len(rows) < self.batch and not stop:
+                left = deadline - time.monotonic()
                 try:
-                    r = self._q.get_nowait()
+                    r = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
                 except queue.Empty:
                     break
                 if r is None:
