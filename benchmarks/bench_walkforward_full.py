@@ -107,6 +107,7 @@ def main() -> None:
         help="comma list (sklearn,lightgbm): run every model with each selection engine on the "
         "same windows; arms are named model+engine; default: the configured engine only",
     )
+    ap.add_argument("--arms", default=None, help="explicit arms, e.g. lgbm_rf+sklearn,rf+lightgbm")
     ap.add_argument("--seed", type=int, default=8, help="simulator seed of the data")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--strength", type=float, default=0.05)
@@ -143,6 +144,7 @@ def main() -> None:
         "train_months": args.train_months,
         "jobs": args.jobs,
         "strength": args.strength,
+        "seed": args.seed,
         "models": models,
     }
     store = open_store(settings=s)
@@ -172,6 +174,12 @@ def main() -> None:
         else [None]
     )
     arms = [(m, e) for m in models for e in engines]
+    if args.arms:  # explicit model+engine arms instead of the cross product
+        arms = [
+            (a.split("+")[0], a.split("+")[1] if "+" in a else None)
+            for a in args.arms.split(",")
+            if a.strip()
+        ]
     out["arms"] = [m if e is None else f"{m}+{e}" for m, e in arms]
     for model, engine in arms:
         m = model if engine is None else f"{model}+{engine}"
@@ -250,21 +258,21 @@ def main() -> None:
             if m != base
         }
         out["selected_features"] = selected
-        # the arms' predictions, to pool paired comparisons over runs (other seeds)
-        if args.out:
-            pq = Path(args.out).with_suffix(".predictions.parquet")
-            import pandas as pd
+    # the arms' predictions, to pool paired comparisons over runs (other seeds)
+    if args.out:
+        pq = Path(args.out).with_suffix(".predictions.parquet")
+        import pandas as pd
 
-            pd.concat(
-                [
-                    p.assign(arm=k)[
-                        ["arm", "pair", "window", "ts", "y_true", "prediction", "n_features"]
-                    ]
-                    for k, p in preds.items()
-                ],
-                ignore_index=True,
-            ).to_parquet(pq, index=False)
-            out["predictions_file"] = str(pq)
+        pd.concat(
+            [
+                p.assign(arm=k)[
+                    ["arm", "pair", "window", "ts", "y_true", "prediction", "n_features"]
+                ]
+                for k, p in preds.items()
+            ],
+            ignore_index=True,
+        ).to_parquet(pq, index=False)
+        out["predictions_file"] = str(pq)
     out["machine"]["loadavg_end"] = os.getloadavg()
     text = json.dumps(out, indent=1, default=str)
     print(text)
