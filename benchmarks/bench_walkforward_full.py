@@ -101,6 +101,14 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=12)
     ap.add_argument("--train-months", type=int, default=6)
     ap.add_argument("--models", default="rf,lgbm_rf")
+    ap.add_argument(
+        "--selection-engines",
+        default=None,
+        help="comma list (sklearn,lightgbm): run every model with each selection engine on the "
+        "same windows; arms are named model+engine; default: the configured engine only",
+    )
+    ap.add_argument("--arms", default=None, help="explicit arms, e.g. lgbm_rf+sklearn,rf+lightgbm")
+    ap.add_argument("--seed", type=int, default=8, help="simulator seed of the data")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--strength", type=float, default=0.05)
     ap.add_argument("--home", default=None)
@@ -136,6 +144,7 @@ def main() -> None:
         "train_months": args.train_months,
         "jobs": args.jobs,
         "strength": args.strength,
+        "seed": args.seed,
         "models": models,
     }
     store = open_store(settings=s)
@@ -144,7 +153,10 @@ def main() -> None:
         t0 = time.perf_counter()
         store.upsert(
             generate(
-                days=months * 30.6 + 3, seed=8, signal_strength=args.strength, start="2023-01-01"
+                days=months * 30.6 + 3,
+                seed=args.seed,
+                signal_strength=args.strength,
+                start="2023-01-01",
             ).bars
         )
         out["data_s"] = round(time.perf_counter() - t0, 1)
@@ -154,15 +166,38 @@ def main() -> None:
     out["features_s"] = round(time.perf_counter() - t0, 1)
 
     preds: dict[str, Any] = {}
+    selected: dict[str, dict[str, list[str]]] = {}
     results: dict[str, Any] = {}
-    for m in models:
+    engines = (
+        [e.strip() for e in args.selection_engines.split(",") if e.strip()]
+        if args.selection_engines
+        else [None]
+    )
+    arms = [(m, e) for m in models for e in engines]
+    if args.arms:  # explicit model+engine arms instead of the cross product
+        arms = [
+            (a.split("+")[0], a.split("+")[1] if "+" in a else None)
+            for a in args.arms.split(",")
+            if a.strip()
+        ]
+    out["arms"] = [m if e is None else f"{m}+{e}" for m, e in arms]
+    for model, engine in arms:
+        m = model if engine is None else f"{model}+{engine}"
+        se = (
+            s
+            if engine is None
+            else s.model_copy(
+                update={"train": s.train.model_copy(update={"selection_engine": engine})}
+            )
+        )
         cfg = WalkForwardConfig(
-            train_months=args.train_months, test_months=1, windows=args.windows, model=m
+            train_months=args.train_months, test_months=1, windows=args.windows, model=model
         )
         t0 = time.perf_counter()
-        pred, info = walk_forward_predictions(pairs, s, cfg, jobs=args.jobs)
+        pred, info = walk_forward_predictions(pairs, se, cfg, jobs=args.jobs)
         wall = time.perf_counter() - t0
         preds[m] = pred
+        selected[m] = info.get("selected_features", {})
         ws = info["window_seconds"]
         stages = sorted({k for v in ws.values() for k in v})
         n_win = len(ws)
@@ -203,11 +238,41 @@ def main() -> None:
             flush=True,
         )
     out["results"] = results
-    if len(models) > 1:
-        base = "rf" if "rf" in models else models[0]
+    names = out["arms"]
+    if len(names) > 1:
+        base = "rf" if "rf" in names else names[0]
         out["paired_vs_" + base] = {
-            m: paired(preds[base], preds[m], s.horizon) for m in models if m != base
+            m: paired(preds[base], preds[m], s.horizon) for m in names if m != base
         }
+        # selected-feature overlap per window (Jaccard of the two sets) vs the base arm
+        out["selection_overlap_vs_" + base] = {
+            m: {
+                w: round(
+                    len(set(f) & set(selected[base].get(w, [])))
+                    / max(1, len(set(f) | set(selected[base].get(w, [])))),
+                    3,
+                )
+                for w, f in selected[m].items()
+            }
+            for m in names
+            if m != base
+        }
+        out["selected_features"] = selected
+    # the arms' predictions, to pool paired comparisons over runs (other seeds)
+    if args.out:
+        pq = Path(args.out).with_suffix(".predictions.parquet")
+        import pandas as pd
+
+        pd.concat(
+            [
+                p.assign(arm=k)[
+                    ["arm", "pair", "window", "ts", "y_true", "prediction", "n_features"]
+                ]
+                for k, p in preds.items()
+            ],
+            ignore_index=True,
+        ).to_parquet(pq, index=False)
+        out["predictions_file"] = str(pq)
     out["machine"]["loadavg_end"] = os.getloadavg()
     text = json.dumps(out, indent=1, default=str)
     print(text)

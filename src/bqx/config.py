@@ -63,6 +63,9 @@ class TrainSettings(BaseModel):
     selection_rows: int = Field(30_000, ge=1000)
     #: Overrides of the selection forest (bqx.training.selection.SELECTION_FOREST).
     selection_params: dict[str, Any] = Field(default_factory=dict)
+    #: Which library fits the selection forest: "sklearn" (exact splits) or "lightgbm" (its
+    #: random-forest mode on 63-bin histograms, the same forest mapped; issue 15 item 5).
+    selection_engine: Literal["sklearn", "lightgbm"] = "sklearn"
     interval_level: float = Field(0.90, gt=0, lt=1)
     #: "scaled": residuals normalised by recent realised volatility (adapts to regimes);
     #: "absolute": plain split-conformal residual quantile.

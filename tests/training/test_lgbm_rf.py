@@ -41,3 +41,37 @@ def test_it_averages_trees_like_the_forest():
     # and it learns what the SPEC forest learns on the same rows
     r2 = [1 - np.mean((y[3000:] - p) ** 2) / np.var(y[3000:]) for p in (p40, rf.predict(X[3000:]))]
     assert r2[0] > 0.6 and abs(r2[0] - r2[1]) < 0.05, r2
+
+
+def test_selection_forest_mapping_follows_the_sklearn_selection_forest():
+    from bqx.training.selection import SELECTION_FOREST, lgbm_selection_params
+
+    p = lgbm_selection_params(SELECTION_FOREST, 809)
+    assert p["boosting_type"] == "rf" and p["importance_type"] == "gain"
+    assert p["n_estimators"] == SELECTION_FOREST["n_estimators"]
+    assert p["max_depth"] == SELECTION_FOREST["max_depth"]
+    assert p["num_leaves"] == 2 ** SELECTION_FOREST["max_depth"]
+    assert p["min_child_samples"] == SELECTION_FOREST["min_samples_leaf"]
+    assert p["subsample"] == SELECTION_FOREST["max_samples"] and p["subsample_freq"] == 1
+    # a split sees sqrt(p) candidates on average: the per-tree draw times the per-split one
+    assert p["colsample_bytree"] * p["feature_fraction_bynode"] * 809 == pytest.approx(28)
+    # overrides in scikit-learn names are translated, LightGBM names pass through
+    q = lgbm_selection_params({**SELECTION_FOREST, "n_estimators": 50, "max_bin": 255}, 809)
+    assert q["n_estimators"] == 50 and q["max_bin"] == 255
+
+
+@pytest.mark.parametrize("engine", ["sklearn", "lightgbm"])
+def test_both_selection_engines_find_the_planted_features(engine):
+    import pandas as pd
+
+    from bqx.training.selection import select_features
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(8000, 120)).astype(np.float32))
+    X.columns = [f"f{i}" for i in range(120)]
+    y = 0.3 * X["f3"].to_numpy() - 0.2 * X["f77"].to_numpy() + rng.normal(size=8000)
+    sel = select_features(X, y, rows=6000, max_features=5, engine=engine)
+    assert set(sel.features[:2]) == {"f3", "f77"}
+    assert sel.rows_used == 6000 and len(sel.importances) == 120
+    with pytest.raises(ValueError, match="engine"):
+        select_features(X, y, rows=6000, engine="nope")

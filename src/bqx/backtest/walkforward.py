@@ -102,9 +102,10 @@ def predict_window(
     s = Settings.model_validate(settings_data)
     gap = s.horizon + 1
     tm = timings if timings is not None else {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     raw = _feature_store(s).read(spec.pair, spec.train_start, spec.test_end)
     tm["read"] = time.perf_counter() - t0
+    tm["read_cpu"] = time.process_time() - c0
     train = prepare(raw[raw.index <= spec.train_end])
     # test rows are chosen on feature validity only: a bar whose target is not known yet (before
     # a gap, at the end of data) is still traded; its NaN y_true is left out of the metrics
@@ -134,7 +135,7 @@ def predict_window(
     scale = Xt[SCALE_FEATURE].to_numpy(np.float64) if fitted.conformal.scale_feature else None
     lo, hi = fitted.conformal.bounds(pred, scale)
     tm["predict"] = time.perf_counter() - t0
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "pair": spec.pair,
             "ts": test.index,
@@ -150,6 +151,9 @@ def predict_window(
             "n_features": len(fitted.selection.features),
         }
     )
+    # the window's selected features travel with its frame (collected into the run's info)
+    out.attrs["features"] = list(fitted.selection.features)
+    return out
 
 
 def _task(
@@ -223,6 +227,7 @@ def walk_forward_predictions(
     frames: list[pd.DataFrame] = []
     errors: dict[str, str] = {}
     window_seconds: dict[str, dict[str, float]] = {}
+    selected: dict[str, list[str]] = {}
     t0 = time.perf_counter()
 
     def handle(
@@ -230,6 +235,7 @@ def walk_forward_predictions(
     ) -> None:
         window_seconds[f"{spec.pair}/{spec.number}"] = {k: round(v, 2) for k, v in tm.items()}
         if df is not None:
+            selected[f"{spec.pair}/{spec.number}"] = list(df.attrs.get("features", []))
             frames.append(df)
         else:
             errors[f"{spec.pair}/{spec.number}"] = err or "unknown error"
@@ -269,6 +275,7 @@ def walk_forward_predictions(
         "seconds": round(time.perf_counter() - t0, 1),
         "jobs": ex_jobs,
         "window_seconds": window_seconds,
+        "selected_features": selected,
     }
     return out, info
 

@@ -144,7 +144,7 @@ def tune(
     sel = select_features(
         X.iloc[sp.train], y[sp.train], threshold=s.train.selection_threshold,
         max_features=s.train.max_features, rows=s.train.selection_rows, seed=s.train.seed, n_jobs=jobs,
-        params=s.train.selection_params or None,
+        params=s.train.selection_params or None, engine=s.train.selection_engine,
     )  # fmt: skip
     # trials are scored on the first half of validation only: the second half calibrates the
     # conformal interval and must stay unseen by the search (tuning_calibration_split)
