@@ -119,3 +119,27 @@ def test_signal_cycle_rotates_the_predictable_component() -> None:
     ix = pd.DatetimeIndex(["2024-01-01", "2024-01-15"], tz="UTC")
     assert np.allclose(signal_coefficient(ix, "2024-01-01", 28.0), [1.0, -1.0])
     assert np.allclose(signal_coefficient(ix, "2024-01-01", 28.0, low=0.0), [1.0, 0.0])
+
+
+def test_signal_span_is_additive_and_its_oracle_is_exact() -> None:
+    """``signal_span`` (the demo's shorter-lived momentum): the default span gives the same
+    bytes as before, the documented strength holds for the new span in theory and the oracle
+    computed with the same span reproduces the reported empirical oracle R² exactly; a
+    strength that the span cannot reach is refused."""
+    a = generate(days=2, seed=3, pairs="EURUSD", signal_strength=0.2).bars
+    b = generate(days=2, seed=3, pairs="EURUSD", signal_strength=0.2, signal_span=240).bars
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    k = kappa_for_strength(0.3, 120)
+    assert k > kappa_for_strength(0.3)  # a shorter-lived drift needs a larger gain
+    assert abs(theoretical_r2(k, span=120) - 0.3) < 1e-9
+    res = generate(days=20, seed=2, pairs="EURUSD", signal_strength=0.3, signal_span=120)
+    close = res.bars["close"].to_numpy()
+    y = realized_target(close)
+    ok = np.isfinite(y)
+    for span, exact in ((120, True), (240, False)):
+        yhat = oracle_prediction(close, 0.3, span=span)
+        r2 = 1 - np.sum((y[ok] - yhat[ok]) ** 2) / np.sum((y[ok] - y[ok].mean()) ** 2)
+        assert (abs(r2 - res.oracle_r2["EURUSD"]) < 1e-12) == exact, (span, r2)
+    assert 0.15 < res.oracle_r2["EURUSD"] < 0.45, res.oracle_r2
+    with pytest.raises(ValueError, match="not reachable"):
+        kappa_for_strength(0.3, 90)

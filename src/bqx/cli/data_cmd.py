@@ -40,6 +40,13 @@ def generate_cmd(
         max=0.499,
         help="Oracle R² of the 60-bar BQX target (0 = pure random walk, < 0.5).",
     ),
+    signal_span: int = typer.Option(
+        240,
+        "--signal-span",
+        min=2,
+        help="Span (bars) of the planted momentum's EMA: shorter = shorter-lived signal that "
+        "the 'last known target' baseline does not capture (the demo uses 90).",
+    ),
     start: str = typer.Option("2024-01-01", help="First day (UTC).", callback=time_option),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -59,6 +66,7 @@ def generate_cmd(
             start=start,
             interval=s.interval,
             progress=update,
+            signal_span=signal_span,
         )
     t_gen = time.perf_counter() - t0
     store = open_store(settings=s)
@@ -73,6 +81,7 @@ def generate_cmd(
         "last": res.bars["ts"].max(),
         "seed": seed,
         "signal_strength": signal_strength,
+        "signal_span": signal_span,
         "kappa": res.kappa,
         "oracle_r2_mean": res.oracle_r2_mean if signal_strength > 0 else 0.0,
         "oracle_r2": res.oracle_r2,
