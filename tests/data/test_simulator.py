@@ -143,3 +143,25 @@ def test_signal_span_is_additive_and_its_oracle_is_exact() -> None:
     assert 0.15 < res.oracle_r2["EURUSD"] < 0.45, res.oracle_r2
     with pytest.raises(ValueError, match="not reachable"):
         kappa_for_strength(0.3, 90)
+
+
+def test_cli_generate_passes_the_signal_span_through() -> None:
+    """`bqx data generate --signal-span` (the demo's market) reaches the simulator: the kappa it
+    reports is the one solved for that span, and an unreachable strength is an error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bqx.cli import app
+
+    res = CliRunner().invoke(app, ["data", "generate", "--days", "1", "--pairs", "EURUSD",
+                                   "--signal-strength", "0.25", "--signal-span", "90", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["signal_span"] == 90
+    assert abs(out["kappa"] - kappa_for_strength(0.25, 90)) < 1e-12
+    assert out["kappa"] > 2 * kappa_for_strength(0.25)
+    bad = CliRunner().invoke(app, ["data", "generate", "--days", "1", "--pairs", "EURUSD",
+                                   "--signal-strength", "0.3", "--signal-span", "90"])  # fmt: skip
+    text = " ".join(bad.output.replace("│", " ").split())
+    assert bad.exit_code == 2 and "--signal-span" in text and "not reachable" in text, text

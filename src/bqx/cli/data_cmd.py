@@ -51,9 +51,13 @@ def generate_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Simulate bars for the 28 pairs (SPEC section 9) and write them into the store."""
-    from bqx.data.simulator import generate
+    from bqx.data.simulator import generate, kappa_for_strength
     from bqx.data.store import open_store
 
+    try:  # a short span caps the strength it can plant: say so before simulating
+        kappa_for_strength(signal_strength, signal_span)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="'--signal-span'") from None
     s = settings()
     s.ensure_home()
     t0 = time.perf_counter()
