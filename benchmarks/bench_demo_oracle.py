@@ -11,7 +11,8 @@ model can honestly pass there: it bounds what a demo can show.
 No features and no training: the target is computed from closes, so it runs in a minute or two.
 
 Usage: ``.venv/bin/python benchmarks/bench_demo_oracle.py [--days 21,61,122]
-[--strengths 0.2,0.25,0.45] [--out benchmarks/results/demo_oracle.json]``
+[--strengths 0.2,0.25,0.45] [--spans 240,120] [--out benchmarks/results/demo_oracle.json]``
+(``--spans``: the simulator's ``signal_span``, the momentum EMA; 240 = the default market)
 """
 
 from __future__ import annotations
@@ -30,19 +31,21 @@ import numpy as np
 WARMUP = 2000
 
 
-def run(days: float, strength: float, seed: int) -> dict[str, Any]:
+def run(days: float, strength: float, seed: int, span: int = 240) -> dict[str, Any]:
     from bqx.config import Settings
     from bqx.data.simulator import generate, oracle_prediction, realized_target
     from bqx.training.metrics import beats_naive_confident, regression_metrics, skill_estimates
     from bqx.training.splits import chrono_split
 
     s = Settings()
-    bars = generate(days=days, seed=seed, signal_strength=strength, start="2024-03-01").bars
+    bars = generate(
+        days=days, seed=seed, signal_strength=strength, start="2024-03-01", signal_span=span
+    ).bars
     rows = []
     for pair, g in bars.groupby("pair", sort=True):
         c = g["close"].to_numpy()
         y = realized_target(c, s.horizon)[WARMUP:]
-        yo = oracle_prediction(c, strength, s.horizon)[WARMUP:]
+        yo = oracle_prediction(c, strength, s.horizon, span=span)[WARMUP:]
         sp = chrono_split(len(y), s.train.train_frac, s.train.val_frac, s.horizon + 1)
         yt, pt = y[sp.test], yo[sp.test]
         ok = np.isfinite(yt) & np.isfinite(pt)
@@ -64,6 +67,7 @@ def run(days: float, strength: float, seed: int) -> dict[str, Any]:
     return {
         "days": days,
         "strength": strength,
+        "signal_span": span,
         "oracle_passes": sum(r["passes"] for r in rows),
         "pairs": len(rows),
         "min_lo_vs_mean": round(min(r["lo_vs_mean"] for r in rows), 3),
@@ -78,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--days", default="21,61,122")
     ap.add_argument("--strengths", default="0.2,0.25,0.45")
+    ap.add_argument("--spans", default="240", help="signal_span values (240 = the default)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -87,15 +92,26 @@ def main() -> None:
             "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         },
         "seed": args.seed,
         "grid": [],
     }
-    for d in (float(x) for x in args.days.split(",")):
-        for st in (float(x) for x in args.strengths.split(",")):
-            r = run(d, st, args.seed)
-            out["grid"].append(r)
-            print(json.dumps({k: v for k, v in r.items() if k != "rows"}), flush=True)
+    for sp in (int(x) for x in args.spans.split(",")):
+        for d in (float(x) for x in args.days.split(",")):
+            for st in (float(x) for x in args.strengths.split(",")):
+                try:
+                    r = run(d, st, args.seed, sp)
+                except ValueError as e:  # a strength the span cannot reach
+                    print(
+                        json.dumps(
+                            {"days": d, "strength": st, "signal_span": sp, "skipped": str(e)}
+                        )
+                    )
+                    continue
+                out["grid"].append(r)
+                print(json.dumps({k: v for k, v in r.items() if k != "rows"}), flush=True)
+    out["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -119,3 +119,49 @@ def test_signal_cycle_rotates_the_predictable_component() -> None:
     ix = pd.DatetimeIndex(["2024-01-01", "2024-01-15"], tz="UTC")
     assert np.allclose(signal_coefficient(ix, "2024-01-01", 28.0), [1.0, -1.0])
     assert np.allclose(signal_coefficient(ix, "2024-01-01", 28.0, low=0.0), [1.0, 0.0])
+
+
+def test_signal_span_is_additive_and_its_oracle_is_exact() -> None:
+    """``signal_span`` (the demo's shorter-lived momentum): the default span gives the same
+    bytes as before, the documented strength holds for the new span in theory and the oracle
+    computed with the same span reproduces the reported empirical oracle R² exactly; a
+    strength that the span cannot reach is refused."""
+    a = generate(days=2, seed=3, pairs="EURUSD", signal_strength=0.2).bars
+    b = generate(days=2, seed=3, pairs="EURUSD", signal_strength=0.2, signal_span=240).bars
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    k = kappa_for_strength(0.3, 120)
+    assert k > kappa_for_strength(0.3)  # a shorter-lived drift needs a larger gain
+    assert abs(theoretical_r2(k, span=120) - 0.3) < 1e-9
+    res = generate(days=20, seed=2, pairs="EURUSD", signal_strength=0.3, signal_span=120)
+    close = res.bars["close"].to_numpy()
+    y = realized_target(close)
+    ok = np.isfinite(y)
+    for span, exact in ((120, True), (240, False)):
+        yhat = oracle_prediction(close, 0.3, span=span)
+        r2 = 1 - np.sum((y[ok] - yhat[ok]) ** 2) / np.sum((y[ok] - y[ok].mean()) ** 2)
+        assert (abs(r2 - res.oracle_r2["EURUSD"]) < 1e-12) == exact, (span, r2)
+    assert 0.15 < res.oracle_r2["EURUSD"] < 0.45, res.oracle_r2
+    with pytest.raises(ValueError, match="not reachable"):
+        kappa_for_strength(0.3, 90)
+
+
+def test_cli_generate_passes_the_signal_span_through() -> None:
+    """`bqx data generate --signal-span` (the demo's market) reaches the simulator: the kappa it
+    reports is the one solved for that span, and an unreachable strength is an error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bqx.cli import app
+
+    res = CliRunner().invoke(app, ["data", "generate", "--days", "1", "--pairs", "EURUSD",
+                                   "--signal-strength", "0.25", "--signal-span", "90", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["signal_span"] == 90
+    assert abs(out["kappa"] - kappa_for_strength(0.25, 90)) < 1e-12
+    assert out["kappa"] > 2 * kappa_for_strength(0.25)
+    bad = CliRunner().invoke(app, ["data", "generate", "--days", "1", "--pairs", "EURUSD",
+                                   "--signal-strength", "0.3", "--signal-span", "90"])  # fmt: skip
+    text = " ".join(bad.output.replace("│", " ").split())
+    assert bad.exit_code == 2 and "--signal-span" in text and "not reachable" in text, text

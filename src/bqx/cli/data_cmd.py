@@ -40,13 +40,24 @@ def generate_cmd(
         max=0.499,
         help="Oracle R² of the 60-bar BQX target (0 = pure random walk, < 0.5).",
     ),
+    signal_span: int = typer.Option(
+        240,
+        "--signal-span",
+        min=2,
+        help="Span (bars) of the planted momentum's EMA: shorter = shorter-lived signal that "
+        "the 'last known target' baseline does not capture (the demo uses 90).",
+    ),
     start: str = typer.Option("2024-01-01", help="First day (UTC).", callback=time_option),
     as_json: bool = JsonOpt,
 ) -> None:
     """Simulate bars for the 28 pairs (SPEC section 9) and write them into the store."""
-    from bqx.data.simulator import generate
+    from bqx.data.simulator import generate, kappa_for_strength
     from bqx.data.store import open_store
 
+    try:  # a short span caps the strength it can plant: say so before simulating
+        kappa_for_strength(signal_strength, signal_span)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="'--signal-span'") from None
     s = settings()
     s.ensure_home()
     t0 = time.perf_counter()
@@ -59,6 +70,7 @@ def generate_cmd(
             start=start,
             interval=s.interval,
             progress=update,
+            signal_span=signal_span,
         )
     t_gen = time.perf_counter() - t0
     store = open_store(settings=s)
@@ -73,6 +85,7 @@ def generate_cmd(
         "last": res.bars["ts"].max(),
         "seed": seed,
         "signal_strength": signal_strength,
+        "signal_span": signal_span,
         "kappa": res.kappa,
         "oracle_r2_mean": res.oracle_r2_mean if signal_strength > 0 else 0.0,
         "oracle_r2": res.oracle_r2,

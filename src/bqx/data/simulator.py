@@ -21,7 +21,8 @@ its two currencies, ``price_AB = exp(x_A - x_B)``, so triangles hold exactly
 
 The predictable component
 -------------------------
-``kappa * m_c(t-1)`` is a momentum drift: an EMA (span 240 bars) of each currency's past shocks.
+``kappa * m_c(t-1)`` is a momentum drift: an EMA (span 240 bars, ``signal_span``) of each
+currency's past shocks.
 For a pair the drift is ``kappa * (m_A - m_B)`` and the state ``m_A - m_B`` is observable from
 the pair's own closes (:func:`oracle_state`), so the best possible forecast of the BQX target
 ``y(t) = bqx_60(t+60) = sum_j (j/60) r(t+j)`` is exactly::
@@ -130,9 +131,12 @@ def _target_weights(horizon: int, target: str) -> np.ndarray:
     return np.ones(horizon)
 
 
-def theoretical_r2(kappa: float, horizon: int = 60, target: str = "bqx") -> float:
-    """Oracle R² of the target under constant volatility for drift gain ``kappa``."""
-    lam = _lam()
+def theoretical_r2(
+    kappa: float, horizon: int = 60, target: str = "bqx", span: int = SIGNAL_SPAN
+) -> float:
+    """Oracle R² of the target under constant volatility for drift gain ``kappa`` (momentum
+    EMA of ``span`` bars)."""
+    lam = _lam(span)
     w = _target_weights(horizon, target)
     c = float(np.sum(w * lam ** np.arange(horizon)))
     var_m = (1 - lam) ** 2 / (1 - lam**2)
@@ -147,29 +151,42 @@ def theoretical_r2(kappa: float, horizon: int = 60, target: str = "bqx") -> floa
 
 
 @lru_cache(maxsize=64)
-def kappa_for_strength(strength: float) -> float:
-    """Solve ``theoretical_r2(kappa) == strength`` (monotone in kappa) by bisection."""
+def kappa_for_strength(strength: float, span: int = SIGNAL_SPAN) -> float:
+    """Solve ``theoretical_r2(kappa, span=span) == strength`` (monotone in kappa) by bisection.
+
+    A shorter momentum ``span`` needs a larger ``kappa`` for the same strength and caps it
+    (the state must stay recoverable from closes: ``kappa < span``), so not every strength is
+    reachable with every span (ValueError)."""
     if strength <= 0:
         return 0.0
     if strength >= 0.5:
         raise ValueError("signal_strength is the oracle R² and must be in [0, 0.5)")
-    lo, hi = 0.0, 64.0
+    if span < 2:
+        raise ValueError("signal_span must be >= 2 bars")
+    # the default span keeps the original bracket (same kappa, same bytes)
+    hi = 64.0 if span == SIGNAL_SPAN else min(64.0, 0.9 * span)
+    if theoretical_r2(hi, span=span) < strength:
+        raise ValueError(
+            f"signal_strength {strength} is not reachable with signal_span {span} "
+            f"(at most {theoretical_r2(hi, span=span):.3f})"
+        )
+    lo = 0.0
     for _ in range(80):
         mid = 0.5 * (lo + hi)
-        if theoretical_r2(mid) < strength:
+        if theoretical_r2(mid, span=span) < strength:
             lo = mid
         else:
             hi = mid
     return 0.5 * (lo + hi)
 
 
-def oracle_state(close: np.ndarray, kappa: float) -> np.ndarray:
+def oracle_state(close: np.ndarray, kappa: float, span: int = SIGNAL_SPAN) -> np.ndarray:
     """The simulator's momentum state ``m_A - m_B`` recovered from a pair's closes.
 
     From ``r(t) = kappa*m(t-1) + n(t)`` and ``m(t) = lam*m(t-1) + (1-lam)*n(t)``:
     ``m(t) = (lam - (1-lam)*kappa) * m(t-1) + (1-lam) * r(t)``, starting at 0 on the first bar.
     """
-    lam = _lam()
+    lam = _lam(span)
     r = np.diff(np.log(np.asarray(close, dtype="float64")), prepend=np.nan)
     r[0] = 0.0
     psi = lam - (1 - lam) * kappa
@@ -177,16 +194,21 @@ def oracle_state(close: np.ndarray, kappa: float) -> np.ndarray:
 
 
 def oracle_prediction(
-    close: np.ndarray, signal_strength: float, horizon: int = 60, target: str = "bqx"
+    close: np.ndarray,
+    signal_strength: float,
+    horizon: int = 60,
+    target: str = "bqx",
+    span: int = SIGNAL_SPAN,
 ) -> np.ndarray:
-    """Best possible forecast of the target at every bar, from closes only.
+    """Best possible forecast of the target at every bar, from closes only (``span``: the
+    ``signal_span`` the data were simulated with).
 
     Exact when ``close`` starts at the first simulated bar (the state starts at zero).
     """
-    kappa = kappa_for_strength(signal_strength)
-    lam = _lam()
+    kappa = kappa_for_strength(signal_strength, span)
+    lam = _lam(span)
     c = float(np.sum(_target_weights(horizon, target) * lam ** np.arange(horizon)))
-    return kappa * c * oracle_state(close, kappa)
+    return kappa * c * oracle_state(close, kappa, span)
 
 
 def realized_target(close: np.ndarray, horizon: int = 60, target: str = "bqx") -> np.ndarray:
@@ -244,6 +266,7 @@ def generate(
     vol_clustering: float = 1.0,
     signal_cycle_days: float | None = None,
     signal_cycle_low: float = -1.0,
+    signal_span: int = SIGNAL_SPAN,
 ) -> SimResult:
     """Simulate ``days`` calendar days of bars for ``pairs`` (default all 28).
 
@@ -267,6 +290,13 @@ def generate(
     reverted several times over) and past returns still look like momentum. ``0`` fades
     the signal out and back in (any strength). The oracle (:func:`oracle_prediction`)
     assumes the signal is always on and constant.
+
+    ``signal_span`` is the span (bars) of the momentum EMA (default 240). A shorter span makes
+    the predictable component short-lived: at 240 the target stays autocorrelated beyond the
+    60-bar horizon, so the naive "last known target" forecast captures part of the signal; at
+    ~90-120 it captures almost none (the drift decays within the horizon) and a model has to
+    learn the signal to beat that baseline (the demo's market, ``scripts/demo.sh``). Give the
+    same span to :func:`oracle_prediction`.
     """
     if not 0.0 <= signal_on_share <= 1.0:
         raise ValueError("signal_on_share must be in [0, 1]")
@@ -277,7 +307,7 @@ def generate(
     plist = normalize_pairs(pairs)
     if days <= 0:
         raise ValueError("days must be positive")
-    kappa = kappa_for_strength(float(signal_strength))
+    kappa = kappa_for_strength(float(signal_strength), int(signal_span))
     t0 = to_utc(start)
     index = ny_trading_index(t0, t0 + pd.Timedelta(days=days), interval)
     n_total = len(index)
@@ -290,7 +320,7 @@ def generate(
     chol = np.linalg.cholesky(_correlation())
     sig = np.array([CURRENCY_VOL[c] for c in CURRENCIES]) * np.sqrt(minutes / _TRADING_MIN_PER_YEAR)
     sig = sig / (1.0 + kappa)
-    lam = _lam()
+    lam = _lam(int(signal_span))
     phi_h = 0.5 ** (1.0 / (6 * bars_per_hour))
     h_sd = 0.25 * float(vol_clustering)
     extra = np.random.default_rng([seed, 10_007])  # realism draws: the main stream is unchanged
@@ -413,7 +443,7 @@ def generate(
         for p, g in bars.groupby("pair", sort=False):
             close = g["close"].to_numpy()
             y = realized_target(close)
-            yhat = oracle_prediction(close, signal_strength)
+            yhat = oracle_prediction(close, signal_strength, span=int(signal_span))
             ok = np.isfinite(y)
             ss = np.sum((y[ok] - y[ok].mean()) ** 2)
             res.oracle_r2[str(p)] = (
