@@ -94,6 +94,7 @@ def test_503_bodies_leak_no_address_path_or_pid(home: Path, tmp_path: Path) -> N
         store = DuckDBStore.__new__(DuckDBStore)  # the file exists: skip the CREATE TABLE
         store.path, store.url, store.interval = path, f"duckdb:///{path}", timedelta(minutes=1)
         store.lock_timeout_s, store._held, store._held_ro = 0.3, None, False
+        store.open_stats = {"opens": 0, "lock_retries": 0, "lock_sleep_s": 0.0, "open_s": 0.0}
         svc = PredictionService(s, store=store)
         bar = {
             "pair": "EURUSD",
