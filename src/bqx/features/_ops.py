@@ -292,15 +292,7 @@ def corr_at(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
     """Trailing ``w``-row Pearson correlation at ``pos``."""
     if not _few(pos, len(x)):
         return rolling_corr(x, y, w)[pos]
-    a = windows_at(x, w, pos)
-    b = windows_at(y, w, pos)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-        out = (a * b).sum(axis=1) / den
-    out[~(den > 1e-30)] = np.nan
-    return np.clip(out, -1.0, 1.0)
+    return corr_pt(x, y, w, pos)
 
 
 def at_positions(
