@@ -93,20 +93,9 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     for k, w in enumerate((60, 240)):
         cov = rolling_mean(r * r1, w) - rolling_mean(r, w) * rolling_mean(r1, w)
         out[:, 14 + k] = (2.0 * np.sqrt(np.maximum(-cov, 0.0)) + 0.0 * cov)[pos]
-    # Corwin-Schultz (2012), two-bar estimates, negative set to zero
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hl = np.log(h / lo)
-        beta = hl * hl + shift(hl, 1) ** 2
-        hmax = np.fmax(h, shift(h, 1)) + 0.0 * shift(h, 1)
-        lmin = np.fmin(lo, shift(lo, 1)) + 0.0 * shift(lo, 1)
-        gamma = np.log(hmax / lmin) ** 2
-        alpha = (np.sqrt(2 * beta) - np.sqrt(beta)) / _K - np.sqrt(gamma / _K)
-        cs = 2 * (np.exp(alpha) - 1) / (1 + np.exp(alpha))
-    cs = np.where(np.isnan(cs), np.nan, np.maximum(cs, 0.0))
-    # Abdi-Ranaldo (2017), causal form: uses bars t-1 and t only
-    eta = (np.log(h) + np.log(lo)) / 2.0
-    lcp = shift(ctx.lc, 1)
-    ar_term = 4.0 * (lcp - shift(eta, 1)) * (lcp - eta)
+    # Corwin-Schultz (2012), two-bar estimates, negative set to zero; Abdi-Ranaldo (2017),
+    # causal form (bars t-1 and t only): the per-bar terms, shared with the point path
+    cs, ar_term = _cs_ar(ctx)
     for k, w in enumerate((60, 240)):
         out[:, 16 + k] = rolling_mean(cs, w)[pos]
         mean_ar = rolling_mean(ar_term, w)
