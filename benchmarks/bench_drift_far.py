@@ -55,7 +55,7 @@ PAIR_ALPHAS = (0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
 
 
 #: market level-test levels for the trade-off curve (two-sided, per pass)
-MARKET_ALPHAS = (0.01, 0.002, 0.001, 0.0005, 0.0002, 0.0001, 0.00002)
+MARKET_ALPHAS = (0.05, 0.025, 0.01, 0.002, 0.001, 0.0005, 0.0002, 0.0001, 0.00002)
 ARMS = ("market", "features", "old_gate")
 
 
