@@ -148,7 +148,7 @@ def drift_pass(
     no baseline is reported, not an error (``bqx monitor baseline PAIR VERSION`` makes one).
     """
     from bqx.monitoring.baseline import BaselineMissingError, load_baseline, parse_baseline
-    from bqx.monitoring.drift import drift_report
+    from bqx.monitoring.drift import MARKET_VOL, drift_report
 
     cap = state.read_captures(pair, end - window, end)
     out: dict[str, Any] = {"pairs": [], "no_baseline": []}
@@ -168,6 +168,15 @@ def drift_pass(
             continue
         Xg = X[pos]
         win = {c: Xg[:, j] for j, c in enumerate(feats) if c in base}
+        mv = win.get(MARKET_VOL)
+        if mv is not None:
+            # the market column is captured only since it existed (rows captured before are
+            # NaN): not a missing-value jump; test the captured stretch (none: absent)
+            fin = np.flatnonzero(np.isfinite(mv))
+            if len(fin):
+                win[MARKET_VOL] = mv[fin[0] :]
+            else:
+                del win[MARKET_VOL]
         rep = drift_report(base, win)
         rep.update(pair=p, model_version=version, n=len(pos))
         out["pairs"].append(rep)
@@ -181,6 +190,13 @@ def drift_pass(
             for label, t in (rep.get("pair_test") or {}).items()
             if t.get("significant")
         ]
+        mk = [
+            f"market {name} level x{t['ratio']:.2f} of training (z {t['z']:.1f}, p {t['p']:.2g})"
+            for name, t in (rep.get("market") or {}).items()
+            if t.get("significant")
+        ]
+        if mk:
+            msg += "; " + ", ".join(mk)
         if joint:
             # The pair-level test can escalate a pair whose features are each within noise:
             # say so, or the alert reads "0 critical" while being critical.
