@@ -36,9 +36,39 @@ _CHUNK = 8192
 Arr = np.ndarray
 
 
+_EMA_WINDOWS: dict[float, int] = {}
+
+
 def ema_window(alpha: float) -> int:
     """Rows of history a truncated EMA with smoothing ``alpha`` uses (neglected weight < EMA_TOL)."""
-    return int(np.ceil(np.log(EMA_TOL) / np.log1p(-alpha)))
+    w = _EMA_WINDOWS.get(alpha)
+    if w is None:
+        w = _EMA_WINDOWS[alpha] = int(np.ceil(np.log(EMA_TOL) / np.log1p(-alpha)))
+    return w
+
+
+_FILTER: list[Callable[..., Arr]] = []
+_FILTER_COEF: dict[float, tuple[Arr, Arr]] = {}
+
+
+def _lfilter1(alpha: float, x: Arr) -> Arr:
+    """``scipy.signal.lfilter([alpha], [1, alpha - 1], x)``: the same C routine called with
+    the same arrays, without lfilter's argument handling (~5x the filter itself on the few
+    hundred rows of an online call)."""
+    if not _FILTER:
+        try:
+            from scipy.signal._sigtools import _linear_filter
+
+            _FILTER.append(_linear_filter)
+        except ImportError:  # pragma: no cover - private scipy API moved: the public call
+            from scipy.signal import lfilter
+
+            _FILTER.append(lambda b, a, v, axis: lfilter(b, a, v, axis=axis))
+    coef = _FILTER_COEF.get(alpha)
+    if coef is None:
+        # what lfilter passes on: np.atleast_1d of the lists, float64
+        coef = _FILTER_COEF[alpha] = (np.atleast_1d([alpha]), np.atleast_1d([1.0, alpha - 1.0]))
+    return _FILTER[0](coef[0], coef[1], np.asarray(x), -1)
 
 
 def span_alpha(span: float) -> float:
@@ -64,14 +94,13 @@ def ema(x: Arr, alpha: float, window: int | None = None) -> Arr:
 
     NaN where the window holds a NaN or is incomplete.
     """
-    from scipy.signal import lfilter  # here: scipy.signal is ~0.8 s of import, and e.g.
-    # the monitoring pass's maturing (targets only) never computes an EMA
-
+    # scipy.signal is imported on first use (~0.8 s; e.g. the monitoring pass's maturing,
+    # targets only, never computes an EMA)
     w = window or ema_window(alpha)
     bad = ~np.isfinite(x)
     any_bad = bool(bad.any())
     x0 = np.where(bad, 0.0, x) if any_bad else x
-    e = lfilter([alpha], [1.0, alpha - 1.0], x0)
+    e = _lfilter1(alpha, x0)
     beta = (1.0 - alpha) ** w
     out = e.copy()
     if w < len(e):
@@ -387,14 +416,33 @@ def sum_pt(x: Arr, w: int, pos: Arr) -> Arr:
     return windows_at(x, w, pos).sum(axis=1)
 
 
+def row_mean(a: Arr) -> Arr:
+    """``a.mean(axis=1)`` of a 2-D float64 array with numpy's own arithmetic (the sum along
+    each row, then a true division by the row length), without the method's Python layers."""
+    return _add_reduce(a, 1) / a.shape[1]
+
+
+def row_std(a: Arr) -> Arr:
+    """``a.std(axis=1)`` (ddof 0) of a 2-D float64 array with numpy's own arithmetic
+    (``numpy/_core/_methods.py::_var``: mean with keepdims, deviations, their squares in
+    place, sum, division, square root), without the method's Python layers."""
+    n = a.shape[1]
+    x = a - _add_reduce(a, 1, None, None, True) / n
+    np.multiply(x, x, out=x)
+    return np.sqrt(_add_reduce(x, 1) / n)
+
+
+_add_reduce = np.add.reduce
+
+
 def mean_pt(x: Arr, w: int, pos: Arr) -> Arr:
     """:func:`rolling_mean` at ``pos``."""
-    return windows_at(x, w, pos).mean(axis=1)
+    return row_mean(windows_at(x, w, pos))
 
 
 def std_pt(x: Arr, w: int, pos: Arr) -> Arr:
     """:func:`rolling_std` at ``pos`` (population; numpy's two-pass formula)."""
-    return windows_at(x, w, pos).std(axis=1)
+    return row_std(windows_at(x, w, pos))
 
 
 def max_pt(x: Arr, w: int, pos: Arr) -> Arr:
@@ -424,6 +472,24 @@ def rows_before(pos: Arr, w: int) -> Arr:
     where an inner series must be known for an outer window reduction."""
     if not len(pos):
         return pos
+    if len(pos) <= 64:
+        # a handful of windows (the online path): merge their row intervals in Python
+        # instead of the coverage count below (the same rows)
+        runs: list[list[int]] = []
+        for q in sorted(pos.tolist()):
+            a, b = max(q - w + 1, 0), q
+            if b < a:
+                continue
+            if runs and a <= runs[-1][1] + 1:
+                if b > runs[-1][1]:
+                    runs[-1][1] = b
+            else:
+                runs.append([a, b])
+        if not runs:
+            return np.empty(0, dtype=np.int64)
+        if len(runs) == 1:
+            return np.arange(runs[0][0], runs[0][1] + 1, dtype=np.int64)
+        return np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in runs])
     lo = max(int(pos.min()) - w + 1, 0)
     hi = int(pos.max())
     if hi < lo:

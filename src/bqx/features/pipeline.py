@@ -400,10 +400,11 @@ def at_array(
             int(panel.ts[p]), tz="UTC"
         )
     out = np.empty(len(_layout().columns))
+    j = panel.col(pair)
     for fam, need, lag_rel, cur_ix, lag_ix, causal_k, causal_ix in _online_plan():
         # each family sees only the rows its declared lookback needs
         c0 = max(0, p - need)
-        ctx = Ctx(panel.slice_rows(c0, p + 1), pair)
+        ctx = Ctx.window(panel, pair, j, c0, p + 1)
         q = p - c0
         vals = _eval_family(fam, ctx, q - lag_rel, online=True)
         out[cur_ix] = vals[0]
@@ -511,11 +512,21 @@ def _online_plan() -> list[tuple[Any, ...]]:
 
 def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> np.ndarray:
     out = np.full(len(_layout().columns), np.nan)
-    for fam, need, rel, idx, row_ix, col_ix, out_ix in plan:
-        c0 = max(0, p - need)  # the same window and rows as the full call
-        ctx = Ctx(panel.slice_rows(c0, p + 1), pair)
-        vals = _eval_family(fam, ctx, (p - c0) - rel, idx, online=True)
-        out[out_ix] = vals[row_ix, col_ix]
+    j = panel.col(pair)
+    with np.errstate(all="ignore"):
+        for fam, need, rel, idx, row_ix, col_ix, out_ix in plan:
+            c0 = max(0, p - need)  # the same window and rows as the full call
+            ctx = Ctx.window(panel, pair, j, c0, p + 1)
+            q = (p - c0) - rel
+            if fam.compute_online is not None and q[-1] >= 0 and q.min() >= 0:
+                # the usual case (history covers every row): the family's point path
+                # directly, as _eval_family would call it
+                vals = fam.compute_online(ctx, q, range(len(fam.specs)) if idx is None else idx)
+                if vals.shape != (len(q), len(fam.specs) if idx is None else len(idx)):
+                    raise ValueError(f"family {fam.name} returned shape {vals.shape}")
+            else:
+                vals = _eval_family(fam, ctx, q, idx, online=True)
+            out[out_ix] = vals[row_ix, col_ix]
     return out
 
 
