@@ -428,7 +428,7 @@ def row_std(a: Arr) -> Arr:
     place, sum, division, square root), without the method's Python layers."""
     n = a.shape[1]
     x = a - _add_reduce(a, 1, None, None, True) / n
-    np.multiply(x, x, out=x)
+    np.square(x, out=x)
     return np.sqrt(_add_reduce(x, 1) / n)
 
 
