@@ -508,13 +508,17 @@ def on_rows(n: int, rows: Arr, values: Arr) -> Arr:
 
 
 def corr_pt(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
-    """:func:`rolling_corr` at ``pos`` (centred two-pass sums over each window)."""
+    """:func:`rolling_corr` at ``pos`` (centred two-pass sums over each window; numpy's
+    mean / sum / clip steps as direct ufunc calls)."""
     a = windows_at(x, w, pos)
     b = windows_at(y, w, pos)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
+    a = a - _add_reduce(a, 1, None, None, True) / w  # a.mean(axis=1, keepdims=True)
+    b = b - _add_reduce(b, 1, None, None, True) / w
     with np.errstate(invalid="ignore", divide="ignore"):
-        den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-        out = (a * b).sum(axis=1) / den
+        den = np.sqrt(_add_reduce(a * a, 1) * _add_reduce(b * b, 1))
+        out = _add_reduce(a * b, 1) / den
     out[~(den > 1e-30)] = np.nan
-    return np.clip(out, -1.0, 1.0)
+    return _clip(out, -1.0, 1.0)  # np.clip's ufunc
+
+
+_clip = np._core.umath.clip

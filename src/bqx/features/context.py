@@ -199,7 +199,17 @@ class Ctx:
                 return np.full(self.n, np.nan)
             cols = [pairs.index(p) for p, _ in members]
             signs = np.array([sgn for _, sgn in members]) / len(members)
-            return self._panel_returns()[:, cols] @ signs
+            if self._src is None:
+                return self._panel_returns()[:, cols] @ signs
+            # a window context: the same (rows, 7) matrix as ``_panel_returns()[:, cols]``
+            # (its values and its column-major layout, so the same BLAS call) from the 7
+            # member columns only, instead of the returns of all 28 pairs
+            base, start, stop = self._src
+            lc = base.log_close[start:stop][:, cols]
+            d = np.empty(lc.shape, order="F")
+            d[0] = np.nan
+            np.subtract(lc[1:], lc[:-1], out=d[1:])
+            return d @ signs
 
         return self._panel_memo(("ccy_r", ccy), f)
 
