@@ -24,6 +24,7 @@ Missing values (NaN) poison exactly the windows that contain them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -167,6 +168,9 @@ def rolling_mean(x: Arr, w: int) -> Arr:
 
 
 def _ref(x: Arr) -> float:
+    """The first finite value of ``x`` (0.0 when there is none)."""
+    if len(x) and math.isfinite(x[0]):  # the usual case, without scanning the array
+        return float(x[0])
     ok = np.flatnonzero(np.isfinite(x))
     return float(x[ok[0]]) if len(ok) else 0.0
 

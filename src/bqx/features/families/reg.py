@@ -153,7 +153,7 @@ def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
         for j, w in enumerate(WINDOWS):
             tail = win[:, WMAX - w :]
             mom[:, j, :3] = tail @ _BASES[w][0]
-            mom[:, j, 3] = (tail * tail).sum(axis=1)
+            mom[:, j, 3] = np.add.reduce(tail * tail, 1)  # (tail * tail).sum(axis=1)
         cw, n1, n2, p1t, p2t = _CONST
         return _stats_from(cw, n1, n2, p1t, p2t, z[pos][:, None], mom)
 

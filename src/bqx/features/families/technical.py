@@ -116,7 +116,13 @@ def sma_close(ctx: Ctx, w: int) -> np.ndarray:
 def true_range(ctx: Ctx) -> np.ndarray:
     def f() -> np.ndarray:
         pc = shift(ctx.c, 1)
-        tr = np.maximum.reduce([ctx.h - ctx.l, np.abs(ctx.h - pc), np.abs(ctx.l - pc)])
+        # np.maximum.reduce([h - l, |h - pc|, |l - pc|]) without stacking the three: the
+        # same elementwise maxima in the same order
+        tr = ctx.h - ctx.l
+        b = ctx.h - pc
+        np.maximum(tr, np.abs(b, out=b), out=tr)
+        np.subtract(ctx.l, pc, out=b)
+        np.maximum(tr, np.abs(b, out=b), out=tr)
         return tr
 
     return ctx.memo("tr", f)
