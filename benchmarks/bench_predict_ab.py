@@ -1,0 +1,188 @@
+"""Uncached online features and predictions of the real 70-feature versions, old vs new code,
+alternated call by call in one run (issue 15 item 4). Prints JSON.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_predict_ab.py --old-src OLD/src \\
+        [--home /tmp/bqx-bench-predfast2] [--bars 1000] [--http-rounds 2] \\
+        [--out benchmarks/results/predict_ab_predfast2.json]
+
+``OLD/src`` is another checkout's ``src`` (e.g. ``git archive main | tar -x -C /tmp/old``).
+The home is ``benchmarks/bench_serving.py``'s (created here when missing: 20 simulated days,
+an RF with the SPEC parameters for EURUSD and a LightGBM for USDJPY, 70 features each).
+
+Part 1, in-process (no HTTP): two worker processes, one per code, each with a live
+:class:`~bqx.serving.service.PredictionService` on the home (decision log and input capture
+on, as in ``bqx serve``). The parent sends the same bars to both, alternating which goes
+first bar by bar, so load on the shared machine hits both alike. Per bar each worker times
+``at_array(panel, pair, t, only=<the version's columns>)`` and then ``predict(pair, t)`` on a
+bar not asked before (no feature or prediction cache hit), wall time (``perf_counter``) and
+CPU time (``process_time``; it counts the process's background threads too: the decision
+log and capture writers). p50 / p99 per code and pair, and the old/new ratio of the p50s.
+
+Part 2 (``--http-rounds N``, 0 to skip): uncached ``POST /v1/predict`` with one worker per
+code, ``bench_serving.py --miss-ab``'s protocol (a fresh ``bqx serve --workers 1`` per round
+and code, every bar of the in-memory day once from 8 closed-loop clients on the same
+machine, order swapped each round): requests per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+PAIRS = ("EURUSD", "USDJPY")  # the RF and the LightGBM version of bench_serving's setup
+
+
+def worker(home: str) -> None:
+    """Serve timing requests on stdin: ``pair index`` -> a JSON line [feat wall, feat cpu,
+    predict wall, predict cpu] (ms)."""
+    sys.path.insert(0, str(HERE))
+    import pandas as pd
+    from bench_serving import _timestamps
+
+    from bqx.config import Settings
+    from bqx.features import at_array
+    from bqx.serving.service import PredictionService, _needed_columns
+
+    svc = PredictionService(Settings(home=Path(home)), live=True)
+    svc.start()
+    try:
+        ctx: dict[str, Any] = {}
+        for pair in PAIRS:
+            svc.predict(pair)  # model load, the newest bar
+            only = _needed_columns(svc, pair)
+            ts = _timestamps(Path(home), pair, 1400)[:-1]  # the newest one is asked above
+            ctx[pair] = (only, ts)
+        print(json.dumps({"bars": {p: len(v[1]) for p, v in ctx.items()}}), flush=True)
+        panel = svc.bars.snapshot.panel  # type: ignore[union-attr]
+        pt, pc = time.process_time, time.perf_counter
+        for line in sys.stdin:
+            pair, i = line.split()
+            only, ts = ctx[pair]
+            t = ts[int(i)]
+            asof = svc._closed_by(pd.Timestamp(t))
+            w0, c0 = pc(), pt()
+            at_array(panel, pair, asof, only=only)
+            w1, c1 = pc(), pt()
+            r = svc.predict(pair, t)
+            w2, c2 = pc(), pt()
+            assert not r.feature_cache_hit
+            ms = [(w1 - w0) * 1e3, (c1 - c0) * 1e3, (w2 - w1) * 1e3, (c2 - c1) * 1e3]
+            print(json.dumps(ms), flush=True)
+    finally:
+        svc.close()
+
+
+def _q(x: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(float(np.percentile(x, 50)), 4),
+        "p99_ms": round(float(np.percentile(x, 99)), 4),
+    }
+
+
+def in_process(home: Path, old_src: str, new_src: str, bars: int) -> dict[str, Any]:
+    procs = {}
+    for name, src in (("old", old_src), ("new", new_src)):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+        env.update({"PYTHONPATH": src, "OPENBLAS_NUM_THREADS": "1"})
+        cmd = [sys.executable, __file__, "--worker", "--home", str(home)]
+        procs[name] = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+    info = {k: json.loads(p.stdout.readline()) for k, p in procs.items()}  # type: ignore[union-attr]
+    keys = ("features_wall", "features_cpu", "predict_wall", "predict_cpu")
+    res = {k: {p: {key: [] for key in keys} for p in PAIRS} for k in procs}
+    loads = [os.getloadavg()[0]]
+    c = 0
+    for pair in PAIRS:
+        n = min(bars, info["new"]["bars"][pair], info["old"]["bars"][pair])
+        for i in range(n):
+            order = ("old", "new") if c % 2 == 0 else ("new", "old")
+            c += 1
+            for k in order:
+                p = procs[k]
+                p.stdin.write(f"{pair} {i}\n")  # type: ignore[union-attr]
+                p.stdin.flush()  # type: ignore[union-attr]
+                vals = json.loads(p.stdout.readline())  # type: ignore[union-attr]
+                for key, v in zip(keys, vals, strict=True):
+                    res[k][pair][key].append(v)
+            if i % 200 == 0:
+                loads.append(os.getloadavg()[0])
+    for p in procs.values():
+        p.stdin.close()  # type: ignore[union-attr]
+        p.wait(timeout=60)
+    loads.append(os.getloadavg()[0])
+    out: dict[str, Any] = {"load_avg_1m_during": [round(x, 2) for x in loads]}
+    for pair in PAIRS:
+        per: dict[str, Any] = {"bars": len(res["new"][pair]["predict_cpu"])}
+        for k in procs:
+            per[k] = {key: _q(v) for key, v in res[k][pair].items()}
+        per["ratio_old_over_new_p50"] = {
+            key: round(
+                float(np.median(res["old"][pair][key]) / np.median(res["new"][pair][key])), 2
+            )
+            for key in keys
+        }
+        per["bound_req_per_s_from_predict_cpu_p50"] = {
+            k: round(1000.0 / float(np.median(res[k][pair]["predict_cpu"])), 1) for k in procs
+        }
+        out[pair] = per
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--old-src", help="the code to compare against (another checkout's src)")
+    ap.add_argument("--new-src", help="the code under test (default: this checkout's src)")
+    ap.add_argument("--home", default="/tmp/bqx-bench-predfast2")
+    ap.add_argument("--days", type=int, default=20, help="simulated days when creating the home")
+    ap.add_argument("--bars", type=int, default=1000, help="bars per pair (in-process part)")
+    ap.add_argument("--http-rounds", type=int, default=2, help="0: skip the HTTP part")
+    ap.add_argument("--out")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        worker(a.home)
+        return
+    if not a.old_src:
+        ap.error("--old-src is required")
+    sys.path.insert(0, str(HERE))
+    import bench_serving as bs
+
+    home = Path(a.home)
+    new_src = a.new_src or str(HERE.parent / "src")
+    out: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.platform()}, {os.cpu_count()} cpus",
+        "python": platform.python_version(),
+        "old_src": a.old_src,
+        "new_src": new_src,
+        "setup": bs.setup(home, a.days),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+    out["in_process"] = in_process(home, a.old_src, new_src, a.bars)
+    print(json.dumps(out["in_process"], indent=1), file=sys.stderr)
+    if a.http_rounds:
+        out["load_avg_1m_before_http"] = round(os.getloadavg()[0], 2)
+        out["http_miss_one_worker"] = bs.miss_side_by_side(
+            home, bs._key(home), a.old_src, new_src, a.http_rounds, 30.0
+        )
+        out["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    text = json.dumps(out, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
