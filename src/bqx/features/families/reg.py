@@ -165,8 +165,11 @@ def _window_pt(ctx: Ctx, pos: np.ndarray, j: int) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """Only the windows the asked features read."""
+    """The asked columns from :func:`_windows_pt` (one gathered window, all six fits)."""
     n_stats, k = len(STATS), len(WINDOWS) * len(STATS)
+    idx = list(idx)
+    if all(i < k for i in idx):  # the usual case: per-window statistics only, one gather
+        return _windows_pt(ctx, pos).reshape(len(pos), k)[:, idx]
     out = np.empty((len(pos), len(idx)))
     for c, i in enumerate(idx):
         if i < k:
