@@ -282,7 +282,7 @@ def windows_at(x: Arr, w: int, pos: Arr) -> Arr:
                 return x[q - w + 1 : q + 1].reshape(1, w).copy()
             step = pl[1] - q
             it = x.itemsize
-            if x.strides[0] == it and all(b - a == step for a, b in zip(pl, pl[1:])):
+            if step and x.strides[0] == it and pl == list(range(q, q + step * len(pl), step)):
                 # evenly spaced rows (t and its lags): one view, one copy
                 view = np.ndarray((len(pl), w), x.dtype, x, (q - w + 1) * it, (step * it, it))
                 return view.copy()
@@ -397,6 +397,7 @@ def rolling_corr(x: Arr, y: Arr, w: int) -> Arr:
 # arg-max are exact.
 
 _EMA_KERNELS: dict[tuple[float, int], Arr] = {}
+_EMA_PT_KERNELS: dict[tuple[float, int | None], Arr] = {}
 
 
 def ema_kernel(alpha: float, window: int | None = None) -> Arr:
@@ -413,12 +414,43 @@ def ema_pt(x: Arr, alpha: float, pos: Arr, window: int | None = None) -> Arr:
     """:func:`ema` at ``pos``: the dot product of each window with the EMA weights; for a long
     run of consecutive rows (an inner series that an outer window reads), the recursive
     filter over just the rows those windows cover."""
-    k = ema_kernel(alpha, window)
+    k = _EMA_PT_KERNELS.get((alpha, window))
+    if k is None:
+        k = _EMA_PT_KERNELS[(alpha, window)] = ema_kernel(alpha, window)
     w = len(k)
+    if len(pos) <= 8:  # the online rows: gathered windows times the weights
+        return windows_at(x, w, pos) @ k
     if len(pos) > 64 and int(pos[-1] - pos[0]) == len(pos) - 1 and pos[0] >= 0:
         a = max(int(pos[0]) - w + 1, 0)
         return ema(x[a : int(pos[-1]) + 1], alpha, w)[pos - a]
     return windows_at(x, w, pos) @ k
+
+
+def ema_pt_many(xs: list[Arr], alpha: float, pos: Arr) -> list[Arr]:
+    """``[ema_pt(x, alpha, pos) for x in xs]`` (series of equal length): for a long run of
+    consecutive rows, the recursive filters of all series in one call over a 2-D block
+    (scipy runs the same 1-D filter on each row), then :func:`ema`'s steps on the block;
+    the same arithmetic per series, so the same values bit for bit."""
+    k = ema_kernel(alpha)
+    w = len(k)
+    if not (len(pos) > 64 and int(pos[-1] - pos[0]) == len(pos) - 1 and pos[0] >= 0):
+        return [ema_pt(x, alpha, pos) for x in xs]
+    a = max(int(pos[0]) - w + 1, 0)
+    b = int(pos[-1]) + 1
+    block = np.stack([x[a:b] for x in xs])
+    if not np.isfinite(block).all():  # NaNs take ema()'s masking path, series by series
+        return [ema(x[a:b], alpha, w)[pos - a] for x in xs]
+    _lfilter1(alpha, block[0])  # binds the filter routine
+    coef = _FILTER_COEF[alpha]
+    e = _FILTER[0](coef[0], coef[1], block, -1)
+    beta = (1.0 - alpha) ** w
+    out = e.copy()
+    if w < e.shape[1]:
+        out[:, w:] -= beta * e[:, :-w]
+    out /= 1.0 - beta
+    out[:, : w - 1] = np.nan
+    sel = out[:, pos - a]
+    return [sel[i] for i in range(len(xs))]
 
 
 def wilder_pt(x: Arr, n: int, pos: Arr) -> Arr:

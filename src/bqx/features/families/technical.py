@@ -19,6 +19,7 @@ from bqx.features._ops import (
     bars_since_min_pt,
     ema,
     ema_pt,
+    ema_pt_many,
     ema_window,
     max_pt,
     mean_pt,
@@ -412,13 +413,9 @@ def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
 def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
     def f() -> np.ndarray:
         pdm, mdm = _dm(ctx)
-        tr = wilder_pt(true_range(ctx), n, pos)
-        return np.stack(
-            [
-                100.0 * safe_div(wilder_pt(pdm, n, pos), tr),
-                100.0 * safe_div(wilder_pt(mdm, n, pos), tr),
-            ]
-        )
+        # wilder_pt of the three series (one filter call for a long run of rows)
+        tr, wp, wm = ema_pt_many([true_range(ctx), pdm, mdm], 1.0 / n, pos)
+        return np.stack([100.0 * safe_div(wp, tr), 100.0 * safe_div(wm, tr)])
 
     a = _pm(ctx, ("di_pt", n), pos, f)
     return a[0], a[1]
