@@ -24,6 +24,7 @@ Missing values (NaN) poison exactly the windows that contain them.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 
@@ -473,7 +474,7 @@ def row_std(a: Arr) -> Arr:
     (``numpy/_core/_methods.py::_var``: mean with keepdims, deviations, their squares in
     place, sum, division, square root), without the method's Python layers."""
     n = a.shape[1]
-    x = a - _add_reduce(a, 1, None, None, True) / n
+    x = a - _add_reduce(a, 1, keepdims=True) / n
     np.square(x, out=x)
     return np.sqrt(_add_reduce(x, 1) / n)
 
@@ -558,8 +559,8 @@ def corr_pt(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
     mean / sum / clip steps as direct ufunc calls)."""
     a = windows_at(x, w, pos)
     b = windows_at(y, w, pos)
-    a = a - _add_reduce(a, 1, None, None, True) / w  # a.mean(axis=1, keepdims=True)
-    b = b - _add_reduce(b, 1, None, None, True) / w
+    a = a - _add_reduce(a, 1, keepdims=True) / w  # a.mean(axis=1, keepdims=True)
+    b = b - _add_reduce(b, 1, keepdims=True) / w
     with np.errstate(invalid="ignore", divide="ignore"):
         den = np.sqrt(_add_reduce(a * a, 1) * _add_reduce(b * b, 1))
         out = _add_reduce(a * b, 1) / den
@@ -567,4 +568,4 @@ def corr_pt(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
     return _clip(out, -1.0, 1.0)  # np.clip's ufunc
 
 
-_clip = np._core.umath.clip
+_clip = importlib.import_module("numpy._core.umath").clip  # the ufunc np.clip calls

@@ -124,7 +124,7 @@ class Ctx:
         col = base._cache.get(key)
         if col is None:  # the panel's arrays are not changed after construction
             col = base._cache[key] = np.ascontiguousarray(getattr(base, name)[:, self._j])
-        return col[start:stop]  # type: ignore[no-any-return]
+        return col[start:stop]
 
     # the pair's arrays, extracted on first use (an online family reads only a few of them)
     @cached_property

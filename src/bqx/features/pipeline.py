@@ -521,7 +521,7 @@ def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> 
             if fast is not None and p - c0 >= fast[0]:
                 # the usual case (history covers every row): the family's point path
                 # directly, as _eval_family would call it
-                max_rel, ix, m, single = fast
+                _, ix, m, single = fast
                 vals = fam.compute_online(ctx, q, ix)
                 if vals.shape != (len(q), m):
                     raise ValueError(f"family {fam.name} returned shape {vals.shape}")

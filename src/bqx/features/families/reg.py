@@ -24,6 +24,7 @@ its own window, bit for bit.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,7 +109,7 @@ def _stats_from(
     return out
 
 
-_clip = np._core.umath.clip
+_clip = importlib.import_module("numpy._core.umath").clip  # the ufunc np.clip calls
 
 
 def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:

@@ -355,7 +355,7 @@ def _gain_loss(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         d = _diff_c(ctx)
         return np.maximum(d, 0.0), np.maximum(-d, 0.0)
 
-    return ctx.memo("gain_loss", f)  # type: ignore[arg-type]
+    return ctx.memo("gain_loss", f)  # type: ignore[arg-type,return-value]
 
 
 def _rsi_pt(n: int) -> Callable[[Ctx, np.ndarray], np.ndarray]:
