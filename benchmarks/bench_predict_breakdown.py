@@ -83,7 +83,10 @@ def main() -> None:
                 for fam, need, rel, idx, _r, _c, _o in plan:
                     c0 = pt()
                     q0 = max(0, p - need)
-                    ctx = Ctx(panel.slice_rows(q0, p + 1), pair)
+                    if hasattr(Ctx, "window"):  # the context at_array builds (since predfast2)
+                        ctx = Ctx.window(panel, pair, panel.col(pair), q0, p + 1)
+                    else:
+                        ctx = Ctx(panel.slice_rows(q0, p + 1), pair)
                     P._eval_family(fam, ctx, (p - q0) - rel, idx, online=True)
                     add(f"family {fam.name}", pt() - c0)
                 c0 = pt()

@@ -138,3 +138,71 @@ def test_online_point_path_equals_the_batch_build(gap_panel):
             rel = ((o - b).abs() / scale)[~nan_b]
             assert rel.max() <= 5e-10 if len(rel) else True, (t, rel.idxmax(), rel.max())
             assert np.array_equal(o[exact], b[exact], equal_nan=True), t
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.int64)
+
+
+def test_shortcuts_equal_the_numpy_expressions_they_replace_bit_for_bit(gap_panel):
+    """The online shortcuts of issue 15 item 4 (cheaper calls, same arithmetic) against the
+    expressions they replace, bit for bit: row mean/std against ndarray.mean/std, windows of
+    evenly spaced rows against the index gather, the batched filter of several series
+    against ema_pt one by one, rows_before against the coverage count, and the point paths
+    of bqx, time, fibonacci and currency (any subset of columns) against their compute()."""
+    rng = np.random.default_rng(7)
+    x = 1.1 + np.cumsum(rng.normal(0, 1e-4, 1500))
+    x[[40, 41, 900]] = np.nan
+    for shape in ((1, 7), (5, 60), (6, 75), (3, 720)):
+        a = rng.normal(0.0, 1e-3, shape)
+        a[0, 0] = np.nan if shape[1] > 60 else a[0, 0]
+        for v in (a, a[:, ::-1], a[:, : shape[1] // 2 + 1]):
+            assert (_bits(O.row_mean(v)) == _bits(v.mean(axis=1))).all()
+            assert (_bits(O.row_std(v)) == _bits(v.std(axis=1))).all()
+    for w in (1, 14, 280, 600):
+        for pos in ([1400], [1400, 1340, 1280, 1220, 1160], [700, 760, 820], [1499, 1498]):
+            p = np.array(pos)
+            got = O.windows_at(x, w, p)
+            want = x[p[:, None] + np.arange(1 - w, 1)]
+            assert got.flags.c_contiguous and (_bits(got) == _bits(want)).all()
+            assert (_bits(O.windows_at(x[3:], w, p - 3)) == _bits(want)).all()  # a view
+    ys = [x, x * 1.5, np.abs(np.diff(x, prepend=np.nan))]
+    for pos in (np.arange(700, 990), np.arange(300, 320), np.arange(10, 200)):
+        many = O.ema_pt_many(ys, 1 / 14, pos)
+        for y, m in zip(ys, many, strict=True):
+            assert (_bits(m) == _bits(O.ema_pt(y, 1 / 14, pos))).all()
+    for pos in ([5], [0, 3, 2], [100, 40, 41, 300], list(range(0, 400, 60))):
+        p = np.array(pos)
+        lo = max(int(p.min()) - 13, 0)
+        cover = np.zeros(int(p.max()) - lo + 2, dtype=np.int64)
+        np.add.at(cover, np.maximum(p - 13 - lo, 0), 1)
+        np.add.at(cover, np.maximum(p + 1 - lo, 0), -1)
+        assert (
+            O.rows_before(p, 14).tolist()
+            == (lo + np.flatnonzero(np.cumsum(cover[:-1]) > 0)).tolist()
+        )
+
+    from bqx.features.context import Ctx
+    from bqx.features.families import FAMILIES
+
+    fams = {f.name: f for f in FAMILIES}
+    j = gap_panel.col(GAP_PAIR)
+    for p_end in (800, 2530, len(gap_panel) - 1):
+        for name in ("bqx", "time", "fibonacci", "currency"):
+            fam = fams[name]
+            need = max(s.lookback for s in fam.specs) + (300 if fam.lagged else 0)
+            c0 = max(0, p_end - need)
+            ctx_ref = Ctx(gap_panel.slice_rows(c0, p_end + 1), GAP_PAIR)
+            pos = (p_end - c0) - (
+                np.array([0, 60, 120, 180, 240, 61]) if fam.lagged else np.array([0])
+            )
+            pos = pos[pos >= 0]
+            with np.errstate(all="ignore"):
+                want = fam.compute(ctx_ref, pos)
+                for idx in (
+                    range(len(fam.specs)),
+                    sorted(rng.choice(len(fam.specs), 3, replace=False)),
+                ):
+                    ctx = Ctx.window(gap_panel, GAP_PAIR, j, c0, p_end + 1)
+                    got = fam.compute_online(ctx, pos, list(idx))
+                    assert (_bits(got) == _bits(want[:, list(idx)])).all(), (name, p_end, idx)

@@ -24,6 +24,8 @@ Missing values (NaN) poison exactly the windows that contain them.
 
 from __future__ import annotations
 
+import importlib
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -36,9 +38,39 @@ _CHUNK = 8192
 Arr = np.ndarray
 
 
+_EMA_WINDOWS: dict[float, int] = {}
+
+
 def ema_window(alpha: float) -> int:
     """Rows of history a truncated EMA with smoothing ``alpha`` uses (neglected weight < EMA_TOL)."""
-    return int(np.ceil(np.log(EMA_TOL) / np.log1p(-alpha)))
+    w = _EMA_WINDOWS.get(alpha)
+    if w is None:
+        w = _EMA_WINDOWS[alpha] = int(np.ceil(np.log(EMA_TOL) / np.log1p(-alpha)))
+    return w
+
+
+_FILTER: list[Callable[..., Arr]] = []
+_FILTER_COEF: dict[float, tuple[Arr, Arr]] = {}
+
+
+def _lfilter1(alpha: float, x: Arr) -> Arr:
+    """``scipy.signal.lfilter([alpha], [1, alpha - 1], x)``: the same C routine called with
+    the same arrays, without lfilter's argument handling (~5x the filter itself on the few
+    hundred rows of an online call)."""
+    if not _FILTER:
+        try:
+            from scipy.signal._sigtools import _linear_filter
+
+            _FILTER.append(_linear_filter)
+        except ImportError:  # pragma: no cover - private scipy API moved: the public call
+            from scipy.signal import lfilter
+
+            _FILTER.append(lambda b, a, v, axis: lfilter(b, a, v, axis=axis))
+    coef = _FILTER_COEF.get(alpha)
+    if coef is None:
+        # what lfilter passes on: np.atleast_1d of the lists, float64
+        coef = _FILTER_COEF[alpha] = (np.atleast_1d([alpha]), np.atleast_1d([1.0, alpha - 1.0]))
+    return _FILTER[0](coef[0], coef[1], np.asarray(x), -1)
 
 
 def span_alpha(span: float) -> float:
@@ -64,14 +96,13 @@ def ema(x: Arr, alpha: float, window: int | None = None) -> Arr:
 
     NaN where the window holds a NaN or is incomplete.
     """
-    from scipy.signal import lfilter  # here: scipy.signal is ~0.8 s of import, and e.g.
-    # the monitoring pass's maturing (targets only) never computes an EMA
-
+    # scipy.signal is imported on first use (~0.8 s; e.g. the monitoring pass's maturing,
+    # targets only, never computes an EMA)
     w = window or ema_window(alpha)
     bad = ~np.isfinite(x)
     any_bad = bool(bad.any())
     x0 = np.where(bad, 0.0, x) if any_bad else x
-    e = lfilter([alpha], [1.0, alpha - 1.0], x0)
+    e = _lfilter1(alpha, x0)
     beta = (1.0 - alpha) ** w
     out = e.copy()
     if w < len(e):
@@ -138,6 +169,9 @@ def rolling_mean(x: Arr, w: int) -> Arr:
 
 
 def _ref(x: Arr) -> float:
+    """The first finite value of ``x`` (0.0 when there is none)."""
+    if len(x) and math.isfinite(x[0]):  # the usual case, without scanning the array
+        return float(x[0])
     ok = np.flatnonzero(np.isfinite(x))
     return float(x[ok[0]]) if len(ok) else 0.0
 
@@ -239,10 +273,20 @@ def windows_at(x: Arr, w: int, pos: Arr) -> Arr:
             out[short] = part
         return out
     if 0 < len(pos) <= 8:
-        # a handful of rows (the online path): copy each window as a slice, ~3x cheaper
-        # than building and gathering the index matrix; the same elements
+        # a handful of rows (the online path): copy the windows out of a strided view of
+        # ``x`` (or each window as a slice), ~3-6x cheaper than building and gathering the
+        # index matrix; the same elements in a fresh C-ordered array
         pl = pos.tolist()
         if min(pl) >= w - 1:
+            q = pl[0]
+            if len(pl) == 1:
+                return x[q - w + 1 : q + 1].reshape(1, w).copy()
+            step = pl[1] - q
+            it = x.itemsize
+            if step and x.strides[0] == it and pl == list(range(q, q + step * len(pl), step)):
+                # evenly spaced rows (t and its lags): one view, one copy
+                view = np.ndarray((len(pl), w), x.dtype, x, (q - w + 1) * it, (step * it, it))
+                return view.copy()
             out = np.empty((len(pl), w), dtype=x.dtype)
             for i, q in enumerate(pl):
                 out[i] = x[q - w + 1 : q + 1]
@@ -354,6 +398,7 @@ def rolling_corr(x: Arr, y: Arr, w: int) -> Arr:
 # arg-max are exact.
 
 _EMA_KERNELS: dict[tuple[float, int], Arr] = {}
+_EMA_PT_KERNELS: dict[tuple[float, int | None], Arr] = {}
 
 
 def ema_kernel(alpha: float, window: int | None = None) -> Arr:
@@ -370,12 +415,43 @@ def ema_pt(x: Arr, alpha: float, pos: Arr, window: int | None = None) -> Arr:
     """:func:`ema` at ``pos``: the dot product of each window with the EMA weights; for a long
     run of consecutive rows (an inner series that an outer window reads), the recursive
     filter over just the rows those windows cover."""
-    k = ema_kernel(alpha, window)
+    k = _EMA_PT_KERNELS.get((alpha, window))
+    if k is None:
+        k = _EMA_PT_KERNELS[(alpha, window)] = ema_kernel(alpha, window)
     w = len(k)
+    if len(pos) <= 8:  # the online rows: gathered windows times the weights
+        return windows_at(x, w, pos) @ k
     if len(pos) > 64 and int(pos[-1] - pos[0]) == len(pos) - 1 and pos[0] >= 0:
         a = max(int(pos[0]) - w + 1, 0)
         return ema(x[a : int(pos[-1]) + 1], alpha, w)[pos - a]
     return windows_at(x, w, pos) @ k
+
+
+def ema_pt_many(xs: list[Arr], alpha: float, pos: Arr) -> list[Arr]:
+    """``[ema_pt(x, alpha, pos) for x in xs]`` (series of equal length): for a long run of
+    consecutive rows, the recursive filters of all series in one call over a 2-D block
+    (scipy runs the same 1-D filter on each row), then :func:`ema`'s steps on the block;
+    the same arithmetic per series, so the same values bit for bit."""
+    k = ema_kernel(alpha)
+    w = len(k)
+    if not (len(pos) > 64 and int(pos[-1] - pos[0]) == len(pos) - 1 and pos[0] >= 0):
+        return [ema_pt(x, alpha, pos) for x in xs]
+    a = max(int(pos[0]) - w + 1, 0)
+    b = int(pos[-1]) + 1
+    block = np.stack([x[a:b] for x in xs])
+    if not np.isfinite(block).all():  # NaNs take ema()'s masking path, series by series
+        return [ema(x[a:b], alpha, w)[pos - a] for x in xs]
+    _lfilter1(alpha, block[0])  # binds the filter routine
+    coef = _FILTER_COEF[alpha]
+    e = _FILTER[0](coef[0], coef[1], block, -1)
+    beta = (1.0 - alpha) ** w
+    out = e.copy()
+    if w < e.shape[1]:
+        out[:, w:] -= beta * e[:, :-w]
+    out /= 1.0 - beta
+    out[:, : w - 1] = np.nan
+    sel = out[:, pos - a]
+    return [sel[i] for i in range(len(xs))]
 
 
 def wilder_pt(x: Arr, n: int, pos: Arr) -> Arr:
@@ -387,14 +463,33 @@ def sum_pt(x: Arr, w: int, pos: Arr) -> Arr:
     return windows_at(x, w, pos).sum(axis=1)
 
 
+def row_mean(a: Arr) -> Arr:
+    """``a.mean(axis=1)`` of a 2-D float64 array with numpy's own arithmetic (the sum along
+    each row, then a true division by the row length), without the method's Python layers."""
+    return _add_reduce(a, 1) / a.shape[1]
+
+
+def row_std(a: Arr) -> Arr:
+    """``a.std(axis=1)`` (ddof 0) of a 2-D float64 array with numpy's own arithmetic
+    (``numpy/_core/_methods.py::_var``: mean with keepdims, deviations, their squares in
+    place, sum, division, square root), without the method's Python layers."""
+    n = a.shape[1]
+    x = a - _add_reduce(a, 1, keepdims=True) / n
+    np.square(x, out=x)
+    return np.sqrt(_add_reduce(x, 1) / n)
+
+
+_add_reduce = np.add.reduce
+
+
 def mean_pt(x: Arr, w: int, pos: Arr) -> Arr:
     """:func:`rolling_mean` at ``pos``."""
-    return windows_at(x, w, pos).mean(axis=1)
+    return row_mean(windows_at(x, w, pos))
 
 
 def std_pt(x: Arr, w: int, pos: Arr) -> Arr:
     """:func:`rolling_std` at ``pos`` (population; numpy's two-pass formula)."""
-    return windows_at(x, w, pos).std(axis=1)
+    return row_std(windows_at(x, w, pos))
 
 
 def max_pt(x: Arr, w: int, pos: Arr) -> Arr:
@@ -424,6 +519,24 @@ def rows_before(pos: Arr, w: int) -> Arr:
     where an inner series must be known for an outer window reduction."""
     if not len(pos):
         return pos
+    if len(pos) <= 64:
+        # a handful of windows (the online path): merge their row intervals in Python
+        # instead of the coverage count below (the same rows)
+        runs: list[list[int]] = []
+        for q in sorted(pos.tolist()):
+            a, b = max(q - w + 1, 0), q
+            if b < a:
+                continue
+            if runs and a <= runs[-1][1] + 1:
+                if b > runs[-1][1]:
+                    runs[-1][1] = b
+            else:
+                runs.append([a, b])
+        if not runs:
+            return np.empty(0, dtype=np.int64)
+        if len(runs) == 1:
+            return np.arange(runs[0][0], runs[0][1] + 1, dtype=np.int64)
+        return np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in runs])
     lo = max(int(pos.min()) - w + 1, 0)
     hi = int(pos.max())
     if hi < lo:
@@ -442,13 +555,17 @@ def on_rows(n: int, rows: Arr, values: Arr) -> Arr:
 
 
 def corr_pt(x: Arr, y: Arr, w: int, pos: Arr) -> Arr:
-    """:func:`rolling_corr` at ``pos`` (centred two-pass sums over each window)."""
+    """:func:`rolling_corr` at ``pos`` (centred two-pass sums over each window; numpy's
+    mean / sum / clip steps as direct ufunc calls)."""
     a = windows_at(x, w, pos)
     b = windows_at(y, w, pos)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
+    a = a - _add_reduce(a, 1, keepdims=True) / w  # a.mean(axis=1, keepdims=True)
+    b = b - _add_reduce(b, 1, keepdims=True) / w
     with np.errstate(invalid="ignore", divide="ignore"):
-        den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-        out = (a * b).sum(axis=1) / den
+        den = np.sqrt(_add_reduce(a * a, 1) * _add_reduce(b * b, 1))
+        out = _add_reduce(a * b, 1) / den
     out[~(den > 1e-30)] = np.nan
-    return np.clip(out, -1.0, 1.0)
+    return _clip(out, -1.0, 1.0)  # np.clip's ufunc
+
+
+_clip = importlib.import_module("numpy._core.umath").clip  # the ufunc np.clip calls

@@ -70,6 +70,14 @@ def _ccy_members() -> dict[str, list[tuple[str, float]]]:
 
 
 CCY_MEMBERS = _ccy_members()
+_PIPS: dict[str, float] = {}
+
+
+def _pip(pair: str) -> float:
+    v = _PIPS.get(pair)
+    if v is None:
+        v = _PIPS[pair] = pip_size(pair)
+    return v
 
 
 class Ctx:
@@ -83,35 +91,69 @@ class Ctx:
         self.n = len(panel)
         self.ts = panel.ts
         self._memo: dict[object, object] = {}
+        self._src: tuple[Panel, int, int] | None = None
+
+    @classmethod
+    def window(cls, panel: Panel, pair: str, j: int, start: int, stop: int) -> Ctx:
+        """The context of rows ``[start, stop)`` of ``panel`` (``j`` = the pair's column,
+        ``start >= 0``) for the online path: the same values as
+        ``Ctx(panel.slice_rows(start, stop), pair)``, but the pair's arrays are views of
+        contiguous per-panel copies of its columns (made once per panel, not once per family
+        and call), and the sliced panel (the cross-section) is built only when read."""
+        self = cls.__new__(cls)
+        self._j = j
+        self.pair = pair
+        self.pip = _pip(pair)
+        self.n = stop - start
+        self.ts = panel.ts[start:stop]
+        self._memo = {}
+        self._src = (panel, start, stop)
+        return self
+
+    @cached_property
+    def panel(self) -> Panel:  # set in __init__; built on first read for a window context
+        assert self._src is not None
+        base, start, stop = self._src
+        return base.slice_rows(start, stop)
+
+    def _col(self, name: str) -> Arr:
+        if self._src is None:
+            return np.ascontiguousarray(getattr(self.panel, name)[:, self._j])
+        base, start, stop = self._src
+        key = ("pair_col", name, self._j)
+        col = base._cache.get(key)
+        if col is None:  # the panel's arrays are not changed after construction
+            col = base._cache[key] = np.ascontiguousarray(getattr(base, name)[:, self._j])
+        return col[start:stop]
 
     # the pair's arrays, extracted on first use (an online family reads only a few of them)
     @cached_property
     def o(self) -> Arr:
-        return np.ascontiguousarray(self.panel.open[:, self._j])
+        return self._col("open")
 
     @cached_property
     def h(self) -> Arr:
-        return np.ascontiguousarray(self.panel.high[:, self._j])
+        return self._col("high")
 
     @cached_property
     def l(self) -> Arr:  # noqa: E743
-        return np.ascontiguousarray(self.panel.low[:, self._j])
+        return self._col("low")
 
     @cached_property
     def c(self) -> Arr:
-        return np.ascontiguousarray(self.panel.close[:, self._j])
+        return self._col("close")
 
     @cached_property
     def v(self) -> Arr:
-        return np.ascontiguousarray(self.panel.volume[:, self._j])
+        return self._col("volume")
 
     @cached_property
     def s(self) -> Arr:
-        return np.ascontiguousarray(self.panel.spread[:, self._j])
+        return self._col("spread")
 
     @cached_property
     def lc(self) -> Arr:
-        return np.ascontiguousarray(self.panel.log_close[:, self._j])
+        return self._col("log_close")
 
     @cached_property
     def r(self) -> Arr:
@@ -157,7 +199,17 @@ class Ctx:
                 return np.full(self.n, np.nan)
             cols = [pairs.index(p) for p, _ in members]
             signs = np.array([sgn for _, sgn in members]) / len(members)
-            return self._panel_returns()[:, cols] @ signs
+            if self._src is None:
+                return self._panel_returns()[:, cols] @ signs
+            # a window context: the same (rows, 7) matrix as ``_panel_returns()[:, cols]``
+            # (its values and its column-major layout, so the same BLAS call) from the 7
+            # member columns only, instead of the returns of all 28 pairs
+            base, start, stop = self._src
+            lc = base.log_close[start:stop][:, cols]
+            d = np.empty(lc.shape, order="F")
+            d[0] = np.nan
+            np.subtract(lc[1:], lc[:-1], out=d[1:])
+            return d @ signs
 
         return self._panel_memo(("ccy_r", ccy), f)
 

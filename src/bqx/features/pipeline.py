@@ -400,10 +400,11 @@ def at_array(
             int(panel.ts[p]), tz="UTC"
         )
     out = np.empty(len(_layout().columns))
+    j = panel.col(pair)
     for fam, need, lag_rel, cur_ix, lag_ix, causal_k, causal_ix in _online_plan():
         # each family sees only the rows its declared lookback needs
         c0 = max(0, p - need)
-        ctx = Ctx(panel.slice_rows(c0, p + 1), pair)
+        ctx = Ctx.window(panel, pair, j, c0, p + 1)
         q = p - c0
         vals = _eval_family(fam, ctx, q - lag_rel, online=True)
         out[cur_ix] = vals[0]
@@ -511,12 +512,50 @@ def _online_plan() -> list[tuple[Any, ...]]:
 
 def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> np.ndarray:
     out = np.full(len(_layout().columns), np.nan)
-    for fam, need, rel, idx, row_ix, col_ix, out_ix in plan:
-        c0 = max(0, p - need)  # the same window and rows as the full call
-        ctx = Ctx(panel.slice_rows(c0, p + 1), pair)
-        vals = _eval_family(fam, ctx, (p - c0) - rel, idx, online=True)
-        out[out_ix] = vals[row_ix, col_ix]
+    j = panel.col(pair)
+    with np.errstate(all="ignore"):
+        for fam, need, rel, idx, row_ix, col_ix, out_ix, fast in _fast_plan(plan):
+            c0 = max(0, p - need)  # the same window and rows as the full call
+            ctx = Ctx.window(panel, pair, j, c0, p + 1)
+            q = (p - c0) - rel
+            if fast is not None and p - c0 >= fast[0]:
+                # the usual case (history covers every row): the family's point path
+                # directly, as _eval_family would call it
+                _, ix, m, single = fast
+                vals = fam.compute_online(ctx, q, ix)
+                if vals.shape != (len(q), m):
+                    raise ValueError(f"family {fam.name} returned shape {vals.shape}")
+                if single:  # one row, the columns in plan order
+                    out[out_ix] = vals[0]
+                    continue
+            else:
+                vals = _eval_family(fam, ctx, q, idx, online=True)
+            out[out_ix] = vals[row_ix, col_ix]
     return out
+
+
+_FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {}
+
+
+def _fast_plan(plan: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``plan`` with what the per-call loop would otherwise recompute: per family (or None
+    without a point path) the largest row offset, the spec indices to pass, the number of
+    columns and whether the values are one row already in output order."""
+    hit = _FAST.get(id(plan))
+    if hit is not None and hit[0] is plan:
+        return hit[1]
+    fast: list[tuple[Any, ...]] = []
+    for fam, need, rel, idx, row_ix, col_ix, out_ix in plan:
+        m = len(fam.specs) if idx is None else len(idx)
+        extra = None
+        if fam.compute_online is not None:
+            single = len(rel) == 1 and np.array_equal(col_ix, np.arange(m))
+            extra = (int(rel.max()), range(m) if idx is None else idx, m, single)
+        fast.append((fam, need, rel, idx, row_ix, col_ix, out_ix, extra))
+    if len(_FAST) > 512:
+        _FAST.clear()
+    _FAST[id(plan)] = (plan, fast)
+    return fast
 
 
 def _subset_plan(names: tuple[str, ...]) -> list[tuple[Any, ...]]:

@@ -27,6 +27,8 @@ from bqx.features._ops import (
     rolling_mean,
     rolling_min,
     rolling_std,
+    row_mean,
+    row_std,
     safe_div,
     shift,
     std_at,
@@ -186,16 +188,101 @@ def compute(ctx: Ctx, pos: np.ndarray, accel: bool = True) -> np.ndarray:
     return out
 
 
+_MAX = np.maximum.reduce
+_MIN = np.minimum.reduce
+_N_BLOCK = len(WINDOWS) * len(STATS)
+_I60 = WINDOWS.index(60)
+
+
+def _online_block(
+    ctx: Ctx, pos: np.ndarray, cells: set[tuple[int, int]]
+) -> dict[tuple[int, int], np.ndarray]:
+    """The (window k, statistic j) ``cells`` of :func:`_block_at`'s online branch at ``pos``,
+    each with the same arithmetic (numpy's mean/std steps as ufunc calls): only the asked
+    statistics, and the gathered windows only at the rows they read."""
+    m = len(pos)
+    z = ctx.lc - _ref(ctx.lc)
+    ends = sorted({k for k, j in cells if j == 5})  # ``end`` reads the windows w rows back
+    lags = np.concatenate([pos] + [pos - WINDOWS[k] for k in ends]) if ends else pos
+    win = windows_at(z, WMAX + 1, lags)
+    prev = win[:, -2::-1]  # column i-1 holds z[t-i], i = 1..75
+    d = win[:, -1:] - prev  # d_i = ln(close_t / close_{t-i})
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for k, j in sorted(cells):
+        w = WINDOWS[k]
+        if j == 0:
+            out[k, j] = d[:m, w - 1]
+        elif j == 1:
+            out[k, j] = _MAX(d[:m, :w], 1)
+        elif j == 2:
+            out[k, j] = _MIN(d[:m, :w], 1)
+        elif j == 3:
+            out[k, j] = row_mean(d[:m, :w])
+        elif j == 4:
+            out[k, j] = row_std(prev[:m, :w])
+        else:
+            i = ends.index(k) + 1
+            out[k, j] = row_mean(d[:m, :w]) - row_mean(d[m * i : m * (i + 1), :w])
+    return out
+
+
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """The online rows come from gathered windows already (:func:`_block_at`); each column
-    is an elementwise function of the block, so only the block for ``bqx_accel_60`` (15 bars
-    earlier) is skipped when it is not asked for."""
-    n = _N_SPECS
+    """The asked columns at the few rows ``pos``, with the arithmetic of :func:`compute`
+    (its online branch of :func:`_block_at`): only the (window, statistic) cells they read.
+    Every value is a row-wise reduction over its own gathered window, so it does not depend
+    on the other rows or columns asked for."""
     idx = list(idx)
-    vals = ctx.memo(
-        ("bqx_pt", pos.tobytes(), n - 1 in idx), lambda: compute(ctx, pos, n - 1 in idx)
-    )
-    return vals[:, idx]
+    m = len(pos)
+    if m * 16 >= ctx.n:  # a short context: compute()'s batch branch, as before
+        return compute(ctx, pos, _N_SPECS - 1 in idx)[:, idx]
+    avg_all = any(i >= _N_BLOCK for i in idx)  # agg_*, vol_adj and accel read bqx_w
+    cells = {divmod(i, len(STATS)) for i in idx if i < _N_BLOCK}
+    if avg_all:
+        cells |= {(k, 3) for k in range(len(WINDOWS))}
+    blk = _online_block(ctx, pos, cells)
+    out = np.empty((m, len(idx)))
+    avg = None
+    if avg_all:
+        avg = np.empty((m, len(WINDOWS)))
+        for k in range(len(WINDOWS)):
+            avg[:, k] = blk[k, 3]
+    for c, i in enumerate(idx):
+        if i < _N_BLOCK:
+            out[:, c] = blk[divmod(i, len(STATS))]
+            continue
+        assert avg is not None
+        a = i - _N_BLOCK
+        if a == 0:
+            out[:, c] = row_mean(avg)
+        elif a == 1:
+            out[:, c] = row_std(avg)
+        elif a == 2:
+            out[:, c] = _MIN(avg, 1)
+        elif a == 3:
+            out[:, c] = _MAX(avg, 1)
+        elif a == 4:
+            out[:, c] = _add_reduce(avg * _WC, 1) / _WC2
+        elif a == 5:
+            out[:, c] = avg[:, _I75] - 2 * avg[:, _I45] + avg[:, _I15]
+        elif a == 6:
+            pos_frac = _add_reduce(avg > 0, 1, np.float64) / len(WINDOWS)  # (avg > 0).mean(1)
+            pos_frac[np.isnan(avg).any(axis=1)] = np.nan
+            out[:, c] = pos_frac
+        elif a == 7:
+            out[:, c] = ctx.r[pos]
+        elif a == 8:
+            out[:, c] = safe_div(avg[:, _I60], std_at(ctx.r, 60, pos) * np.sqrt(60.0))
+        else:
+            prev60 = _block_at(ctx, pos - 15)[:, _I60, STATS.index("avg")]
+            out[:, c] = avg[:, _I60] - prev60
+    return out
+
+
+_add_reduce = np.add.reduce
+_WV = np.array(WINDOWS, dtype=float)
+_WC = _WV - _WV.mean()
+_WC2 = (_WC * _WC).sum()
+_I15, _I45, _I75 = (WINDOWS.index(w) for w in (15, 45, 75))
 
 
 _N_SPECS = len(_specs())

@@ -7,6 +7,8 @@ The same 8 values describe the market for every pair. NaN when any of C's pairs 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from bqx.features.context import CCY_MEMBERS, Ctx, Family, Spec
@@ -60,4 +62,28 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("currency", False, SPECS, compute)
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Only the asked indices, each with :func:`compute`'s arithmetic (the same difference
+    matrix of all pairs, the same product per currency), on the panel rows of the context
+    without building a sliced panel."""
+    if ctx._src is None:
+        return compute(ctx, pos)[:, list(idx)]
+    base, start, stop = ctx._src
+    key = tuple(base.pairs)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = _plan(key)
+    lc = base.log_close[start:stop]
+    out = np.full((len(pos), len(idx)), np.nan)
+    ok = pos >= W
+    p = pos[ok]
+    diff = lc[p] - lc[p - W]
+    for j, k in enumerate(idx):
+        item = plan[k]
+        if item is not None:
+            _, cols, signs = item
+            out[ok, j] = diff[:, cols] @ signs
+    return out
+
+
+FAMILY = Family("currency", False, SPECS, compute, compute_online=compute_online)

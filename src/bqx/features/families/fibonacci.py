@@ -72,41 +72,51 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def _swing_pt(ctx: Ctx, pos: np.ndarray, w: int) -> np.ndarray:
-    """The 6 features of swing window ``w`` at the few rows ``pos`` (memoised)."""
-
-    def f() -> np.ndarray:
-        c = ctx.c[pos]
-        hw, lw = windows_at(ctx.h, w, pos), windows_at(ctx.l, w, pos)
-        hi, lo = hw.max(axis=1), lw.min(axis=1)
+def _swing_pt(ctx: Ctx, pos: np.ndarray, w: int, ks: frozenset[int]) -> dict[int, np.ndarray]:
+    """The features ``ks`` (0..5) of swing window ``w`` at the few rows ``pos``: each with the
+    expression of :func:`compute` on the gathered windows (elementwise per row), so only the
+    asked ones and what they read are computed."""
+    c = ctx.c[pos]
+    hw, lw = windows_at(ctx.h, w, pos), windows_at(ctx.l, w, pos)
+    out: dict[int, np.ndarray] = {}
+    if ks & {0, 1, 2, 3, 4}:
+        hi, lo = np.maximum.reduce(hw, 1), np.minimum.reduce(lw, 1)  # hw.max(axis=1), ...
         rng = hi - lo
         p = safe_div(c - lo, rng)
-        out = np.empty((len(pos), 6))
-        out[:, 0] = p
-        out[:, 1] = safe_div(c - (lo + 0.382 * rng), c)
-        out[:, 2] = safe_div(c - (lo + 0.618 * rng), c)
-        dist = p[:, None] - LEVELS[None, :]
-        near = dist[np.arange(len(pos)), np.argmin(np.abs(dist), axis=1)]
-        near[np.isnan(p)] = np.nan
-        out[:, 3] = near
-        zone = np.searchsorted(LEVELS, p, side="right").astype(float)
-        zone[np.isnan(p)] = np.nan
-        out[:, 4] = zone
+        out[0] = p
+        if 1 in ks:
+            out[1] = safe_div(c - (lo + 0.382 * rng), c)
+        if 2 in ks:
+            out[2] = safe_div(c - (lo + 0.618 * rng), c)
+        if 3 in ks:
+            dist = p[:, None] - LEVELS[None, :]
+            near = dist[np.arange(len(pos)), np.argmin(np.abs(dist), axis=1)]
+            near[np.isnan(p)] = np.nan
+            out[3] = near
+        if 4 in ks:
+            zone = np.searchsorted(LEVELS, p, side="right").astype(float)
+            zone[np.isnan(p)] = np.nan
+            out[4] = zone
+    if 5 in ks:
         # bars since the most recent high / low: argmax of the newest-first window
         since_h = np.argmax(hw[:, ::-1], axis=1).astype(float)
         since_l = np.argmin(lw[:, ::-1], axis=1).astype(float)
         d = np.where(since_h < since_l, 1.0, -1.0)
         d[~(np.isfinite(hw).all(axis=1) & np.isfinite(lw).all(axis=1))] = np.nan
-        out[:, 5] = d
-        return out
-
-    return ctx.memo(("fib_pt", w, pos.tobytes()), f)
+        out[5] = d
+    return out
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     out = np.empty((len(pos), len(idx)))
-    for j, k in enumerate(idx):
-        out[:, j] = _swing_pt(ctx, pos, WINDOWS[k // 6])[:, k % 6]
+    for wi, w in enumerate(WINDOWS):
+        ks = frozenset(k % 6 for k in idx if k // 6 == wi)
+        if not ks:
+            continue
+        vals = _swing_pt(ctx, pos, w, ks)
+        for j, k in enumerate(idx):
+            if k // 6 == wi:
+                out[:, j] = vals[k % 6]
     return out
 
 

@@ -24,6 +24,7 @@ its own window, bit for bit.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,20 +95,21 @@ def _stats_from(
     resid = np.sqrt(np.maximum(sst - ss1 - ss2, 0.0) / w) + 0.0 * sst
     lin_fit = b0 + b1 * p1t
     quad_fit = lin_fit + b2 * p2t
-    return np.stack(
-        [
-            b1,
-            z_t - lin_fit,
-            np.clip(r2, 0.0, 1.0),
-            b2,
-            b1 + 2.0 * b2 * p1t,
-            z_t - quad_fit,
-            np.clip(r2q, 0.0, 1.0),
-            curv,
-            resid,
-        ],
-        axis=-1,
-    )
+    # np.stack([...], axis=-1) written in place; np.clip's ufunc called directly
+    out = np.empty((*np.broadcast_shapes(b1.shape, z_t.shape, sst.shape), len(STATS)))
+    out[..., 0] = b1
+    out[..., 1] = z_t - lin_fit
+    _clip(r2, 0.0, 1.0, out=out[..., 2])
+    out[..., 3] = b2
+    out[..., 4] = b1 + 2.0 * b2 * p1t
+    out[..., 5] = z_t - quad_fit
+    _clip(r2q, 0.0, 1.0, out=out[..., 6])
+    out[..., 7] = curv
+    out[..., 8] = resid
+    return out
+
+
+_clip = importlib.import_module("numpy._core.umath").clip  # the ufunc np.clip calls
 
 
 def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
@@ -149,11 +151,12 @@ def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     def f() -> np.ndarray:
         z = ctx.lc - _ref(ctx.lc)
         win = windows_at(z, WMAX, pos)
+        sq = win * win  # the squares of every window's tail, elementwise as before
         mom = np.empty((len(pos), len(WINDOWS), 4))
         for j, w in enumerate(WINDOWS):
             tail = win[:, WMAX - w :]
             mom[:, j, :3] = tail @ _BASES[w][0]
-            mom[:, j, 3] = (tail * tail).sum(axis=1)
+            mom[:, j, 3] = np.add.reduce(sq[:, WMAX - w :], 1)  # (tail * tail).sum(axis=1)
         cw, n1, n2, p1t, p2t = _CONST
         return _stats_from(cw, n1, n2, p1t, p2t, z[pos][:, None], mom)
 
@@ -165,8 +168,11 @@ def _window_pt(ctx: Ctx, pos: np.ndarray, j: int) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """Only the windows the asked features read."""
+    """The asked columns from :func:`_windows_pt` (one gathered window, all six fits)."""
     n_stats, k = len(STATS), len(WINDOWS) * len(STATS)
+    idx = list(idx)
+    if all(i < k for i in idx):  # the usual case: per-window statistics only, one gather
+        return _windows_pt(ctx, pos).reshape(len(pos), k)[:, idx]
     out = np.empty((len(pos), len(idx)))
     for c, i in enumerate(idx):
         if i < k:

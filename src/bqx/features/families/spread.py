@@ -105,7 +105,10 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 def _cs_ar(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
     """The per-bar Corwin-Schultz and Abdi-Ranaldo terms (elementwise, as in ``compute``)."""
+    return _cs(ctx), _ar(ctx)
 
+
+def _cs(ctx: Ctx) -> np.ndarray:
     def f() -> np.ndarray:
         h, lo = ctx.h, ctx.l
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -116,13 +119,20 @@ def _cs_ar(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
             gamma = np.log(hmax / lmin) ** 2
             alpha = (np.sqrt(2 * beta) - np.sqrt(beta)) / _K - np.sqrt(gamma / _K)
             cs = 2 * (np.exp(alpha) - 1) / (1 + np.exp(alpha))
-        cs = np.where(np.isnan(cs), np.nan, np.maximum(cs, 0.0))
-        eta = (np.log(h) + np.log(lo)) / 2.0
-        lcp = shift(ctx.lc, 1)
-        return np.stack([cs, 4.0 * (lcp - shift(eta, 1)) * (lcp - eta)])
+        return np.where(np.isnan(cs), np.nan, np.maximum(cs, 0.0))
 
-    a = ctx.memo("cs_ar", f)
-    return a[0], a[1]
+    return ctx.memo("cs", f)
+
+
+def _ar(ctx: Ctx) -> np.ndarray:
+    def f() -> np.ndarray:
+        h, lo = ctx.h, ctx.l
+        with np.errstate(invalid="ignore", divide="ignore"):
+            eta = (np.log(h) + np.log(lo)) / 2.0
+        lcp = shift(ctx.lc, 1)
+        return 4.0 * (lcp - shift(eta, 1)) * (lcp - eta)
+
+    return ctx.memo("ar", f)
 
 
 def _spread_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
@@ -160,11 +170,10 @@ def _spread_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
         r, r1 = ctx.r, ctx.memo("r_prev", lambda: shift(ctx.r, 1))
         cov = mean_pt(r * r1, w, pos) - mean_pt(r, w, pos) * mean_pt(r1, w, pos)
         return 2.0 * np.sqrt(np.maximum(-cov, 0.0)) + 0.0 * cov
-    cs, ar = _cs_ar(ctx)
     w = 60 if k in (16, 18) else 240
     if k in (16, 17):
-        return mean_pt(cs, w, pos)
-    mean_ar = mean_pt(ar, w, pos)
+        return mean_pt(_cs(ctx), w, pos)
+    mean_ar = mean_pt(_ar(ctx), w, pos)
     return np.sqrt(np.maximum(mean_ar, 0.0)) + 0.0 * mean_ar
 
 

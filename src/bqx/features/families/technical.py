@@ -19,6 +19,7 @@ from bqx.features._ops import (
     bars_since_min_pt,
     ema,
     ema_pt,
+    ema_pt_many,
     ema_window,
     max_pt,
     mean_pt,
@@ -116,7 +117,13 @@ def sma_close(ctx: Ctx, w: int) -> np.ndarray:
 def true_range(ctx: Ctx) -> np.ndarray:
     def f() -> np.ndarray:
         pc = shift(ctx.c, 1)
-        tr = np.maximum.reduce([ctx.h - ctx.l, np.abs(ctx.h - pc), np.abs(ctx.l - pc)])
+        # np.maximum.reduce([h - l, |h - pc|, |l - pc|]) without stacking the three: the
+        # same elementwise maxima in the same order
+        tr = ctx.h - ctx.l
+        b = ctx.h - pc
+        np.maximum(tr, np.abs(b, out=b), out=tr)
+        np.subtract(ctx.l, pc, out=b)
+        np.maximum(tr, np.abs(b, out=b), out=tr)
         return tr
 
     return ctx.memo("tr", f)
@@ -341,11 +348,21 @@ def _diff_c(ctx: Ctx) -> np.ndarray:
     return ctx.memo("diff_c", lambda: ctx.c - shift(ctx.c, 1))
 
 
+def _gain_loss(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
+    """max(d, 0) and max(-d, 0) of the close differences (shared by the RSIs of a call)."""
+
+    def f() -> tuple[np.ndarray, np.ndarray]:
+        d = _diff_c(ctx)
+        return np.maximum(d, 0.0), np.maximum(-d, 0.0)
+
+    return ctx.memo("gain_loss", f)  # type: ignore[arg-type,return-value]
+
+
 def _rsi_pt(n: int) -> Callable[[Ctx, np.ndarray], np.ndarray]:
     def f(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-        d = _diff_c(ctx)
-        g = wilder_pt(np.maximum(d, 0.0), n, pos)
-        lo = wilder_pt(np.maximum(-d, 0.0), n, pos)
+        gain, loss = _gain_loss(ctx)
+        g = wilder_pt(gain, n, pos)
+        lo = wilder_pt(loss, n, pos)
         return 100.0 * safe_div(g, g + lo)
 
     return f
@@ -376,30 +393,29 @@ def _stoch_d_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-    def f() -> np.ndarray:
-        up = ctx.h - shift(ctx.h, 1)
-        dn = shift(ctx.l, 1) - ctx.l
+    def f() -> tuple[np.ndarray, np.ndarray]:
+        h, lo = ctx.h, ctx.l
+        # up = h - shift(h, 1), dn = shift(l, 1) - l: the same differences, NaN at row 0
+        up, dn = np.empty(ctx.n), np.empty(ctx.n)
+        up[0] = dn[0] = np.nan
+        np.subtract(h[1:], h[:-1], out=up[1:])
+        np.subtract(lo[:-1], lo[1:], out=dn[1:])
         nan = np.isnan(up) | np.isnan(dn)
         pdm = np.where((up > dn) & (up > 0), up, 0.0)
         mdm = np.where((dn > up) & (dn > 0), dn, 0.0)
         pdm[nan] = np.nan
         mdm[nan] = np.nan
-        return np.stack([pdm, mdm])
+        return pdm, mdm
 
-    a = ctx.memo("dm", f)
-    return a[0], a[1]
+    return ctx.memo("dm", f)  # type: ignore[arg-type,return-value]
 
 
 def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
     def f() -> np.ndarray:
         pdm, mdm = _dm(ctx)
-        tr = wilder_pt(true_range(ctx), n, pos)
-        return np.stack(
-            [
-                100.0 * safe_div(wilder_pt(pdm, n, pos), tr),
-                100.0 * safe_div(wilder_pt(mdm, n, pos), tr),
-            ]
-        )
+        # wilder_pt of the three series (one filter call for a long run of rows)
+        tr, wp, wm = ema_pt_many([true_range(ctx), pdm, mdm], 1.0 / n, pos)
+        return np.stack([100.0 * safe_div(wp, tr), 100.0 * safe_div(wm, tr)])
 
     a = _pm(ctx, ("di_pt", n), pos, f)
     return a[0], a[1]

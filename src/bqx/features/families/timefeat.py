@@ -6,6 +6,7 @@ New York 08:00-17:00. ``rollover_phase`` is the signed distance to 17:00 New Yor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -62,4 +63,34 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-FAMILY = Family("time", False, SPECS, compute)
+_SESSIONS = (("Asia/Tokyo", 9, 18), ("Europe/London", 8, 17), ("America/New_York", 8, 17))
+
+
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Only the asked columns, each with :func:`compute`'s expression (all elementwise), so
+    the local-time conversions run only for the sessions / rollover asked for."""
+    ts = ctx.ts[pos]
+    out = np.empty((len(pos), len(idx)))
+    day_frac = wk = None
+    for j, k in enumerate(idx):
+        if k < 4:
+            if day_frac is None:
+                day_frac = (ts % _NS_DAY) / _NS_DAY
+            if k < 2:
+                out[:, j] = (np.sin if k == 0 else np.cos)(2 * np.pi * day_frac)
+                continue
+            if wk is None:
+                dow = ((ts // _NS_DAY) + 3) % 7
+                wk = (dow + day_frac) / 7.0
+            out[:, j] = (np.sin if k == 2 else np.cos)(2 * np.pi * wk)
+        elif k < 7:
+            tz, a, b = _SESSIONS[k - 4]
+            h = _local_hour(ts, tz)
+            out[:, j] = ((h >= a) & (h < b)).astype(float)
+        else:
+            ny = _local_hour(ts, "America/New_York") * 60.0 - 17 * 60
+            out[:, j] = (((ny + 720.0) % 1440.0) - 720.0) / 720.0
+    return out
+
+
+FAMILY = Family("time", False, SPECS, compute, compute_online=compute_online)
