@@ -6,6 +6,7 @@ identical (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -173,4 +174,30 @@ def test_drift_pass_equals_the_per_group_frame_computation(tmp_path: Path) -> No
         ref.append(r)
     assert len(rep["pairs"]) == 3 and rep["pairs"][0]["n"] == 700
     assert json.dumps(rep["pairs"], sort_keys=True) == json.dumps(ref, sort_keys=True)
+    # the groups dealt to forked workers: the same report and alert conditions
+    one = drift_pass(s, reg, end, workers=1)
+    for k in (2, 3):
+        got = drift_pass(s, reg, end, workers=k)
+        assert json.dumps(got[0], sort_keys=True) == json.dumps(one[0], sort_keys=True)
+        assert got[1] == one[1]
+    # a worker that dies without answering: its groups are computed in this process
+    parent = os.getpid()
+
+    class _DiesInChild(_Registry):
+        def get(self, pair: str, version: str) -> _Info:
+            if os.getpid() != parent and pair == "EURUSD":
+                os._exit(3)
+            return super().get(pair, version)
+
+    died = drift_pass(s, _DiesInChild(dirs), end, workers=2)
+    assert json.dumps(died[0], sort_keys=True) == json.dumps(one[0], sort_keys=True)
+
+    # an error in a worker is the step's error, as in one process
+    class _Fails(_Registry):
+        def get(self, pair: str, version: str) -> _Info:
+            raise ValueError(f"registry down for {pair}")
+
+    for k in (1, 2):
+        with pytest.raises(ValueError, match="registry down"):
+            drift_pass(s, _Fails(dirs), end, workers=k)
     s.close()
