@@ -283,7 +283,7 @@ class DriftJob:
         got: dict[int, dict[str, Any] | None] = {}
         error: Exception | None = None
         deadline = time.monotonic() + WORKER_TIMEOUT_S
-        for pid, fd, idx in self.children:
+        for pid, fd, _idx in self.children:
             buf = bytearray()
             try:
                 while True:
