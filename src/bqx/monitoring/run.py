@@ -24,17 +24,63 @@ from bqx.monitoring.quality import quality_report
 log = logging.getLogger(__name__)
 
 
-def test_metrics_by_version(registry: Any, pairs: list[str]) -> dict[str, dict[str, dict]]:
-    """``{pair: {version: {"r2": test R², "da": test DA}}}`` from the registry."""
+class VersionListing:
+    """Every registered version, by pair, read from the registry once, on first use
+    (:meth:`get`; None when the registry cannot list them all): a pass looks up 28+ pairs
+    and versions, and each ``versions(pair)`` / ``get`` reads the registry's tables again.
+    Nothing is read when the pass needs no version (an empty decision log)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self._done = False
+        self._by: dict[str, list[Any]] | None = None
+
+    def get(self) -> dict[str, list[Any]] | None:
+        if not self._done:
+            self._done = True
+            try:
+                by: dict[str, list[Any]] = {}
+                for v in self.registry.versions():
+                    by.setdefault(str(v.pair), []).append(v)
+                self._by = by
+            except Exception:
+                log.debug("registry: no listing of all versions", exc_info=True)
+        return self._by
+
+
+def test_metrics_by_version(
+    registry: Any, pairs: list[str], listing: dict[str, list[Any]] | None = None
+) -> dict[str, dict[str, dict]]:
+    """``{pair: {version: {"r2": test R², "da": test DA}}}`` from the registry
+    (``listing``: :meth:`VersionListing.get`, read once per pass)."""
     out: dict[str, dict[str, dict]] = {}
     for p in pairs:
-        try:
-            vs = registry.versions(p)
-        except Exception:
-            log.warning("registry unavailable for %s", p, exc_info=True)
-            continue
+        if listing is not None:
+            vs = listing.get(p, [])
+        else:
+            try:
+                vs = registry.versions(p)
+            except Exception:
+                log.warning("registry unavailable for %s", p, exc_info=True)
+                continue
         out[p] = {str(v.version): {"r2": v.test_r2, "da": v.test_da} for v in vs}
     return out
+
+
+class _Listed:
+    """A registry whose ``get(pair, version)`` answers from one listing of all versions
+    (the baselines of a pass), asking the registry itself for anything not listed."""
+
+    def __init__(self, registry: Any, listing: dict[str, list[Any]]) -> None:
+        self._registry = registry
+        self._by = {(p, str(v.version)): v for p, vs in listing.items() for v in vs}
+
+    def get(self, pair: str, version: Any = None, alias: str | None = None) -> Any:
+        hit = self._by.get((pair, str(version))) if alias is None else None
+        return hit if hit is not None else self._registry.get(pair, version, alias)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
 
 
 def quality_conditions(report: dict[str, Any], window: str = "1d") -> list[Condition]:
@@ -198,6 +244,7 @@ class DriftJob:
         window: pd.Timedelta = pd.Timedelta(hours=24),
         pair: str | None = None,
         workers: int = 1,
+        listing: VersionListing | None = None,
     ) -> None:
         self.registry = registry
         self.error: Exception | None = None
@@ -220,6 +267,9 @@ class DriftJob:
                 for k, pos in sorted(cap.groupby(["pair", "model_version"]).indices.items())
             ]
             del cap
+            by = listing.get() if listing is not None else None
+            if by is not None:  # the baselines' versions from one registry read
+                self.registry = _Listed(registry, by)
             if workers > 1 and len(self.groups) > 1 and hasattr(os, "fork"):
                 self._fork(min(workers, len(self.groups)))
         except Exception as e:
@@ -387,8 +437,9 @@ def run_pass(
     end = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
     # drift needs the captured inputs only (not the matured targets): started first, its
     # workers run while this process matures decisions and computes live quality
+    listing = VersionListing(registry) if registry is not None else None
     job = (
-        DriftJob(state, registry, end, workers=cfg.workers)
+        DriftJob(state, registry, end, workers=cfg.workers, listing=listing)
         if registry is not None and hasattr(state, "read_captures")
         else None
     )
@@ -403,7 +454,11 @@ def run_pass(
         dec = state.read_decisions(start=end - lookback, by="asof_ts", columns=QUALITY_COLUMNS)
         if not dec.empty:
             pairs = sorted(dec["pair"].unique())
-            tm_all = test_metrics_by_version(registry, pairs) if registry is not None else {}
+            tm_all = (
+                test_metrics_by_version(registry, pairs, listing.get())
+                if registry is not None and listing is not None
+                else {}
+            )
             tm = {v: m for p in tm_all.values() for v, m in p.items()}
             rows = []
             for p, g in dec.groupby("pair"):
