@@ -1,10 +1,11 @@
 """One ``bqx monitor run`` over 28 pairs x 1 day of captured decisions (issue 12).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_monitor_pass.py [--home DIR] [--reuse]
-        [--old-src DIR] [--rounds 3] [--workers1] [--label L]
+        [--old-src DIR] [--rounds 3] [--workers 2] [--label L]
 
-``--workers1``: an arm of this code with ``monitor.workers = 1`` (drift in the pass's own
-process), over the same home as this code's arm.
+``--workers N``: an arm of this code with ``monitor.workers = N`` (drift in N forked
+processes; the default is 1, in the pass's own process), over the same home as this code's
+arm.
 
 ``--nice N``: every pass (all arms alike) at nice level N; on the shared, loaded machine a
 negative level lets the child have a core, as it would on a dedicated host (needs root).
@@ -215,7 +216,7 @@ def main() -> None:
         "shared host, lets the child have a core, as on a dedicated one",
     )
     ap.add_argument(
-        "--workers1", action="store_true", help="an arm of this code with monitor.workers = 1"
+        "--workers", type=int, default=0, help="an arm of this code with monitor.workers = N"
     )
     ap.add_argument(
         "--old-setup",
@@ -245,8 +246,8 @@ def main() -> None:
     as_of = ensure(a.home, None)
     if a.setup_only:
         return
-    if a.workers1:  # this code with the drift in the pass's own process (no forked workers)
-        arms["new_workers1"] = (a.home, None, {"BQX_MONITOR__WORKERS": "1"})
+    if a.workers > 1:  # this code with the drift in forked workers
+        arms[f"new_workers{a.workers}"] = (a.home, None, {"BQX_MONITOR__WORKERS": str(a.workers)})
     if a.old_src is not None:
         old_home = a.home.with_name(a.home.name + "-old")
         if a.old_setup:  # its own home, written by that code (e.g. another capture format)
