@@ -18,7 +18,8 @@ benchmarks/results/capture_http.json (``--out`` to change).
 tree (e.g. ``git archive main src``) and this one (order old, new, old, ... with the new
 code first in every other pair), each over the same trained home and each alternating
 capture on/off per request; the 1-minute load average before and after each run; medians
-of the added p50/p99 per code. Raw JSON to benchmarks/results/capture_on_off_ab.json.
+of the added p50/p99 per code, and per request the context switches (wake-ups) and CPU of
+the "on" app's capture writer thread (/proc). Raw JSON to benchmarks/results/capture_on_off_ab.json.
 """
 
 from __future__ import annotations
@@ -92,6 +93,23 @@ def main() -> None:
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _thread_counters(tid: int | None) -> dict | None:
+    """Context switches (voluntary + involuntary: each is a sleep/wake or a preemption)
+    and CPU seconds of one thread of this process, from /proc (Linux)."""
+    import os
+
+    if tid is None:
+        return None
+    try:
+        status = Path(f"/proc/self/task/{tid}/status").read_text()
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    sw = sum(int(ln.split()[1]) for ln in status.splitlines() if "ctxt_switches" in ln)
+    hz = os.sysconf("SC_CLK_TCK")
+    return {"switches": sw, "cpu_s": (int(stat[11]) + int(stat[12])) / hz}
+
+
 def ab_bench(a: argparse.Namespace) -> None:
     """Alternate ``--http`` runs of the old and this source tree in child processes."""
     import os
@@ -136,6 +154,12 @@ def ab_bench(a: argparse.Namespace) -> None:
             "load1": [x["load1_after"] for x in v],
             "written": [x["capture_writer"]["on"]["written"] for x in v],
             "dropped": [x["capture_writer"]["on"]["dropped"] for x in v],
+            "writer_wakeups_per_request": [
+                (x.get("writer_thread") or {}).get("wakeups_per_request") for x in v
+            ],
+            "writer_cpu_us_per_request": [
+                (x.get("writer_thread") or {}).get("cpu_us_per_request") for x in v
+            ],
         }
         for k, v in runs.items()
         if v
@@ -182,6 +206,8 @@ def http_bench(home: Path, n: int, dst: Path) -> None:
             for _ in range(20):
                 r = c.post("/v1/predict", json={"pair": p}, headers={"X-API-Key": keys[name]})
                 assert r.status_code == 200, r.text
+    wt = clients["on"].app.state.ctx.service._capture.writer._thread  # type: ignore[attr-defined]
+    w0 = _thread_counters(wt.native_id if wt is not None else None)
     lat: dict[str, list[float]] = {"on": [], "off": []}
     for i in range(n):
         pair = PAIRS[i % len(PAIRS)]
@@ -192,6 +218,7 @@ def http_bench(home: Path, n: int, dst: Path) -> None:
             )
             lat[name].append((time.perf_counter() - t) * 1000)
             assert r.status_code == 200
+    w1 = _thread_counters(wt.native_id if wt is not None else None)
     for name, c in clients.items():
         svc = c.app.state.ctx.service  # type: ignore[attr-defined]
         cap = getattr(svc, "_capture", None)
@@ -213,6 +240,11 @@ def http_bench(home: Path, n: int, dst: Path) -> None:
     out["added_p50_ms"] = round(out["on"]["p50_ms"] - out["off"]["p50_ms"], 3)
     out["added_p99_ms"] = round(out["on"]["p99_ms"] - out["off"]["p99_ms"], 3)
     out["capture_writer"] = writers
+    if w0 and w1:  # the "on" app's capture writer thread during the timed requests
+        out["writer_thread"] = {
+            "wakeups_per_request": round((w1["switches"] - w0["switches"]) / n, 3),
+            "cpu_us_per_request": round((w1["cpu_s"] - w0["cpu_s"]) / n * 1e6, 1),
+        }
     out["load1_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=1))
     dst.write_text(json.dumps(out, indent=2) + "\n")

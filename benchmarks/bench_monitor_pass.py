@@ -296,6 +296,13 @@ def main() -> None:
                  "worker_peak_rss_mb": rs[-1]["worker_peak_rss_mb"],
                  "worker_cpu_s": rs[-1]["worker_cpu_s"]} | {"matured": rs[-1]["matured"], "drift_columns": rs[-1]["drift_columns"],
                  "quality_rows": rs[-1]["quality_rows"], "errors": rs[-1]["errors"]}  # fmt: skip
+            steps = [x["steps"] for x in rs if x.get("steps")]
+            if steps:  # the pass's own process per step (the report's timings, this code)
+                for unit in ("cpu_s", "wall_s"):
+                    summary[name][p][f"steps_{unit}"] = {
+                        k: round(float(np.median([st[k][unit] for st in steps])), 4)
+                        for k in steps[-1]
+                    }
     ratios = {}
     if "old" in summary:
         for name in summary:
