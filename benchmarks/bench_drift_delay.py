@@ -1,6 +1,7 @@
 """Drift detection delay in bars after a simulated regime change (issue 12, "Must show").
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_drift_delay.py [--seeds 3] [--step 10]
+        [--vol-k 1.9] [--old-gate]
 
 Per seed: ``--days`` simulated days of EURUSD (bqx.data.simulator), features from the real
 pipeline, 40 random candidate features (the selection rule of bench_drift_far.py), the
@@ -17,10 +18,18 @@ The monitoring window is the default one: the last 1,440 served bars (and, insid
 pass, its last 240). A pass is simulated every ``--step`` bars after the change; the delay
 is the number of bars after ``c`` until the first pass whose report (the pair's severity:
 a feature, or the pair-level test) is at warning / critical (default thresholds, gates and
-pair test; ``bqx.monitoring.drift.drift_report``). Resolution: ``--step`` bars. An old
-baseline without the stored calibration (``.old_gate``) runs on the same passes; the
-per-pass statistics give the delays for other pair-test levels (``first_by_pair_alpha``).
-Raw JSON to benchmarks/results/drift_delay.json.
+pair test, market level test; ``bqx.monitoring.drift.drift_report``). Resolution:
+``--step`` bars.
+
+Arms on the same passes: the default now (the baseline and the window also hold the market
+column ``rvol_60``, realised volatility, with its level test; keys without a suffix), the
+previous default (the same baseline without the market column: ``.features``) and, with
+``--old-gate``, an old baseline without calibration (``.old_gate``). In the level-shift
+scenario the market column is not shifted (the bars did not change). The per-pass
+statistics give the delays for other pair-test levels (``first_by_pair_alpha_features_arm``)
+and market-test levels (``first_by_market_alpha``); ``change_day_regime_shares`` is the
+simulator's own regime over the day after the change. Raw JSON to
+benchmarks/results/drift_delay_market.json (``--out`` another name).
 """
 
 from __future__ import annotations
@@ -35,11 +44,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bench_drift_far import PAIR_ALPHAS, alarmed, pass_record
+from bench_drift_far import MARKET_ALPHAS, PAIR_ALPHAS, alarmed, pass_record
 
-from bqx.data.simulator import generate
+from bqx.data.simulator import REGIME_NAMES, generate
 from bqx.features import pipeline as F
-from bqx.monitoring.drift import PAIR_ALPHA, build_baseline, drift_report
+from bqx.monitoring.drift import (
+    MARKET_ALPHA,
+    MARKET_VOL,
+    PAIR_ALPHA,
+    build_baseline,
+    drift_report,
+    level_window_means,
+)
 
 DAY = 1440
 
@@ -55,15 +71,25 @@ def _scale_returns(bars: pd.DataFrame, at: pd.Timestamp, k: float) -> pd.DataFra
     return b
 
 
-def _delays(base: dict, feats: pd.DataFrame, cols: list[str], c: int, step: int) -> dict:
-    """The default settings (calibrated gate, short window, pair test) and an old baseline
-    without the stored calibration (``.old_gate``: the Bartlett gate as before), on the
-    same passes."""
-    new = _delays_one(base, feats, cols, c, step)
-    old = {k: dataclasses.replace(v, null={}, null_corr={}) for k, v in base.items()}
-    per = _delays_one(old, feats, cols, c, step)
-    per.pop("passes")
-    return {**new, **{f"{k}.old_gate": v for k, v in per.items()}}
+def _delays(
+    base: dict, feats: pd.DataFrame, cols: list[str], c: int, step: int, old_gate: bool
+) -> dict:
+    """The default now (``market``: the features and the market column, with its level
+    test), the previous default (the same baseline without the market column: ``.features``)
+    and, with ``old_gate``, an old baseline without calibration (``.old_gate``), on the same
+    passes."""
+    mcols = cols + ([MARKET_VOL] if MARKET_VOL not in cols else [])
+    new = _delays_one(base, feats, mcols, c, step)
+    out = dict(new)
+    arms = {"features": {k: base[k] for k in cols}}
+    if old_gate:
+        arms["old_gate"] = {
+            k: dataclasses.replace(base[k], null={}, null_corr={}, level={}) for k in cols
+        }
+    for arm, b in arms.items():
+        per = _delays_one(b, feats, cols, c, step)
+        out.update({f"{k}.{arm}": v for k, v in per.items()})
+    return out
 
 
 def _delays_one(base: dict, feats: pd.DataFrame, cols: list[str], c: int, step: int) -> dict:
@@ -90,23 +116,38 @@ def _delays_one(base: dict, feats: pd.DataFrame, cols: list[str], c: int, step: 
 
 
 def run_seed(seed: int, a: argparse.Namespace) -> dict:
-    bars = generate(days=a.days, pairs="EURUSD", seed=seed).bars
+    sim = generate(days=a.days, pairs="EURUSD", seed=seed)
+    bars = sim.bars
     feats = F.build(bars, "EURUSD", dtype=np.float32)
     tr = feats.iloc[: a.train_days * DAY]
     ok = [c for c in feats.columns if tr[c].notna().mean() > 0.95 and tr[c].std() > 0]
     cols = sorted(np.random.default_rng(0).choice(ok, size=min(40, len(ok)), replace=False))
-    base = build_baseline({f: tr[f].to_numpy(np.float64) for f in cols})
+    mcols = cols + ([MARKET_VOL] if MARKET_VOL not in cols else [])
+    base = build_baseline({f: tr[f].to_numpy(np.float64) for f in mcols})
     c = a.change_day * DAY
     assert len(feats) >= c + DAY, "not enough simulated bars"
-    out: dict = {"seed": seed}
-    vol_bars = _scale_returns(bars, feats.index[c], 1.9)
-    out["vol_x1.9"] = _delays(base, F.build(vol_bars, "EURUSD", dtype=np.float32), cols, c, a.step)
+    reg = sim.regimes.reindex(feats.index).to_numpy() if sim.regimes is not None else None
+    out: dict = {"seed": seed, "market_in_features": MARKET_VOL in cols}
+    lv = base[MARKET_VOL].level.get(str(DAY))
+    if lv:  # the most volatile training day, in sd of the level null (the x1.9 day's rival)
+        m = level_window_means(tr[MARKET_VOL].to_numpy(np.float64), DAY)
+        out["market_train_level_z_max"] = round((float(m.max()) - lv[0]) / lv[1], 3)
+        out["market_train_level_z_min"] = round((float(m.min()) - lv[0]) / lv[1], 3)
+    if reg is not None:  # the simulator's own regime over the day after the change
+        shares = np.bincount(reg[c : c + DAY].astype(int), minlength=3) / DAY
+        out["change_day_regime_shares"] = dict(
+            zip(REGIME_NAMES, shares.round(3).tolist(), strict=True)
+        )
+    for k in a.vol_k:
+        vol_bars = _scale_returns(bars, feats.index[c], k)
+        vf = F.build(vol_bars, "EURUSD", dtype=np.float32)
+        out[f"vol_x{k:g}"] = _delays(base, vf, cols, c, a.step, a.old_gate)
     shifted = feats.copy()
     std = pd.Series({f: base[f].std for f in cols})
     shifted.iloc[c:, [feats.columns.get_loc(f) for f in cols]] += 2 * std.to_numpy()
-    out["level_2sd"] = _delays(base, shifted, cols, c, a.step)
+    out["level_2sd"] = _delays(base, shifted, cols, c, a.step, a.old_gate)
     # the same passes without any change: how often a pass would have fired anyway
-    out["none"] = _delays(base, feats, cols, c, a.step)
+    out["none"] = _delays(base, feats, cols, c, a.step, a.old_gate)
     return out
 
 
@@ -117,55 +158,78 @@ def main() -> None:
     ap.add_argument("--change-day", type=int, default=29)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--step", type=int, default=10)
+    ap.add_argument("--vol-k", type=float, nargs="+", default=[1.9], help="volatility factors")
+    ap.add_argument("--old-gate", action="store_true", help="also the Bartlett gate arm")
+    ap.add_argument("--out", default="drift_delay_market.json", help="file in results/")
     a = ap.parse_args()
     t0, c0 = time.perf_counter(), time.process_time()
     runs = [run_seed(11 + i, a) for i in range(a.seeds)]
+    scen = [f"vol_x{k:g}" for k in a.vol_k] + ["level_2sd", "none"]
+    arms = ["", ".features"] + ([".old_gate"] if a.old_gate else [])
     summary = {}
-    for sc in ("vol_x1.9", "level_2sd", "none"):
-        for k in (
-            "first_warning_bars",
-            "first_critical_bars",
-            "first_warning_bars.old_gate",
-            "first_critical_bars.old_gate",
-        ):
-            v = [r[sc][k] for r in runs]
-            hit = [x for x in v if x is not None]
-            summary[f"{sc}.{k}"] = {
-                "median": float(np.median(hit)) if hit else None,
-                "max": max(hit) if hit else None,
-                "detected": f"{len(hit)}/{len(v)}",
-                "per_seed": v,
-            }
-    # the same passes judged with other pair-test levels (first critical; "none": first alarm)
+    for sc in scen:
+        for arm in arms:
+            for k in ("first_warning_bars", "first_critical_bars"):
+                v = [r[sc][k + arm] for r in runs]
+                hit = [x for x in v if x is not None]
+                summary[f"{sc}.{k}{arm or '.market'}"] = {
+                    "median": float(np.median(hit)) if hit else None,
+                    "max": max(hit) if hit else None,
+                    "detected": f"{len(hit)}/{len(v)}",
+                    "per_seed": v,
+                }
+    # the same passes judged with other test levels (first critical; "none": first alarm)
     curve: dict = {}
     for pa in PAIR_ALPHAS:
         row = {}
-        for sc in ("vol_x1.9", "level_2sd", "none"):
+        for sc in scen:
             first = []
             for r in runs:
-                hits = [p[0] for p in r[sc]["passes"] if alarmed(p[1:], pa, sc != "none")]
+                hits = [p[0] for p in r[sc]["passes.features"] if alarmed(p[1:], pa, sc != "none")]
                 first.append(hits[0] if hits else None)
             row[sc] = first
         curve[str(pa)] = row
+    mcurve: dict = {}
+    for ma in MARKET_ALPHAS:
+        row = {}
+        for sc in scen:
+            first = []
+            for r in runs:
+                hits = [
+                    p[0]
+                    for p in r[sc]["passes"]
+                    if alarmed(p[1:], PAIR_ALPHA, sc != "none", market_alpha=ma)
+                ]
+                first.append(hits[0] if hits else None)
+            row[sc] = first
+        mcurve[str(ma)] = row
+    market_z = {
+        sc: [[p[4] for p in r[sc]["passes"]][-1] for r in runs] for sc in scen
+    }  # the market level z after 1,440 bars, per seed
     for r in runs:
-        for sc in ("vol_x1.9", "level_2sd", "none"):
-            r[sc].pop("passes")
+        for sc in scen:
+            for k in [k for k in r[sc] if k.startswith("passes")]:
+                r[sc].pop(k)
     out = {
-        "benchmark": "drift_delay",
+        "benchmark": "drift_delay_market",
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus (shared, loaded)",
         "settings": vars(a),
         "window_bars": DAY,
         "pair_alpha_default": PAIR_ALPHA,
+        "market_alpha_default": MARKET_ALPHA,
+        "market_column": MARKET_VOL,
         "loadavg": os.getloadavg(),
         "summary": summary,
-        "first_by_pair_alpha": curve,
+        "market_z_after_1440": market_z,
+        "first_by_pair_alpha_features_arm": curve,
+        "first_by_market_alpha": mcurve,
         "runs": runs,
         "seconds": round(time.perf_counter() - t0, 1),
         "cpu_seconds": round(time.process_time() - c0, 1),
     }
     print(json.dumps(out, indent=2))
-    dst = Path(__file__).resolve().parent / "results" / "drift_delay.json"
+    dst = Path(__file__).resolve().parent / "results" / a.out
     dst.write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bqx.features import columns
+from bqx.monitoring.drift import MARKET_VOL
 from bqx.serving.service import PredictionService
 from bqx.state import CaptureWriter, StateDB, open_state
 from bqx.state.captures import capture_row
@@ -29,6 +30,10 @@ def test_service_captures_selected_inputs(settings):
         row = cap.loc[p.decision_id]
         assert row["model_version"] == p.model_version
         np.testing.assert_array_equal(row[list(art.features)].to_numpy(float), fv.values[idx])
+        # the market column (realised volatility) rides along: serving computes it for the
+        # intervals anyway, and drift tests its level
+        assert MARKET_VOL in art.needed_columns
+        assert row[MARKET_VOL] == fv.values[pos[MARKET_VOL]] and row[MARKET_VOL] > 0
 
 
 def test_capture_off_and_sampling_and_purge(settings, tmp_path):

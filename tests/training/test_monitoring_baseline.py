@@ -11,7 +11,7 @@ from bqx.monitoring.baseline import (
     parse_baseline,
     save_baseline,
 )
-from bqx.monitoring.drift import drift_report
+from bqx.monitoring.drift import MARKET_VOL, drift_report
 from bqx.registry import Registry
 from bqx.training.train import train_frame
 
@@ -22,7 +22,9 @@ def test_baseline_registered_with_version(signal_frame, tmp_path) -> None:
     res = train_frame("EURUSD", small, s, model="ridge", n_jobs=1, selection_rows=4000)
     b = res.extra["baseline"]
     feats = res.artifact.features
-    assert set(b["columns"]) == {*feats, "prediction", "target"}
+    # the market column (realised volatility) is baselined beside the selected features
+    assert set(b["columns"]) == {*feats, "prediction", "target", MARKET_VOL}
+    assert b["columns"][MARKET_VOL]["level"]["1440"][1] > 0
     assert len(b["columns"][feats[0]]["edges"]) <= 9
     reg = Registry(s)
     v = reg.log_and_register(res)

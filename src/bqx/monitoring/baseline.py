@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bqx.errors import BqxError
-from bqx.monitoring.drift import DEFAULT_BINS, ColumnBaseline, build_baseline
+from bqx.monitoring.drift import DEFAULT_BINS, MARKET_VOL, ColumnBaseline, build_baseline
 
 BASELINE_FILE = "monitoring_baseline.json"
 PRED, TARGET = "prediction", "target"
@@ -38,8 +38,13 @@ def training_baseline(
     bins: int = DEFAULT_BINS,
 ) -> dict[str, Any]:
     """The JSON-ready baseline of a training segment (``Xtr`` rows, their predictions
-    ``pred`` and targets ``y``)."""
+    ``pred`` and targets ``y``). The market column :data:`~bqx.monitoring.drift.MARKET_VOL`
+    (realised volatility, a candidate column of every training frame) is baselined beside
+    the selected features when ``Xtr`` holds it, whether the model selected it or not
+    (serving captures it beside the features: :mod:`bqx.monitoring.capture`)."""
     cols = {f: Xtr[f].to_numpy(np.float64) for f in features if f in Xtr}
+    if MARKET_VOL in Xtr and MARKET_VOL not in cols:
+        cols[MARKET_VOL] = Xtr[MARKET_VOL].to_numpy(np.float64)
     cols[PRED] = np.asarray(pred, np.float64)
     cols[TARGET] = np.asarray(y, np.float64)
     base = build_baseline(cols, bins)

@@ -1,5 +1,8 @@
 """Capture of served model inputs (the version's selected features) for drift monitoring.
 
+Beside the features, the market column :data:`bqx.monitoring.drift.MARKET_VOL` (the served
+bar's realised volatility) is captured when serving computes it for the model anyway.
+
 The service calls :meth:`ServiceCapture.submit` after each logged decision: it slices the
 selected features out of the candidate vector (a numpy fancy index, ~1 us) and appends
 the row to the writer's deque (no lock, no thread wake-up); packing and the database write
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bqx.monitoring.drift import MARKET_VOL
 from bqx.state.captures import CaptureWriter
 
 if TYPE_CHECKING:
@@ -34,6 +38,10 @@ class ServiceCapture:
 
             pos = {c: i for i, c in enumerate(columns())}
             names = list(art.features)
+            # the market column (realised volatility) rides along when serving computes it
+            # anyway (the intervals' scale feature: in needed_columns): drift tests its level
+            if MARKET_VOL not in names and MARKET_VOL in getattr(art, "needed_columns", ()):
+                names.append(MARKET_VOL)
             hit = (art, np.array([pos[n] for n in names], dtype=np.intp), names)
             self._idx[id(art)] = hit
         return hit[1], hit[2]

@@ -6,7 +6,9 @@ show it (STATISTICS-NOTES "Drift"). Severity comes from the smoothed KL divergen
 PSI, reported beside it), gated by significance against KL's null distribution, which is
 calibrated at baseline time on the training segment's own windows (no model of the
 features' autocorrelation is assumed); a pair-level test of all features together catches
-a change that moves many features a little. Two-sample KS is reported but never alerts on
+a change that moves many features a little; the market column (:data:`MARKET_VOL`, realised
+volatility in return units) is tested for its level, which scale-free features cannot show.
+Two-sample KS is reported but never alerts on
 its own: on autocorrelated windows (a 60-bar rolling feature) it rejects in almost every
 window.
 
@@ -59,6 +61,24 @@ NULL_STRIDE_DIV = 24
 NULL_MIN_WINDOWS = 20
 #: Floor of KL before its log is taken (a window can match the training shares exactly).
 _KL_FLOOR = 1e-9
+#: The market column monitored beside every version's selected features: the served bar's
+#: realised volatility, the pipeline feature ``rvol_60`` (population std of the last 60
+#: one-bar log returns, bars <= t; also the feature conformal intervals scale by, so serving
+#: computes it for every model). It is in return units, not scale-free: a volatility regime
+#: x k moves its log by ln k, where most selected features (normalised returns, slopes, R²,
+#: shares) do not move at all. Baselined from the training rows like a feature, and tested
+#: besides for its *level* (:func:`level_test`).
+MARKET_VOL = "rvol_60"
+#: Windows (bars) whose null of the window mean of ln(value) is calibrated for the level test
+#: (one day: a whole day holds the intraday session curve once, so its mean is season-free).
+LEVEL_WINDOWS = (1440,)
+#: Two-sided significance of the market level test per pass (:func:`drift_report`). On
+#: 6,048 unchanged simulated passes |z| never exceeded 3.01 (threshold here: 3.48); at 0.01
+#: 8.7 % of unchanged pair-days alarmed, from 0.002 down none was added to the features' own
+#: (benchmarks/bench_drift_far.py; the trade-off with detection in docs/performance.md).
+MARKET_ALPHA = 0.0005
+#: Floor of a level column before its log is taken (a flat stretch has zero volatility).
+_LEVEL_FLOOR = 1e-12
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,10 @@ class ColumnBaseline:
     #: Correlation of this column's standardised ln KL with the other columns' over the
     #: same training windows, per W: ``{"1440": {name: r}}`` (for the pair-level test).
     null_corr: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Null of the window mean of ln(value) over W consecutive training bars, per W:
+    #: ``{"1440": [mean, sd, windows]}`` - only for a market column (:data:`MARKET_VOL`);
+    #: empty for features and for baselines made before the level test existed.
+    level: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +123,7 @@ class ColumnBaseline:
             "reference": self.reference,
             "null": self.null,
             "null_corr": self.null_corr,
+            "level": self.level,
         }
 
     @classmethod
@@ -127,6 +152,7 @@ class ColumnBaseline:
                 str(k): {str(n): float(r) for n, r in v.items()}
                 for k, v in (d.get("null_corr") or {}).items()
             },
+            level={str(k): [float(x) for x in v] for k, v in (d.get("level") or {}).items()},
         )
 
 
@@ -134,14 +160,86 @@ def _f(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def column_baseline(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> ColumnBaseline:
+def column_baseline(
+    name: str, values: np.ndarray, bins: int = DEFAULT_BINS, *, level: bool = False
+) -> ColumnBaseline:
     """Baseline of one column from its training-segment ``values`` (NaN = missing), in time
-    order: the null distribution of KL is calibrated on its consecutive windows."""
-    return _column_baseline(name, values, bins)[0]
+    order: the null distribution of KL is calibrated on its consecutive windows (and, with
+    ``level``, the null of the window mean of ln(value): :func:`level_null`)."""
+    return _column_baseline(name, values, bins, level)[0]
+
+
+def level_window_means(values: np.ndarray, w: int) -> np.ndarray:
+    """Means of ln(value) over the windows of ``w`` consecutive values ending every
+    ``w // NULL_STRIDE_DIV`` values (windows with fewer than ``w / 2`` finite values left
+    out): the training sample of the level test's null (:func:`level_null`)."""
+    v = np.asarray(values, float)
+    fin = np.isfinite(v)
+    lv = np.where(fin, np.log(np.maximum(np.where(fin, v, 1.0), _LEVEL_FLOOR)), 0.0)
+    cs = np.concatenate([[0.0], np.cumsum(lv)])
+    cn = np.concatenate([[0], np.cumsum(fin)])
+    ends = np.arange(w, len(v) + 1, max(w // NULL_STRIDE_DIV, 1))
+    cnt = cn[ends] - cn[ends - w]
+    ok = cnt >= w / 2
+    return np.asarray((cs[ends] - cs[ends - w])[ok] / cnt[ok], float)
+
+
+def level_null(
+    values: np.ndarray, windows: tuple[int, ...] = LEVEL_WINDOWS
+) -> dict[str, list[float]]:
+    """``{str(W): [mean, sd, windows]}`` of the mean of ln(value) over windows of W
+    consecutive training values (:func:`level_window_means`: a new window every W/24
+    values, as for KL's null). The training segment's own spread of day-long volatility
+    levels - calm days, turbulent stretches - is the null: no model of it is assumed. A W
+    needs 4 x W values and :data:`NULL_MIN_WINDOWS` windows."""
+    out: dict[str, list[float]] = {}
+    for w in windows:
+        if len(values) < 4 * w:
+            continue
+        m = level_window_means(values, w)
+        if len(m) < NULL_MIN_WINDOWS:
+            continue
+        sd = float(m.std(ddof=1))
+        if sd > 0:
+            out[str(w)] = [float(m.mean()), sd, float(len(m))]
+    return out
+
+
+def level_test(base: ColumnBaseline, values: np.ndarray) -> dict[str, Any] | None:
+    """Is the mean of ln(value) over the window (the last W values, W the longest level
+    null calibrated with W <= the window's finite values) within the training segment's
+    spread of W-bar means? ``z = (mean - null mean) / null sd``, two-sided ``p``. None when
+    the baseline has no level null (a feature, or an old baseline) or the window is short."""
+    v = np.asarray(values, float)
+    best: tuple[int, float, float] | None = None
+    nfin = int(np.isfinite(v).sum())
+    for key, cal in base.level.items():
+        w = int(key)
+        if w <= nfin and len(cal) >= 2 and cal[1] > 0 and (best is None or w > best[0]):
+            best = (w, float(cal[0]), float(cal[1]))
+    if best is None:
+        return None
+    w, mu, sd = best
+    x = v[-w:]
+    x = x[np.isfinite(x)]
+    if len(x) < w / 2:
+        return None
+    mean = float(np.mean(np.log(np.maximum(x, _LEVEL_FLOOR))))
+    z = (mean - mu) / sd
+    return {
+        "column": base.name,
+        "window_bars": w,
+        "log_mean": mean,
+        "null_mean": mu,
+        "null_sd": sd,
+        "ratio": math.exp(mean - mu),  # the window's level over the training level
+        "z": z,
+        "p": float(2.0 * ndtr(-abs(z))),
+    }
 
 
 def _column_baseline(
-    name: str, values: np.ndarray, bins: int
+    name: str, values: np.ndarray, bins: int, level: bool = False
 ) -> tuple[ColumnBaseline, dict[int, np.ndarray]]:
     v = np.asarray(values, float)
     n = len(v)
@@ -183,7 +281,8 @@ def _column_baseline(
                 continue
             null[str(w)] = [mu, sd, float(ok.sum())]
             zs[w] = np.where(ok, (lk - mu) / sd, 0.0)
-    return ColumnBaseline(**{**base.__dict__, "null": null}), zs
+    lvl = level_null(v) if level else {}
+    return ColumnBaseline(**{**base.__dict__, "null": null, "level": lvl}), zs
 
 
 def _smoothed_shares(base: ColumnBaseline) -> np.ndarray:
@@ -216,14 +315,19 @@ def window_log_kl(base: ColumnBaseline, values: np.ndarray, w: int, ends: np.nda
 
 
 def build_baseline(
-    columns: dict[str, np.ndarray], bins: int = DEFAULT_BINS
+    columns: dict[str, np.ndarray],
+    bins: int = DEFAULT_BINS,
+    *,
+    level_columns: tuple[str, ...] = (MARKET_VOL,),
 ) -> dict[str, ColumnBaseline]:
-    """Baselines for many columns (features, ``prediction``, ``target``), each in time
-    order. Columns of equal length are rows of one frame: the correlation of their
-    standardised ln KL over the same training windows is stored too (``null_corr``), so the
-    pair-level test of :func:`drift_report` knows how much the features move together on
-    unchanged data (a calm day moves many features at once)."""
-    built = {k: _column_baseline(k, v, bins) for k, v in columns.items()}
+    """Baselines for many columns (features, ``prediction``, ``target``, the market column
+    :data:`MARKET_VOL`), each in time order. Columns of equal length are rows of one frame:
+    the correlation of their standardised ln KL over the same training windows is stored too
+    (``null_corr``), so the pair-level test of :func:`drift_report` knows how much the
+    features move together on unchanged data (a calm day moves many features at once).
+    Columns named in ``level_columns`` also get the null of their window mean of ln(value)
+    (``level``, for :func:`level_test`)."""
+    built = {k: _column_baseline(k, v, bins, k in level_columns) for k, v in columns.items()}
     out = {k: b for k, (b, _) in built.items()}
     for w in NULL_WINDOWS:
         by_len: dict[tuple[int, int], list[str]] = {}
@@ -457,6 +561,7 @@ def drift_report(
     family_alpha: float | None = FAMILY_ALPHA,
     short_bars: int | None = SHORT_BARS,
     pair_alpha: float | None = PAIR_ALPHA,
+    market_alpha: float | None = MARKET_ALPHA,
 ) -> dict[str, Any]:
     """Drift of every baselined column present in ``window`` (name -> values in time
     order, one per served bar).
@@ -478,9 +583,18 @@ def drift_report(
     lengths (None: no pair test); when significant, the pair's severity is ``critical``
     (``"pair_test"`` gives z and p).
 
+    Market level test: a column whose baseline has a level null (the market column
+    :data:`MARKET_VOL`, realised volatility in return units) is also tested for the level of
+    ln(value) over the window against the training segment's spread of day levels
+    (:func:`level_test`), two-sided at ``market_alpha`` (None: not tested); significant ->
+    that column and the pair are ``critical`` (``"market"`` gives the level ratio, z and p).
+    A volatility regime that leaves the scale-free features' distributions inside their
+    training range moves this level by ln k. Baselines without the column (made before it
+    existed) are tested as before, without it.
+
     Returns ``{"columns": [...], "worst": {...}|None, "over_warning": int,
-    "over_critical": int, "severity": str, "pair_test": {...}, "calibration": str}`` - a
-    JSON-ready dict. Columns of the baseline absent from the window are listed under
+    "over_critical": int, "severity": str, "pair_test": {...}, "market": {...},
+    "calibration": str}`` - a JSON-ready dict. Columns of the baseline absent from the window are listed under
     ``"absent"``.
     """
     names = [name for name in baseline if name in window]
@@ -493,6 +607,7 @@ def drift_report(
     nwin = 2 if use_short else 1
     alpha = family_alpha / (m * nwin) if family_alpha is not None else ALPHA
     cols = []
+    market: dict[str, Any] = {}
     for name in names:
         b, v = baseline[name], window[name]
         c = column_drift(b, v, warning=warning, critical=critical, alpha=alpha)
@@ -503,6 +618,17 @@ def drift_report(
                 sev_s = "ok"
             sev = c.severity if _RANK[c.severity] >= _RANK.get(sev_s, -1) else sev_s
             c = replace(c, kl_short=kl_s, z_short=z_s, kl_short_p=p_s, severity=sev)
+        if market_alpha is not None and b.level:
+            lt = level_test(b, v)
+            if lt is not None:
+                lt.update(
+                    alpha=market_alpha,
+                    significant=bool(lt["p"] < market_alpha),
+                    kl_severity=c.severity,  # the column's severity from KL alone
+                )
+                market[name] = lt
+                if lt["significant"]:
+                    c = replace(c, severity="critical")
         cols.append(c)
     w = worst(cols)
     severity = w.severity if w else "insufficient"
@@ -535,6 +661,7 @@ def drift_report(
         "over_critical": sum(c.severity == "critical" for c in cols),
         "severity": severity,
         "pair_test": pair_test,
+        "market": market,
         "calibration": calibration,
         "absent": sorted(set(baseline) - set(window)),
     }

@@ -330,7 +330,7 @@ class DriftJob:
     def _group(self, i: int) -> dict[str, Any] | None:
         """Drift report of group ``i``; None when its version has no baseline."""
         from bqx.monitoring.baseline import BaselineMissingError
-        from bqx.monitoring.drift import drift_report
+        from bqx.monitoring.drift import MARKET_VOL, drift_report
 
         p, version, pos = self.groups[i]
         try:
@@ -339,6 +339,15 @@ class DriftJob:
             return None
         Xg = self.X[pos]
         win = {c: Xg[:, j] for j, c in enumerate(self.feats) if c in base}
+        mv = win.get(MARKET_VOL)
+        if mv is not None:
+            # the market column is captured only since it existed (rows captured before are
+            # NaN): not a missing-value jump; test the captured stretch (none: absent)
+            fin = np.flatnonzero(np.isfinite(mv))
+            if len(fin):
+                win[MARKET_VOL] = mv[fin[0] :]
+            else:
+                del win[MARKET_VOL]
         rep = drift_report(base, win)
         rep.update(pair=p, model_version=version, n=len(pos))
         return rep
@@ -441,6 +450,14 @@ class DriftJob:
                 for label, t in (rep.get("pair_test") or {}).items()
                 if t.get("significant")
             ]
+            mk = [
+                f"market {name} level x{t['ratio']:.2f} of training "
+                f"(z {t['z']:.1f}, p {t['p']:.2g})"
+                for name, t in (rep.get("market") or {}).items()
+                if t.get("significant")
+            ]
+            if mk:
+                msg += "; " + ", ".join(mk)
             if joint:
                 # The pair-level test can escalate a pair whose features are each within
                 # noise: say so, or the alert reads "0 critical" while being critical.
