@@ -1,16 +1,21 @@
 """One ``bqx monitor run`` over 28 pairs x 1 day of captured decisions (issue 12).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_monitor_pass.py [--home DIR] [--reuse]
-        [--old-src DIR] [--rounds 3]
+        [--old-src DIR] [--rounds 3] [--workers 2] [--label L]
+
+``--workers N``: an arm of this code with ``monitor.workers = N`` (drift in N forked
+processes; the default is 1, in the pass's own process), over the same home as this code's
+arm.
 
 ``--nice N``: every pass (all arms alike) at nice level N; on the shared, loaded machine a
 negative level lets the child have a core, as it would on a dedicated host (needs root).
 
 ``--old-src DIR``: A/B against another source tree (e.g. ``git archive main src | tar -x
--C DIR``): its own home is set up by a child process running that code (so its state DB
-holds what that code writes, e.g. JSON captures), then the passes alternate old/new (order
-flipped every round). A third arm runs this code over a copy of the old home (captures of
-the first format, read through the compatibility path).
+-C DIR``), over a copy of this code's home (the same data; ``--old-setup``: a home set up
+by a child process running that code, so its state DB holds what that code writes, e.g.
+JSON captures; ``--compat`` adds an arm of this code over that home). The passes alternate
+between the arms (order flipped every round); the drift, quality, maturing and alerts of
+each report are compared with the old arm's (JSON-equal).
 
 Setup (not timed): a project home with 3 simulated days of bars for all 28 pairs (DuckDB),
 one registered version per pair in MLflow carrying a monitoring baseline of 70 features
@@ -23,8 +28,11 @@ Timed: ``bqx monitor run --as-of <last bar> --json`` as a child process, twice:
 the first pass matures the 40,320 decisions (reads bars, computes targets, writes them),
 the second finds nothing new to mature (the steady state of a pass every few minutes).
 Before each first pass the realised targets are reset to NULL (so every round matures the
-same 40,320 decisions). Wall time, CPU time (user + system) and peak RSS (``wait4`` rusage)
-of each child; the report's own ``seconds``; the load average. Medians over rounds.
+same 40,320 decisions). Wall time, CPU time (user + system, including the pass's forked
+drift workers, which it waits for) and peak RSS (``wait4`` rusage: the largest of the
+process and its workers) of each child; the workers' own CPU and peak RSS (from the
+report's ``timings``); the report's own ``seconds``; the 1-minute load average before and
+after each pass. Medians over rounds.
 Raw JSON to benchmarks/results/monitor_pass.json.
 """
 
@@ -117,10 +125,13 @@ def setup(home: Path) -> str:
     return str(as_of)
 
 
-def run_cli(home: Path, as_of: str, src: str | None = None, nice: int = 0) -> dict:
-    env = {**os.environ, "BQX_HOME": str(home)}
+def run_cli(
+    home: Path, as_of: str, src: str | None = None, nice: int = 0, env_extra: dict | None = None
+) -> dict:
+    env = {**os.environ, "BQX_HOME": str(home), **(env_extra or {})}
     src = src or str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.Popen(
         [sys.executable, "-c", "from bqx.cli import main; main()", *CLI_ARGS, as_of, "--json"],
@@ -136,16 +147,22 @@ def run_cli(home: Path, as_of: str, src: str | None = None, nice: int = 0) -> di
     assert p.returncode == 0, out[-2000:]
     rep = json.loads(out)
     drift = rep.get("drift") or {}
+    workers = (rep.get("timings") or {}).get("drift_workers") or []
     return {
         "wall_s": round(wall, 3),
         "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
         "pass_seconds": round(rep["seconds"], 3),
         "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
+        # forked drift workers (this code): their own CPU (inside cpu_s) and peak RSS
+        "worker_cpu_s": [w["cpu_s"] for w in workers],
+        "worker_peak_rss_mb": [w["peak_rss_mb"] for w in workers],
+        "steps": (rep.get("timings") or {}).get("steps"),
         "matured": (rep.get("mature") or {}).get("matured"),
         "quality_rows": len(rep["quality"]["rows"]),
         "drift_pairs": len(drift.get("pairs", [])),
         "drift_columns": sum(len(p["columns"]) for p in drift.get("pairs", [])),
         "errors": rep["errors"],
+        "load1_before": round(load0, 2),
         "load1": round(os.getloadavg()[0], 2),
         "_report": rep,
     }
@@ -172,6 +189,7 @@ def _same_results(a: dict, b: dict) -> dict:
             "drift": json.dumps(sorted(drift.items()), sort_keys=True, default=str),
             "quality": json.dumps(r["quality"], sort_keys=True, default=str),
             "matured": (r.get("mature") or {}).get("matured"),
+            "alerts": json.dumps(r.get("alerts"), sort_keys=True, default=str),
         }
 
     ka, kb = key(a), key(b)
@@ -197,6 +215,15 @@ def main() -> None:
         help="run every pass at this nice level (all arms alike; < 0 needs root): on a "
         "shared host, lets the child have a core, as on a dedicated one",
     )
+    ap.add_argument(
+        "--workers", type=int, default=0, help="an arm of this code with monitor.workers = N"
+    )
+    ap.add_argument(
+        "--old-setup",
+        action="store_true",
+        help="set the old arm's home up with the old code (default: a copy of this home)",
+    )
+    ap.add_argument("--compat", action="store_true", help="an arm of this code on the old home")
     a = ap.parse_args()
 
     def ensure(home: Path, src: Path | None) -> str:
@@ -214,30 +241,40 @@ def main() -> None:
         return meta.read_text().strip()
 
     t0 = time.perf_counter()
-    arms: dict[str, tuple[Path, str | None]] = {"new": (a.home, None)}
+    Arm = tuple[Path, str | None, dict]
+    arms: dict[str, Arm] = {"new": (a.home, None, {})}
     as_of = ensure(a.home, None)
     if a.setup_only:
         return
+    if a.workers > 1:  # this code with the drift in forked workers
+        arms[f"new_workers{a.workers}"] = (a.home, None, {"BQX_MONITOR__WORKERS": str(a.workers)})
     if a.old_src is not None:
         old_home = a.home.with_name(a.home.name + "-old")
-        assert ensure(old_home, a.old_src.resolve()) == as_of
-        compat = a.home.with_name(a.home.name + "-compat")
-        if not (a.reuse and (compat / "bench_as_of.txt").exists()):
-            shutil.rmtree(compat, ignore_errors=True)
-            shutil.copytree(old_home, compat)
-        arms = {"old": (old_home, str(a.old_src.resolve())), **arms, "new_on_json": (compat, None)}
+        if a.old_setup:  # its own home, written by that code (e.g. another capture format)
+            assert ensure(old_home, a.old_src.resolve()) == as_of
+        elif not (a.reuse and (old_home / "bench_as_of.txt").exists()):
+            shutil.rmtree(old_home, ignore_errors=True)  # a copy: the very same data
+            shutil.copytree(a.home, old_home)
+        arms = {"old": (old_home, str(a.old_src.resolve()), {}), **arms}
+        if a.compat:
+            compat = a.home.with_name(a.home.name + "-compat")
+            if not (a.reuse and (compat / "bench_as_of.txt").exists()):
+                shutil.rmtree(compat, ignore_errors=True)
+                shutil.copytree(old_home, compat)
+            arms["new_on_old_home"] = (compat, None, {})
     setup_s = time.perf_counter() - t0
     runs: dict[str, dict[str, list[dict]]] = {k: {"first": [], "second": []} for k in arms}
     load_before = os.getloadavg()
     for r in range(a.rounds):
         order = list(arms) if r % 2 == 0 else list(arms)[::-1]
         for name in order:
-            home, src = arms[name]
+            home, src, env = arms[name]
             unmature(home)
-            runs[name]["first"].append(run_cli(home, as_of, src, a.nice))
-            runs[name]["second"].append(run_cli(home, as_of, src, a.nice))
-            print(name, r, {k: runs[name][p][-1]["wall_s"] for p in ("first", "second")
-                            for k in (p,)}, file=sys.stderr)  # fmt: skip
+            runs[name]["first"].append(run_cli(home, as_of, src, a.nice, env))
+            runs[name]["second"].append(run_cli(home, as_of, src, a.nice, env))
+            print(name, r, {p: (runs[name][p][-1]["wall_s"], runs[name][p][-1]["cpu_s"],
+                                runs[name][p][-1]["load1"]) for p in ("first", "second")},
+                  file=sys.stderr)  # fmt: skip
     load_after = os.getloadavg()
     same = {}
     if "old" in runs:
@@ -255,8 +292,17 @@ def main() -> None:
                 x.pop("_report", None)
             summary[name][p] = {
                 k: _median(rs, k) for k in ("wall_s", "cpu_s", "pass_seconds", "peak_rss_mb")
-            } | {"matured": rs[-1]["matured"], "drift_columns": rs[-1]["drift_columns"],
+            } | {"load1": [x["load1"] for x in rs],
+                 "worker_peak_rss_mb": rs[-1]["worker_peak_rss_mb"],
+                 "worker_cpu_s": rs[-1]["worker_cpu_s"]} | {"matured": rs[-1]["matured"], "drift_columns": rs[-1]["drift_columns"],
                  "quality_rows": rs[-1]["quality_rows"], "errors": rs[-1]["errors"]}  # fmt: skip
+            steps = [x["steps"] for x in rs if x.get("steps")]
+            if steps:  # the pass's own process per step (the report's timings, this code)
+                for unit in ("cpu_s", "wall_s"):
+                    summary[name][p][f"steps_{unit}"] = {
+                        k: round(float(np.median([st[k][unit] for st in steps])), 4)
+                        for k in steps[-1]
+                    }
     ratios = {}
     if "old" in summary:
         for name in summary:
@@ -281,7 +327,9 @@ def main() -> None:
         "captured_features": N_FEAT,
         "rounds": a.rounds,
         "nice": a.nice,
-        "arms": {k: {"home": str(v[0]), "src": v[1] or "this tree"} for k, v in arms.items()},
+        "arms": {
+            k: {"home": str(v[0]), "src": v[1] or "this tree", "env": v[2]} for k, v in arms.items()
+        },
         "setup_s": round(setup_s, 1),
         "median": summary,
         "ratios": ratios,

@@ -360,6 +360,11 @@ class ResilienceSettings(BaseModel):
 class MonitorSettings(BaseModel):
     """Monitoring (``[monitor]``): input capture for drift (see bqx.monitoring)."""
 
+    #: Processes that compute a monitoring pass's input drift: > 1 deals the (pair, version)
+    #: groups to that many forked workers while the pass matures decisions and computes
+    #: live quality (shorter wall time with idle cores; on a busy host it costs CPU and was
+    #: slower, docs/performance.md). The report is the same either way.
+    workers: int = Field(1, ge=1, le=64)
     #: Share of served decisions whose model inputs are captured (0 = off).
     capture_rate: float = Field(1.0, ge=0, le=1)
     #: Captured inputs older than this many days are purged by the monitoring pass.

@@ -6,6 +6,7 @@ identical (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -173,4 +174,71 @@ def test_drift_pass_equals_the_per_group_frame_computation(tmp_path: Path) -> No
         ref.append(r)
     assert len(rep["pairs"]) == 3 and rep["pairs"][0]["n"] == 700
     assert json.dumps(rep["pairs"], sort_keys=True) == json.dumps(ref, sort_keys=True)
+    # the groups dealt to forked workers: the same report and alert conditions
+    one = drift_pass(s, reg, end, workers=1)
+    for k in (2, 3):
+        got = drift_pass(s, reg, end, workers=k)
+        assert json.dumps(got[0], sort_keys=True) == json.dumps(one[0], sort_keys=True)
+        assert got[1] == one[1]
+    # a worker that dies without answering: its groups are computed in this process
+    parent = os.getpid()
+
+    class _DiesInChild(_Registry):
+        def get(self, pair: str, version: str) -> _Info:
+            if os.getpid() != parent and pair == "EURUSD":
+                os._exit(3)
+            return super().get(pair, version)
+
+    died = drift_pass(s, _DiesInChild(dirs), end, workers=2)
+    assert json.dumps(died[0], sort_keys=True) == json.dumps(one[0], sort_keys=True)
+
+    # an error in a worker is the step's error, as in one process
+    class _Fails(_Registry):
+        def get(self, pair: str, version: str) -> _Info:
+            raise ValueError(f"registry down for {pair}")
+
+    for k in (1, 2):
+        with pytest.raises(ValueError, match="registry down"):
+            drift_pass(s, _Fails(dirs), end, workers=k)
     s.close()
+
+
+def test_parsed_baselines_are_cached_and_invalidated(tmp_path: Path, monkeypatch) -> None:
+    """The pass's parsed-baseline cache gives what parsing gives, is used (no parsing when
+    warm), is invalidated when the baseline file is rewritten, and survives a corrupt
+    cache file."""
+    import bqx.monitoring.baseline as B
+    from bqx.monitoring.run import parsed_baseline
+
+    rng = np.random.default_rng(3)
+    d = tmp_path / "EURUSD-1"
+    d.mkdir()
+
+    def write(shift: float) -> str:
+        names = NAMES[:4]
+        base = B.training_baseline(
+            pd.DataFrame(rng.normal(size=(600, 4)) + shift, columns=names), names,
+            rng.normal(size=600), rng.normal(size=600),
+        )  # fmt: skip
+        (d / B.BASELINE_FILE).write_text(json.dumps(base))
+        return json.dumps({k: v.as_dict() for k, v in B.parse_baseline(base).items()})
+
+    def js(b: dict) -> str:
+        return json.dumps({k: v.as_dict() for k, v in b.items()})
+
+    reg, cache = _Registry({("EURUSD", "1"): d}), tmp_path / "cache"
+    ref = write(0.0)
+    assert js(parsed_baseline(reg, "EURUSD", "1", cache)) == ref  # cold: parsed, stored
+    assert len(list(cache.glob("*.pkl"))) == 1
+    real_load = B.load_baseline
+    monkeypatch.setattr(B, "load_baseline", lambda *a: (_ for _ in ()).throw(AssertionError))
+    assert js(parsed_baseline(reg, "EURUSD", "1", cache)) == ref  # warm: not parsed
+    monkeypatch.setattr(B, "load_baseline", real_load)
+    ref2 = write(1.0)  # rewritten (bqx monitor baseline): a new key
+    st = (d / B.BASELINE_FILE).stat()
+    os.utime(d / B.BASELINE_FILE, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert ref2 != ref and js(parsed_baseline(reg, "EURUSD", "1", cache)) == ref2
+    assert len(list(cache.glob("*.pkl"))) == 2
+    for f in cache.glob("*.pkl"):
+        f.write_bytes(b"not a pickle")
+    assert js(parsed_baseline(reg, "EURUSD", "1", cache)) == ref2  # corrupt: parsed again

@@ -62,3 +62,38 @@ def test_capture_off_and_sampling_and_purge(settings, tmp_path):
     n = len(st.read_captures())
     assert 450 < n < 750 and w.written == n and w.sampled_out == 2000 - n
     assert st.purge_captures(pd.Timestamp.now(tz="UTC") + pd.Timedelta("1s")) == n
+
+
+def test_capture_writer_hand_off_is_a_deque_append_and_flush_waits(tmp_path):
+    """A submit only appends (it never wakes the writer); the writer writes what is queued
+    on its own every ``interval_s``; ``flush`` wakes it and returns once everything
+    submitted before it is written; a full queue drops and counts."""
+    import time
+
+    st = StateDB(f"sqlite:///{tmp_path / 's.db'}")
+
+    def row(i: int) -> dict:
+        return {"decision_id": f"d{i}", "pair": "EURUSD", "asof_ts": None, "model_version": "1",
+                "names": ["a", "b"], "values": np.array([float(i), np.inf])}  # fmt: skip
+
+    w = CaptureWriter(st, interval_s=0.05)
+    for i in range(30):
+        w.submit(row(i))
+    assert not w._wake.is_set()  # requests never wake the writer
+    deadline = time.monotonic() + 10
+    while w.written < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert w.written == 30  # written by the periodic wake, without a flush
+    w.close()
+
+    slow = CaptureWriter(st, interval_s=60.0, max_queue=50)  # asleep for the whole test
+    for i in range(100, 160):
+        slow.submit(row(i))
+    assert slow.dropped == 10 and slow.status()["queued"] == 50
+    t0 = time.monotonic()
+    assert slow.flush(timeout=10)
+    assert time.monotonic() - t0 < 5 and slow.written == 50
+    cap = st.read_captures().set_index("decision_id")
+    assert len(cap) == 80 and cap.loc["d101", "a"] == 101.0 and np.isnan(cap.loc["d101", "b"])
+    slow.close()
+    assert not slow._thread.is_alive()

@@ -42,6 +42,7 @@ def run_once(settings: Any, now: Any = None) -> dict[str, Any]:
                 now=now,
                 retention=pd.Timedelta(days=days),
                 monitor=settings.monitor,
+                baseline_cache=settings.home / "cache" / "monitoring-baselines",
             )
         finally:
             store.close()

@@ -4,8 +4,9 @@ Beside the features, the market column :data:`bqx.monitoring.drift.MARKET_VOL` (
 bar's realised volatility) is captured when serving computes it for the model anyway.
 
 The service calls :meth:`ServiceCapture.submit` after each logged decision: it slices the
-selected features out of the candidate vector (a numpy fancy index, ~1 us) and enqueues;
-JSON conversion and the database write happen on the writer thread
+selected features out of the candidate vector (a numpy fancy index, ~1 us) and appends
+the row to the writer's deque (no lock, no thread wake-up); packing and the database write
+happen on the writer thread, which wakes by itself a few times a second
 (:class:`bqx.state.CaptureWriter`).
 """
 
@@ -56,7 +57,7 @@ class ServiceCapture:
         except Exception:  # a model whose features are not candidates: nothing to capture
             self.writer.dropped += 1
             return
-        self.writer.submit(
+        self.writer.submit_sampled(
             {
                 "decision_id": decision_id,
                 "pair": pair,

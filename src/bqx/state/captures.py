@@ -8,7 +8,8 @@ features is 2.8M values: parsing them as JSON was the largest cost of a monitori
 (issue 12). Rows written before this format keep their ``values`` JSON object
 ``{feature: value}`` (NaN -> null) and are still read (:meth:`CapturesMixin.read_captures`
 reads both). Rows are written off the request path by :class:`CaptureWriter` (a daemon
-thread, batches) and purged after ``monitor.capture_retention_days`` by the monitoring
+thread, batches; the
+request path only appends to a deque) and purged after ``monitor.capture_retention_days`` by the monitoring
 pass.
 
 Unlike decisions, captures are a *sample* used for statistics: when the state database is
@@ -21,9 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import threading
-import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -252,10 +252,20 @@ class CapturesMixin(StateBase):
 
 
 class CaptureWriter:
-    """Writes capture rows in batches on a daemon thread; the request path only enqueues.
+    """Writes capture rows in batches on a daemon thread; the request path only appends.
+
+    The hand-off is a ``collections.deque`` append: no lock, no condition variable, so a
+    request never wakes the writer thread. The writer wakes by itself every
+    ``interval_s``, takes everything queued and writes it in batches of ``batch`` rows (one
+    transaction each). Waking the writer per request (a ``queue.Queue`` put) made it
+    compete with the request thread for the GIL once per request, which on a loaded host
+    delayed requests by more than the write itself costs (issue 12); now it competes
+    ``1 / interval_s`` times a second, whatever the request rate. A row is written at most
+    ~``interval_s`` after its request (captures are a sample: a crash loses at most that).
 
     ``rate`` in [0, 1] samples decisions (deterministically by decision id, so a replayed
-    decision is sampled the same way). A full queue or a failed batch drops rows (counted).
+    decision is sampled the same way). A full queue (``max_queue`` rows) or a failed batch
+    drops rows (counted).
     """
 
     def __init__(
@@ -265,20 +275,18 @@ class CaptureWriter:
         rate: float = 1.0,
         batch: int = 500,
         max_queue: int = 100_000,
-        interval_s: float = 0.5,
-        linger_s: float = 0.02,
+        interval_s: float = 0.1,
     ) -> None:
         self.state = state
-        #: group commit: after a batch's first row, wait up to this long for more
-        self.linger_s = max(0.0, float(linger_s))
         self.rate = float(rate)
         self.batch = batch
+        self.max_queue = max_queue
         self.interval_s = interval_s
-        self._q: queue.Queue[dict[str, Any] | None] = queue.Queue(max_queue)
+        #: rows; a ``threading.Event`` marks a flush point, ``None`` asks the writer to stop
+        self._dq: deque[Any] = deque()
+        self._wake = threading.Event()  # flush/close only: requests never set it
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
         self.written = 0
         self.dropped = 0
         self.sampled_out = 0
@@ -292,17 +300,22 @@ class CaptureWriter:
         return (int(decision_id.replace("-", "")[-8:], 16) / 0xFFFFFFFF) < self.rate
 
     def submit(self, row: dict[str, Any]) -> None:
-        """Enqueue one row (microseconds); never blocks, never raises. A row holding
+        """Enqueue one row (a deque append); never blocks, never raises. A row holding
         ``names`` + raw ``values`` is turned into a capture row on the writer thread."""
         if not self.sampled(str(row["decision_id"])):
             self.sampled_out += 1
             return
-        self._ensure_thread()
-        try:
-            self._idle.clear()
-            self._q.put_nowait(row)
-        except queue.Full:
+        self.submit_sampled(row)
+
+    def submit_sampled(self, row: dict[str, Any]) -> None:
+        """:meth:`submit` for a row already known to be sampled."""
+        t = self._thread
+        if t is None or not t.is_alive():
+            self._ensure_thread()
+        if len(self._dq) >= self.max_queue:
             self.dropped += 1
+            return
+        self._dq.append(row)
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -314,47 +327,59 @@ class CaptureWriter:
                     self._thread.start()
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if not self._drain():
+                return
+
+    def _drain(self) -> bool:
+        """Write everything queued (in batches); False when a stop was queued."""
+        rows: list[dict[str, Any]] = []
+        while True:
             try:
-                first = self._q.get(timeout=self.interval_s)
-            except queue.Empty:
-                self._idle.set()
+                x = self._dq.popleft()
+            except IndexError:
+                break
+            if x is None or isinstance(x, threading.Event):
+                self._write(rows)
+                rows = []
+                if x is None:
+                    return False
+                x.set()  # a flush point: everything before it is written
                 continue
-            rows: list[dict[str, Any]] = []
-            if first is None:
-                stop = True
-            else:
-                rows.append(first)
-            deadline = time.monotonic() + self.linger_s
-            while len(rows) < self.batch and not stop:
-                left = deadline - time.monotonic()
-                try:
-                    r = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if r is None:
-                    stop = True
-                    break
-                rows.append(r)
-            if rows:
-                try:
-                    rows = [capture_row(**r) if "names" in r else r for r in rows]  # packs
-                    self.state.write_captures(rows)
-                    self.written += len(rows)
-                except Exception as e:  # a sample: drop and count, never block serving
-                    self.dropped += len(rows)
-                    log.warning("capture writer: dropped %d rows (%s)", len(rows), e)
-            if self._q.empty():
-                self._idle.set()
+            rows.append(x)
+            if len(rows) >= self.batch:
+                self._write(rows)
+                rows = []
+        self._write(rows)
+        return True
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        try:
+            rows = [capture_row(**r) if "names" in r else r for r in rows]  # packs
+            self.state.write_captures(rows)
+            self.written += len(rows)
+        except Exception as e:  # a sample: drop and count, never block serving
+            self.dropped += len(rows)
+            log.warning("capture writer: dropped %d rows (%s)", len(rows), e)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything enqueued so far is written (or dropped)."""
-        return self._idle.wait(timeout) and self._q.empty()
+        if not self._dq and (self._thread is None or not self._thread.is_alive()):
+            return True
+        done = threading.Event()
+        self._ensure_thread()
+        self._dq.append(done)
+        self._wake.set()
+        return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         if self._thread is not None and self._thread.is_alive():
-            self._q.put(None)
+            self._dq.append(None)
+            self._wake.set()
             self._thread.join(timeout)
 
     def status(self) -> dict[str, Any]:
@@ -363,7 +388,7 @@ class CaptureWriter:
             "written": self.written,
             "dropped": self.dropped,
             "sampled_out": self.sampled_out,
-            "queued": self._q.qsize(),
+            "queued": len(self._dq),
         }
 
 
