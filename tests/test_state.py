@@ -442,6 +442,19 @@ def test_writer_group_commit_and_prompt_flush(tmp_path: Path) -> None:
         assert batches_min <= len(sizes) <= batches_max and sum(sizes) == 3
         assert s.count_decisions() == 3
         w.close()
+    # a full batch does not wait out the linger either (the writer sleeps through the
+    # linger instead of waking per row; a full queue wakes it)
+    s = StateDB(f"sqlite:///{tmp_path / 'state_full.db'}")
+    w = DecisionLogWriter(s, linger_s=5.0, max_batch=4)
+    t0 = time.monotonic()
+    w.submit(_decision(0))
+    time.sleep(0.2)  # the writer is in its linger now
+    for i in range(1, 4):
+        w.submit(_decision(i))
+    while s.count_decisions() < 4 and time.monotonic() - t0 < 4.0:
+        time.sleep(0.02)
+    assert s.count_decisions() == 4 and time.monotonic() - t0 < 4.0
+    w.close()
 
 
 def test_writer_backpressure_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -174,6 +174,10 @@ class DecisionLogWriter:
         self._spill: _SpillFile | None = None
         self._orphans: list[_SpillFile] = []
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        #: ends a group-commit wait early (flush, close, a full batch queued); rows alone do
+        #: not wake the writer, so it wakes once per batch rather than once per row
+        self._wake = threading.Event()
+        self._lingering = 0  # rows of the batch the writer holds while it lingers
         self._thread: threading.Thread | None = None
         self._pid = -1
         self._start_lock = threading.Lock()
@@ -198,6 +202,9 @@ class DecisionLogWriter:
         except queue.Full:
             self.state.log_decisions([prepared], if_absent=True)
             self.written += 1
+        else:
+            if self._lingering and self._q.qsize() + self._lingering >= self.max_batch:
+                self._wake.set()  # a full batch is waiting: end the group-commit wait
         return str(prepared["decision_id"])
 
     def flush(self, timeout: float | None = 10.0) -> bool:
@@ -207,6 +214,7 @@ class DecisionLogWriter:
             return self._q.empty()
         done = threading.Event()
         self._q.put(done)
+        self._wake.set()
         return done.wait(timeout)
 
     def wait_written(self, timeout: float = 30.0) -> bool:
@@ -225,6 +233,7 @@ class DecisionLogWriter:
         self._closed = True
         if self._thread is not None and self._thread.is_alive():
             self._q.put(self._STOP)
+            self._wake.set()
             self._thread.join(timeout)
         else:
             self._shutdown()
@@ -279,6 +288,9 @@ class DecisionLogWriter:
             wait = None
             if self.held:
                 wait = max(0.02, min(0.5, self.breaker.seconds_until_due()))
+            # cleared before anything is taken: a flush/close that set it earlier put its
+            # marker before, so the marker is taken below before any wait
+            self._wake.clear()
             try:
                 item = self._q.get(timeout=wait)
             except queue.Empty:
@@ -286,6 +298,7 @@ class DecisionLogWriter:
             batch: list[dict[str, Any]] = []
             markers: list[threading.Event] = []
             stop = False
+            waited = False
             deadline = time.monotonic() + self.linger_s
             while item is not None:
                 if item is self._STOP:
@@ -296,14 +309,24 @@ class DecisionLogWriter:
                     batch.append(item)
                 if stop or len(batch) >= self.max_batch:
                     break
-                left = deadline - time.monotonic()
                 try:
-                    if left > 0 and batch and not markers and not self.held:
-                        item = self._q.get(timeout=left)  # group commit
-                    else:
-                        item = self._q.get_nowait()
+                    item = self._q.get_nowait()
                 except queue.Empty:
-                    break
+                    item = None
+                    left = deadline - time.monotonic()
+                    if not waited and left > 0 and batch and not markers and not self.held:
+                        # group commit: sleep out the linger once (a flush, close or full
+                        # batch ends it early), then take what arrived meanwhile. Waiting
+                        # on the queue instead woke this thread (and took the GIL) for
+                        # every row submitted during the linger.
+                        waited = True
+                        self._lingering = len(batch)
+                        self._wake.wait(left)
+                        self._lingering = 0
+                        try:
+                            item = self._q.get_nowait()
+                        except queue.Empty:
+                            item = None
             try:
                 if batch:
                     self._handle(batch)
