@@ -77,3 +77,53 @@ def test_operator_runs_the_monitoring_pass(tmp_path):
     s.ensure_home()
     rep = run_once(s)
     assert rep["quality"]["rows"] == [] and not rep.get("errors")
+
+
+def test_a_target_across_a_gap_is_closed_as_unknowable_once_the_data_runs_past(
+    tmp_path: Path,
+) -> None:
+    """Decisions whose horizon crosses a data gap get NaN, as in training; they stay pending
+    while the data could still fill them, and are closed (not read again) once the pair's
+    bars run EXPIRE past them - so one gap does not make every later pass re-read days of
+    bars. Recent decisions whose horizon is simply not over yet keep waiting."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from bqx.monitoring.mature import EXPIRE, mature
+
+    bars = generate(days=12, pairs=["EURUSD"], seed=3).bars
+    ts = pd.DatetimeIndex(bars["ts"])
+    gap_at = ts[3000]
+    gapped = bars[(ts < gap_at) | (ts >= gap_at + pd.Timedelta(hours=3))]
+    y = target_series(gapped, "EURUSD", horizon=60)
+    before_gap = y.index[(y.index < gap_at) & (y.index >= gap_at - pd.Timedelta(minutes=30))]
+    assert before_gap.size and np.isnan(y.reindex(before_gap).to_numpy()).all()
+    recent = y.index[-10:]  # horizon not over: NaN now, must keep waiting
+    assert np.isnan(y.reindex(recent).to_numpy()).all()
+    fine = y.index[2000:2010]
+    state = StateDB(f"sqlite:///{tmp_path / 's.db'}")
+    state.log_decisions(
+        {"pair": "EURUSD", "asof_ts": t, "horizon": 60, "prediction": 1e-5,
+         "model_version": "1", "request_time": t}
+        for t in [*before_gap, *recent, *fine]
+    )  # fmt: skip
+    store = DuckDBStore(str(tmp_path / "bars.duckdb"), timedelta(minutes=1))
+    # first only the data up to just after the gap: nothing is final yet
+    store.upsert(gapped[pd.DatetimeIndex(gapped["ts"]) < gap_at + pd.Timedelta(days=1)])
+    r0 = mature(state, store)
+    assert r0.unknowable == 0 and r0.matured == len(fine)
+    assert r0.waiting == {"EURUSD": len(before_gap) + len(recent)}
+    # then the rest: the gap's decisions are EXPIRE behind the data, the recent ones are not
+    assert pd.Timestamp(y.index[-1]) >= gap_at + EXPIRE
+    store.upsert(gapped)
+    r1 = mature(state, store)
+    assert r1.pending == len(before_gap) + len(recent)
+    assert r1.unknowable == len(before_gap) and r1.matured == 0
+    assert r1.waiting == {"EURUSD": len(recent)}
+    d = state.read_decisions().set_index("asof_ts")
+    closed = d.loc[before_gap]
+    assert closed["realized_target"].isna().all() and closed["realized_at"].notna().all()
+    assert d.loc[recent, "realized_at"].isna().all()
+    r2 = mature(state, store)  # idempotent: only the recent ones are read again
+    assert r2.pending == len(recent) and r2.unknowable == 0 and r2.matured == 0

@@ -4,8 +4,15 @@ One definition of the target: :func:`bqx.features.pipeline.target_series`, the v
 function training labels come from, on the same trading-time grid (forward-fill limit
 and gap handling included). A decision whose horizon runs past the data, or across a gap
 that training treats as NaN, stays unmatured (NULL) and is retried on the next pass -
-so the step is incremental (only NULL rows are read) and idempotent (a second run finds
+so the step is incremental (only pending rows are read) and idempotent (a second run finds
 nothing new to write and changes nothing).
+
+A target that training would drop (its horizon crosses a data gap) never becomes known:
+once the pair's own data runs :data:`EXPIRE` past the decision (measured on the bars, not
+the wall clock, so a stalled feed expires nothing), the decision is closed as *unknowable*
+(``realized_at`` set, ``realized_target`` NULL) and not read again. Without that, one gap
+would keep its decisions pending for ever and every pass would read the bars from two days
+before the oldest of them - a read that grows with the service's age.
 """
 
 from __future__ import annotations
@@ -19,17 +26,30 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+#: How far past a decision's as-of bar the pair's data must run before a still-unknown target
+#: is final. Generous on purpose: a 60-bar horizon that starts before a weekend ends ~2.1 days
+#: later in calendar time, and a holiday can add a day; a bar feed's late corrections arrive
+#: long before a week is over.
+EXPIRE = pd.Timedelta(days=7)
+
 
 @dataclass(frozen=True)
 class MatureResult:
-    """How many pending decisions were looked at, matured, and still wait per pair."""
+    """How many pending decisions were looked at, matured, closed as unknowable (their
+    horizon crossed a gap: :data:`EXPIRE`), and still wait per pair."""
 
     pending: int
     matured: int
     waiting: dict[str, int]
+    unknowable: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pending": self.pending, "matured": self.matured, "waiting": self.waiting}
+        return {
+            "pending": self.pending,
+            "matured": self.matured,
+            "unknowable": self.unknowable,
+            "waiting": self.waiting,
+        }
 
 
 def mature_frame(
@@ -80,7 +100,9 @@ def mature(
 
     ``state`` is a :class:`bqx.state.StateDB`, ``store`` a bar store with
     ``read(pairs=..., start=..., end=...)`` returning the long bar frame. Only decisions
-    with a prediction, an ``asof_ts`` and a ``horizon`` and no realised target are read.
+    with an ``asof_ts`` and a ``horizon`` that are still pending (no realised target and
+    not closed as unknowable) are read; one whose target is still unknown when the pair's
+    data runs :data:`EXPIRE` past it is closed as unknowable.
     """
     d = state.t.decisions
     import sqlalchemy as sa
@@ -90,6 +112,7 @@ def mature(
         sa.select(d.c.decision_id, d.c.pair, sa.type_coerce(d.c.asof_ts, sa.String), d.c.horizon)
         .where(
             d.c.realized_target.is_(None),
+            d.c.realized_at.is_(None),  # set with a NULL target: closed as unknowable
             d.c.asof_ts.is_not(None),
             d.c.horizon.is_not(None),
         )
@@ -121,5 +144,16 @@ def mature(
         if len(ok)
         else 0
     )
-    waiting = df.loc[~known, "pair"].value_counts()
-    return MatureResult(len(df), int(n), {str(k): int(v) for k, v in waiting.items()})
+    # unknown targets whose pair's data already runs EXPIRE past them: final (a gap)
+    last = bars.groupby("pair")["ts"].max() if len(bars) else pd.Series(dtype=object)
+    last_of = pd.DatetimeIndex(pd.to_datetime(df["pair"].map(last), utc=True))
+    final = ~known & np.asarray(last_of >= pd.DatetimeIndex(df["asof_ts"]) + EXPIRE, bool)
+    gone = (
+        state.set_realized(((i, None) for i in df.loc[final, "decision_id"]), at=at)
+        if final.any()
+        else 0
+    )
+    waiting = df.loc[~known & ~final, "pair"].value_counts()
+    return MatureResult(
+        len(df), int(n), {str(k): int(v) for k, v in waiting.items()}, unknowable=int(gone)
+    )

@@ -221,9 +221,13 @@ class DecisionsMixin(StateBase):
             return int(conn.execute(q).scalar_one())
 
     def set_realized(
-        self, values: Mapping[str, float] | Iterable[tuple[str, float]], at: Any = None
+        self,
+        values: Mapping[str, float | None] | Iterable[tuple[str, float | None]],
+        at: Any = None,
     ) -> int:
-        """Record realised targets for decisions (monitoring); returns rows updated."""
+        """Record realised targets for decisions (monitoring); returns rows updated. A value
+        of None closes the decision as *unknowable* (its horizon crossed a data gap):
+        ``realized_at`` is set and ``realized_target`` stays NULL."""
         items = list(values.items()) if isinstance(values, Mapping) else list(values)
         if not items:
             return 0
@@ -234,7 +238,9 @@ class DecisionsMixin(StateBase):
             .where(d.c.decision_id == sa.bindparam("b_id"))
             .values(realized_target=sa.bindparam("b_val"), realized_at=sa.bindparam("b_at"))
         )
-        params = [{"b_id": i, "b_val": float(v), "b_at": when} for i, v in items]
+        params = [
+            {"b_id": i, "b_val": None if v is None else float(v), "b_at": when} for i, v in items
+        ]
         return int(self._write(lambda conn: conn.execute(stmt, params).rowcount))
 
 
