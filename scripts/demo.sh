@@ -37,22 +37,42 @@ DEMO_DAYS="${DEMO_DAYS:-122}"         # 2024-03-01 .. 2024-06-30 (4 months)
 DEMO_SIGNAL="${DEMO_SIGNAL:-0.25}"    # oracle R² of the planted signal
 DEMO_SPAN="${DEMO_SPAN:-90}"          # bars: the planted momentum's EMA span (simulator default 240)
 DEMO_MODEL="${DEMO_MODEL:-ridge}"
-# the selection forest sees 10,000 training rows per pair instead of 30,000 (3x faster; stated
-# in step 3)
-export BQX_TRAIN__SELECTION_ROWS="${BQX_TRAIN__SELECTION_ROWS:-10000}"
+# the selection forest sees 5,000 training rows per pair instead of 30,000 (stated in step 3;
+# measured in docs/performance.md, "Demo")
+export BQX_TRAIN__SELECTION_ROWS="${BQX_TRAIN__SELECTION_ROWS:-5000}"
+# Steps 3 and 5b run 2 processes on 2 cores: one BLAS / OpenMP thread each. With the libraries'
+# default (a thread per core in every process) the idle threads spin and the training step
+# used ~1.6x the CPU (measured: docs/performance.md, "Demo").
+ONE_THREAD=(env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1)
 
-# elapsed time per step (issue 15: the demo says where its minutes go)
+# elapsed time per step (issue 15: the demo says where its minutes go), and the CPU seconds
+# its commands used (bash's `times`: finished children, user + system; the API server runs in
+# the background and is not counted). On a loaded machine the wall time grows, the CPU does not.
+mkdir -p "$BQX_HOME"
+cpu_ms() {  # CPU_MS = children's user + system CPU so far, in ms (call it without $(...):
+  local f="$BQX_HOME/.demo-times" l u s t ms=0  # a subshell's `times` starts at zero)
+  times >"$f"
+  { read -r l; read -r u s; } <"$f"
+  for t in "$u" "$s"; do  # e.g. 1m2.345s
+    local m=${t%%m*} r=${t#*m}; r=${r%s}
+    ms=$((ms + 10#$m * 60000 + 10#${r%.*} * 1000 + 10#${r#*.}))
+  done
+  CPU_MS=$ms
+}
 T0=$(date +%s)
 TS=$T0
+C0=0
+CS=0
 step() {  # step "title": close the previous step with its time, open the next
-  local now; now=$(date +%s)
+  local now c; now=$(date +%s); cpu_ms; c=$CPU_MS
   if [ "$TS" != "$T0" ] || [ -n "${STEP:-}" ]; then
-    echo "   (${STEP:-}: $((now - TS)) s; demo so far $((now - T0)) s)"
+    echo "   (${STEP:-}: $((now - TS)) s, CPU $(((c - CS) / 1000)) s; demo so far $((now - T0)) s, CPU $(((c - C0) / 1000)) s)"
   fi
-  STEP="$1"; TS=$now
+  STEP="$1"; TS=$now; CS=$c
   [ -n "$1" ] && echo "== $1"
   return 0
 }
+cpu_ms; C0=$CPU_MS
 
 dashboard_hint() {  # the live dashboard's URL (the key travels in the #fragment, never sent)
   local key; key=$(cat "$BQX_HOME/demo.key" 2>/dev/null || true)
@@ -78,7 +98,7 @@ $BQX features build --pairs all
 step "3/8 training 28 pairs (demo model: $DEMO_MODEL; \`bqx train\` defaults to the SPEC random forest), 2 in parallel"
 echo "   features selected per pair on $BQX_TRAIN__SELECTION_ROWS training rows (SPEC selection forest)"
 echo "   approval rule: test R² gain over every naive baseline > 0 at 95 % confidence (overlap-aware), DA > 0.5"
-$BQX train --all --jobs 2 --promote --no-build-features --model "$DEMO_MODEL" || echo "(some pairs failed: see above)"
+"${ONE_THREAD[@]}" $BQX train --all --jobs 2 --promote --no-build-features --model "$DEMO_MODEL" || echo "(some pairs failed: see above)"
 
 step "4/8 registry: what the approval rule decided on its own"
 # No version is approved by hand here: a pair whose model did not beat the naive baselines
@@ -112,7 +132,7 @@ fi
 
 step "5b/8 walk-forward backtest: EURUSD and USDJPY, retrained on 2 months, traded on the next (out of sample)"
 echo "   (with a planted signal this strong the leakage alarm may fire: on real FX such figures would mean lookahead)"
-$BQX backtest --pairs EURUSD,USDJPY --train-months 2 --test-months 1 --windows 1 \
+"${ONE_THREAD[@]}" $BQX backtest --pairs EURUSD,USDJPY --train-months 2 --test-months 1 --windows 1 \
   --model "$DEMO_MODEL" --jobs 2 --out "$BQX_HOME/backtests/demo-walkforward" \
   || echo "(walk-forward backtest failed: see above)"
 
@@ -150,5 +170,5 @@ echo "monitoring summary:       http://127.0.0.1:${BQX_SERVE__PORT:-8000}/v1/mon
 echo "regime history:           http://127.0.0.1:${BQX_SERVE__PORT:-8000}/v1/regime/EURUSD (X-API-Key)"
 
 step ""
-echo "== demo done in $(($(date +%s) - T0)) s"
+echo "== demo done in $(($(date +%s) - T0)) s (CPU of its commands $(((CPU_MS - C0) / 1000)) s)"
 dashboard_hint
