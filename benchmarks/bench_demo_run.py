@@ -55,9 +55,14 @@ def _proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_make_demo(clone: Path, home: Path, port: int, log_path: Path) -> dict[str, Any]:
-    """One ``make demo`` in ``clone`` with a fresh ``home``; stops the server it leaves."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+def run_make_demo(
+    clone: Path, home: Path, port: int, log_path: Path, here: bool = False
+) -> dict[str, Any]:
+    """One ``make demo`` in ``clone`` with a fresh ``home``; stops the server it leaves.
+    ``here``: ``bash scripts/demo.sh`` in a checkout whose venv exists (no install), keeping
+    ``PYTHONPATH`` (a worktree sharing another checkout's editable venv sets it to its src)."""
+    drop = ("VIRTUAL_ENV",) if here else ("PYTHONPATH", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(BQX_HOME=str(home), BQX_SERVE__PORT=str(port))
     loads: list[dict[str, Any]] = []
     stop = threading.Event()
@@ -72,7 +77,8 @@ def run_make_demo(clone: Path, home: Path, port: int, log_path: Path) -> dict[st
     started = datetime.now(UTC).isoformat(timespec="seconds")
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(
-        ["make", "demo"], cwd=clone, env=env, stdout=subprocess.PIPE,
+        ["bash", "scripts/demo.sh"] if here else ["make", "demo"], cwd=clone, env=env,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, bufsize=1,
     )  # fmt: skip
     first_step: float | None = None
@@ -143,11 +149,15 @@ def run_make_demo(clone: Path, home: Path, port: int, log_path: Path) -> dict[st
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", required=True)
-    ap.add_argument("--branch", required=True)
+    ap.add_argument("--branch", default="main")
     ap.add_argument("--port", type=int, default=18790)
     ap.add_argument(
         "--runs", type=int, default=2,
         help="make demo runs in the same clone (the first installs, the others do not)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--here", action="store_true",
+        help="no clone and no install: run scripts/demo.sh in --repo as it is (its venv exists)",
     )  # fmt: skip
     ap.add_argument("--out", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the clone (default: delete)")
@@ -157,27 +167,44 @@ def main() -> None:
     clone = work / "repo"
     t0 = time.time()
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    subprocess.run(["git", "clone", "-q", args.repo, str(clone)], check=True)
-    subprocess.run(["git", "-C", str(clone), "checkout", "-q", args.branch], check=True)
+    if args.here:
+        clone = Path(args.repo).resolve()
+    else:
+        subprocess.run(["git", "clone", "-q", args.repo, str(clone)], check=True)
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", args.branch], check=True)
     commit = subprocess.run(
         ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
+    dirty = bool(
+        subprocess.run(
+            ["git", "-C", str(clone), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()
+    )  # fmt: skip
     t_clone = time.time() - t0
     runs = []
     for i in range(max(1, args.runs)):
-        r = run_make_demo(clone, work / f"home{i}", args.port, work / f"make_demo_{i}.log")
-        r["install_included"] = i == 0
+        r = run_make_demo(
+            clone, work / f"home{i}", args.port, work / f"make_demo_{i}.log", args.here
+        )
+        r["install_included"] = i == 0 and not args.here
         runs.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "loadavg_1min"}, indent=1))
         print("load average (1 min) min/median/max:", r["loadavg_1min"]["min"],
               r["loadavg_1min"]["median"], r["loadavg_1min"]["max"])  # fmt: skip
     out = {
         "benchmark": "demo_fresh_clone",
-        "command": f"git clone {args.repo} <tmp> && git checkout {args.branch} && "
-        f"{args.runs} x (BQX_HOME=<fresh> BQX_SERVE__PORT=<free> make demo); the first run "
-        "installs (python -m venv, pip install -e .[dev]), the others reuse the venv",
+        "command": (
+            f"{args.runs} x (BQX_HOME=<fresh> BQX_SERVE__PORT=<free> bash scripts/demo.sh) in "
+            f"{args.repo} as it is (--here: no clone, no install)"
+            if args.here
+            else f"git clone {args.repo} <tmp> && git checkout {args.branch} && "
+            f"{args.runs} x (BQX_HOME=<fresh> BQX_SERVE__PORT=<free> make demo); the first run "
+            "installs (python -m venv, pip install -e .[dev]), the others reuse the venv"
+        ),
         "commit": commit,
+        "uncommitted_changes": dirty,
         "machine": {
             "date_utc": started,
             "platform": platform.platform(),
@@ -188,7 +215,7 @@ def main() -> None:
     }
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    if not args.keep:
+    if not args.keep and not args.here:
         subprocess.run(["rm", "-rf", str(clone / ".venv")], check=False)
     print(f"clone and logs kept under {work}" if args.keep else f"logs under {work}")
 

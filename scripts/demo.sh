@@ -24,7 +24,12 @@
 # baseline gets stronger with it). The demo's market therefore plants a short-lived momentum
 # (span 90 bars: it fades within the horizon; the oracle's worst lower bound over that baseline
 # goes from +0.028 to +0.144); a model has to learn it, and step 4 lists any pair that still
-# fails (it gets no production model; measured runs in docs/performance.md). The signal is far stronger
+# fails (it gets no production model; measured runs in docs/performance.md).
+# To fit 5 minutes on 2 cores (issue 15) the demo simulates 3 months instead of 4 and judges
+# each model on a test segment of 30 % of the rows instead of 15 % (split 55/15/30 %, stated in
+# step 3): the rule gets more evidence (the oracle's worst lower bounds over the mean / over
+# lag60 are +0.099 / +0.174 there, against +0.107 / +0.144 on 4 months at 70/15/15) from 25 %
+# fewer rows to simulate, build and train on. The signal is far stronger
 # than anything real FX offers: the demo shows the machinery, not an edge. The demo model is
 # ridge regression (alpha 1e4, in the zoo): on short histories it recovers more of the planted
 # signal than the SPEC forest and trains in about a second; features are still selected per
@@ -33,10 +38,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export BQX_HOME="${BQX_HOME:-.bqx-demo}"
 BQX=.venv/bin/bqx
-DEMO_DAYS="${DEMO_DAYS:-122}"         # 2024-03-01 .. 2024-06-30 (4 months)
+DEMO_DAYS="${DEMO_DAYS:-91}"          # 2024-03-01 .. 2024-05-30 (3 months)
 DEMO_SIGNAL="${DEMO_SIGNAL:-0.25}"    # oracle R² of the planted signal
 DEMO_SPAN="${DEMO_SPAN:-90}"          # bars: the planted momentum's EMA span (simulator default 240)
 DEMO_MODEL="${DEMO_MODEL:-ridge}"
+# the training split of step 3 (bqx train defaults: 0.70 / 0.15, test = the rest)
+DEMO_TRAIN_FRAC="${DEMO_TRAIN_FRAC:-0.55}"
+DEMO_VAL_FRAC="${DEMO_VAL_FRAC:-0.15}"
 # the selection forest sees 5,000 training rows per pair instead of 30,000 (stated in step 3;
 # measured in docs/performance.md, "Demo")
 export BQX_TRAIN__SELECTION_ROWS="${BQX_TRAIN__SELECTION_ROWS:-5000}"
@@ -97,8 +105,10 @@ $BQX features build --pairs all
 
 step "3/8 training 28 pairs (demo model: $DEMO_MODEL; \`bqx train\` defaults to the SPEC random forest), 2 in parallel"
 echo "   features selected per pair on $BQX_TRAIN__SELECTION_ROWS training rows (SPEC selection forest)"
+echo "   split train/validation/test $DEMO_TRAIN_FRAC/$DEMO_VAL_FRAC/rest (\`bqx train\` defaults to 0.70/0.15/0.15: the"
+echo "   demo's shorter history gets a longer test segment, so the approval rule has as much evidence)"
 echo "   approval rule: test R² gain over every naive baseline > 0 at 95 % confidence (overlap-aware), DA > 0.5"
-"${ONE_THREAD[@]}" $BQX train --all --jobs 2 --promote --no-build-features --model "$DEMO_MODEL" || echo "(some pairs failed: see above)"
+"${ONE_THREAD[@]}" BQX_TRAIN__TRAIN_FRAC="$DEMO_TRAIN_FRAC" BQX_TRAIN__VAL_FRAC="$DEMO_VAL_FRAC" $BQX train --all --jobs 2 --promote --no-build-features --model "$DEMO_MODEL" || echo "(some pairs failed: see above)"
 
 step "4/8 registry: what the approval rule decided on its own"
 # No version is approved by hand here: a pair whose model did not beat the naive baselines
