@@ -103,7 +103,7 @@ $BQX data info
 step "2/8 building the feature store"
 $BQX features build --pairs all
 
-step "3/8 training 28 pairs (demo model: $DEMO_MODEL; \`bqx train\` defaults to the SPEC random forest), 2 in parallel"
+step "3/8 training 28 pairs (demo model: $DEMO_MODEL; \`bqx train\` defaults to the SPEC random forest), 2 in parallel (one BLAS thread each)"
 echo "   features selected per pair on $BQX_TRAIN__SELECTION_ROWS training rows (SPEC selection forest)"
 echo "   split train/validation/test $DEMO_TRAIN_FRAC/$DEMO_VAL_FRAC/rest (\`bqx train\` defaults to 0.70/0.15/0.15: the"
 echo "   demo's shorter history gets a longer test segment, so the approval rule has as much evidence)"
