@@ -33,6 +33,7 @@ def main() -> None:
     from bench_walkforward_full import paired, quality
 
     frames, cpu, overlap, meta = [], {}, {}, []
+    stages: dict[str, dict[str, list[float]]] = {}  # arm -> stage -> CPU s per window
     for i, r in enumerate(args.runs):
         d = json.loads(Path(r).read_text())
         meta.append({"run": r, "seed": d.get("seed"), "machine": d["machine"]})
@@ -41,6 +42,10 @@ def main() -> None:
             cpu.setdefault(arm, []).extend(
                 v.get("cpu", 0.0) for v in res["window_seconds"].values()
             )
+            for v in res["window_seconds"].values():
+                for k in ("read_cpu", "selection_cpu", "fit_cpu"):
+                    if k in v:
+                        stages.setdefault(arm, {}).setdefault(k, []).append(v[k])
         for arm, ws in d.get(f"selection_overlap_vs_{args.base}", {}).items():
             overlap.setdefault(arm, []).extend(ws.values())
     allp = pd.concat(frames, ignore_index=True)
@@ -62,6 +67,16 @@ def main() -> None:
                 "n": len(v),
             }
             for a, v in cpu.items()
+        },
+        # CPU s of the measured stages, median over windows (the rest of "cpu": prepare,
+        # calibration, prediction, the worker's imports on its first window)
+        "stage_cpu_median_s": {
+            a: {k: round(statistics.median(v), 2) for k, v in st.items()}
+            for a, st in stages.items()
+        },
+        # 28 pairs x 12 windows on 2 cores not shared with anything else
+        "projection_28x12_2_cores_min": {
+            a: round(statistics.mean(v) * 336 / 2 / 60, 1) for a, v in cpu.items()
         },
         "quality_pooled": {a: quality(by[a], 60) for a in arms},
         "paired_vs_base": {a: paired(by[args.base], by[a], 60) for a in arms if a != args.base},

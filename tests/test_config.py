@@ -18,7 +18,7 @@ def test_defaults_and_resolved_paths(tmp_path, monkeypatch):
     assert s.home == tmp_path / "h"
     assert s.resolved_store_url == f"duckdb:///{tmp_path / 'h' / 'bars.duckdb'}"
     assert s.resolved_state_url.startswith("sqlite:///") and s.interval == timedelta(minutes=1)
-    assert s.serve.cache_size == 10 and s.signals.threshold == 0.0005 and s.train.model == "rf"
+    assert s.serve.cache_size == 10 and s.signals.threshold == 0.0005 and s.train.model == "lgbm_rf"
 
 
 def test_toml_then_env_override(tmp_path, monkeypatch):

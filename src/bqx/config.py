@@ -54,7 +54,7 @@ def parse_duration(v: str) -> timedelta:
 class TrainSettings(BaseModel):
     """Training defaults (SPEC section 4)."""
 
-    model: Literal["rf", "lightgbm", "lgbm_rf", "xgboost", "ridge"] = "rf"
+    model: Literal["rf", "lightgbm", "lgbm_rf", "xgboost", "ridge"] = "lgbm_rf"
     train_frac: float = 0.70
     val_frac: float = 0.15
     selection_threshold: float = Field(0.95, gt=0, le=1)
@@ -65,7 +65,7 @@ class TrainSettings(BaseModel):
     selection_params: dict[str, Any] = Field(default_factory=dict)
     #: Which library fits the selection forest: "sklearn" (exact splits) or "lightgbm" (its
     #: random-forest mode on 63-bin histograms, the same forest mapped; issue 15 item 5).
-    selection_engine: Literal["sklearn", "lightgbm"] = "sklearn"
+    selection_engine: Literal["sklearn", "lightgbm"] = "lightgbm"
     interval_level: float = Field(0.90, gt=0, lt=1)
     #: "scaled": residuals normalised by recent realised volatility (adapts to regimes);
     #: "absolute": plain split-conformal residual quantile.

@@ -16,7 +16,7 @@ def frame():
     return F.build(bars, "EURUSD", with_target=True)
 
 
-@pytest.mark.parametrize("model", ["rf", "lightgbm", "ridge"])
+@pytest.mark.parametrize("model", ["rf", "lgbm_rf", "lightgbm", "ridge"])
 def test_shap_values_add_up_to_the_model_output(frame, model):
     from bqx.config import Settings
     from bqx.training.train import train_frame

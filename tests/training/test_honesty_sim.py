@@ -39,7 +39,7 @@ def test_weak_short_history_is_near_no_view_and_refused() -> None:
     ).bars
     df = F.build(bars, "EURUSD", with_target=True, dtype=np.float32)
     res = train_frame("EURUSD", df, Settings())
-    assert res.artifact.model == "rf"
+    assert res.artifact.model == "lgbm_rf"  # the default (issue 15 item 5)
     assert 0.0 <= res.artifact.shrinkage.beta <= 1.0
     assert res.metrics["test"]["r2"] >= -0.05, res.metrics["test"]
     assert not res.approved, res.approval_reason

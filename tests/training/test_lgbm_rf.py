@@ -75,3 +75,32 @@ def test_both_selection_engines_find_the_planted_features(engine):
     assert sel.rows_used == 6000 and len(sel.importances) == 120
     with pytest.raises(ValueError, match="engine"):
         select_features(X, y, rows=6000, engine="nope")
+
+
+def test_row_stride_fits_every_kth_row_ending_at_the_last_and_is_not_a_lightgbm_option():
+    import pandas as pd
+
+    from bqx.training.models import fit_pipeline, make_pipeline
+
+    assert LGBM_RF["row_stride"] == 5 and LGBM_RF["max_bin"] == 63
+    est = make_estimator("lgbm_rf", {"n_estimators": 5}, n_features=3)
+    assert "row_stride" not in est.get_params()  # never passed to LightGBM
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.normal(size=(1003, 3)), columns=["a", "b", "c"])
+    y = X["a"].to_numpy() + rng.normal(scale=0.1, size=1003)
+    seen: list[np.ndarray] = []
+
+    class Spy:  # records the rows the pipeline is fitted on
+        def fit(self, Xs, ys):
+            seen.append(np.asarray(ys))
+            return self
+
+    fit_pipeline(Spy(), X, y, {"row_stride": 5})  # type: ignore[arg-type]
+    assert len(seen[0]) == 201 and seen[0][-1] == y[-1] and seen[0][0] == y[2]
+    np.testing.assert_array_equal(seen[0], y[2::5])
+    fit_pipeline(Spy(), X, y, {})  # type: ignore[arg-type]
+    assert len(seen[1]) == 1003
+    # a real pipeline with the default parameters fits and predicts
+    p = resolve_params("lgbm_rf", {**LGBM_RF, "n_estimators": 10}, 3)
+    pipe = fit_pipeline(make_pipeline(["a", "b", "c"], make_estimator("lgbm_rf", p)), X, y, p)
+    assert np.corrcoef(pipe.predict(X), y)[0, 1] > 0.8

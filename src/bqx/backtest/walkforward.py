@@ -36,7 +36,7 @@ class WalkForwardConfig:
     train_months: int = 6
     test_months: int = 1
     windows: int | None = 12
-    model: str = "rf"
+    model: str = "lgbm_rf"
     params: dict[str, Any] = field(default_factory=dict)
     cal_frac: float = 0.15
 

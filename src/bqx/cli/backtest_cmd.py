@@ -128,7 +128,9 @@ def backtest_cmd(
         None, min=1, help="Walk-forward: number of windows. [default: 12]"
     ),
     model: str | None = typer.Option(
-        None, help="Walk-forward: model (rf, lightgbm, ...).", callback=model_option
+        None,
+        help="Walk-forward: model (default: settings train.model = lgbm_rf; rf, lightgbm, ...).",
+        callback=model_option,
     ),
     reuse_predictions: bool = typer.Option(
         False, "--reuse-predictions", help="Walk-forward: reuse cached out-of-sample predictions."

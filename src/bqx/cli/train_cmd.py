@@ -35,7 +35,9 @@ def train_cmd(
     pairs: str = typer.Option("all", help="Comma-separated pairs, or 'all'."),
     all_pairs: bool = typer.Option(False, "--all", help="All 28 pairs (same as --pairs all)."),
     model: str | None = typer.Option(
-        None, help=f"{MODELS} (default: settings train.model = rf).", callback=model_option
+        None,
+        help=f"{MODELS} (default: settings train.model = lgbm_rf, the SPEC forest in LightGBM; rf = scikit-learn).",
+        callback=model_option,
     ),
     jobs: int | None = typer.Option(None, help="Pairs trained in parallel (default: CPU count)."),
     backend: str = typer.Option(

@@ -3,8 +3,10 @@
 For a logged decision the worker recomputes the candidate vector at the decision's as-of bar
 from the bar store, checks its hash against the logged ``feature_hash`` (the audit proof
 that the explanation is of the same input), loads the exact model version, and explains the
-forecast with ``shap``: TreeExplainer for forests and boosted trees (rf, lightgbm, xgboost),
-the linear explainer for ridge. The SHAP values are of the SELECTED features after the
+forecast with ``shap``: TreeExplainer for forests and boosted trees (rf, lgbm_rf, lightgbm,
+xgboost), the linear explainer for ridge. (shap reads a LightGBM model as boosting, a sum of
+its trees; in random-forest mode, ``lgbm_rf``, LightGBM averages them, so its values and base
+are divided by the number of trees.) The SHAP values are of the SELECTED features after the
 pipeline's scaling (the model's own inputs) and add up, with the base value, to the model
 output; the additivity error is stored (must be < 1e-6, in target units).
 
@@ -74,6 +76,9 @@ def shap_values(art: Any, x: np.ndarray) -> tuple[np.ndarray, float, float]:
     else:
         sv = np.asarray(ex.shap_values(Xt, check_additivity=False), dtype=np.float64).reshape(-1)
     base = float(np.asarray(ex.expected_value).reshape(-1)[0])
+    if art.model == "lgbm_rf":  # a forest averages its trees; shap sums them as boosting
+        n_trees = int(est.booster_.num_trees())
+        sv, base = sv / n_trees, base / n_trees
     out = float(np.asarray(est.predict(Xt)).reshape(-1)[0])
     # the served forecast is beta x the estimator's output (out-of-sample shrinkage, issue 10):
     # SHAP values are linear in the model, so the served forecast's are beta x these

@@ -25,7 +25,13 @@ from bqx.training.metrics import (
     regression_metrics,
     skill_estimates,
 )
-from bqx.training.models import default_params, make_estimator, make_pipeline, resolve_params
+from bqx.training.models import (
+    default_params,
+    fit_pipeline,
+    make_estimator,
+    make_pipeline,
+    resolve_params,
+)
 from bqx.training.selection import select_features
 from bqx.training.shrinkage import Shrinkage, fit_shrinkage
 from bqx.training.splits import chrono_split, tuning_calibration_split
@@ -139,7 +145,7 @@ def fit_model(
     p = resolve_params(model, p, len(sel.features))
     pipe = make_pipeline(sel.features, make_estimator(model, p, n_jobs=n_jobs))
     t1, c1 = time.perf_counter(), time.process_time()
-    pipe.fit(Xtr, ytr)
+    fit_pipeline(pipe, Xtr, ytr, p)
     t_fit, c_fit = time.perf_counter() - t1, time.process_time() - c1
     pcal = np.asarray(pipe.predict(Xcal), dtype=np.float64)
     shrink = fit_shrinkage(

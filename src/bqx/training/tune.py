@@ -23,7 +23,7 @@ import pandas as pd
 from bqx.config import Settings, load_settings
 from bqx.errors import BqxError
 from bqx.training.metrics import regression_metrics
-from bqx.training.models import default_params, make_estimator, make_pipeline
+from bqx.training.models import default_params, fit_pipeline, make_estimator, make_pipeline
 from bqx.training.selection import select_features
 from bqx.training.splits import chrono_split, tuning_calibration_split
 from bqx.training.train import load_training_frame, prepare
@@ -174,7 +174,7 @@ def tune(
         pipe = make_pipeline(
             sel.features, make_estimator(model, p, n_jobs=jobs, n_features=len(sel.features))
         )
-        pipe.fit(Xtr, ytr)
+        fit_pipeline(pipe, Xtr, ytr, p)
         if model in ("lightgbm", "xgboost"):
             # intermediate values: validation R² of the first k trees
             est = pipe.named_steps["model"]
