@@ -100,3 +100,38 @@ def test_worker_home_is_per_store_and_node_local(
     a = worker_home({"store_url": "postgresql://a/x", "bar_interval": "1min"})
     b = worker_home({"store_url": "postgresql://b/x", "bar_interval": "1min"})
     assert a != b and a.parent == b.parent == tmp_path / "node"
+
+
+def _threads(_x: int, settings: dict[str, object]) -> dict[str, str | None]:
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    from bqx.cluster.executor import THREAD_VARS
+
+    out: dict[str, str | None] = {v: os.environ.get(v) for v in THREAD_VARS}
+    import numpy  # noqa: F401  (its BLAS is loaded now)
+
+    out["blas"] = str(max((p["num_threads"] for p in threadpool_info()), default=1))
+    return out
+
+
+def test_local_pool_workers_get_their_share_of_the_cores(monkeypatch) -> None:
+    """2 workers on this machine's cores: each worker's native libraries get cores // 2
+    threads (not a thread per core each, whose idle threads spin)."""
+    import os
+
+    from bqx.cluster.executor import THREAD_VARS
+
+    for v in THREAD_VARS:
+        monkeypatch.delenv(v, raising=False)
+    s = load_settings()
+    data = s.model_dump(mode="json")
+    want = str(max(1, (os.cpu_count() or 1) // 2))
+    with Executor(s, "local", jobs=2) as ex:
+        assert ex.threads_per_task(2) == int(want)
+        done = list(ex.map([Call(_threads, (i, data), "EURUSD", settings_at=1) for i in (1, 2)]))
+    for d in done:
+        assert d.error is None, d.error
+        assert {v: d.value[v] for v in THREAD_VARS} == dict.fromkeys(THREAD_VARS, want)
+        assert d.value["blas"] == want

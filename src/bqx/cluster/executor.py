@@ -177,6 +177,28 @@ def _invoke(call: Call, remote: bool) -> tuple[Any, str | None, float, str, dict
         return None, f"{type(e).__name__}: {e}\n{tb}", time.perf_counter() - t0, _node_id(), info
 
 
+#: Thread-count variables of the native libraries the tasks use (OpenMP: LightGBM, XGBoost;
+#: OpenBLAS / MKL: numpy, scikit-learn).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _limit_threads(n: int) -> None:
+    """Worker initializer of the local process pool: at most ``n`` native threads per library
+    in this worker (unless the user set the variable). With the libraries' default - a thread
+    per core in every worker - ``jobs`` workers on ``jobs`` cores run jobs x cores threads,
+    and OpenMP's idle threads spin: the demo's 2-worker training step took 107 vs 69 CPU-s
+    (docs/performance.md, "Demo"). The variables cover libraries loaded later in the task
+    (LightGBM's OpenMP); threadpoolctl those already loaded."""
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(n))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=int(os.environ["OMP_NUM_THREADS"]))
+    except (ImportError, ValueError):  # no threadpoolctl, or a user value that is no integer
+        pass
+
+
 class Executor:
     """Run :class:`Call` s and yield :class:`Done` s as they finish.
 
@@ -272,7 +294,13 @@ class Executor:
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(self.jobs, len(calls)), mp_context=ctx) as ex:
+            workers = min(self.jobs, len(calls))
+            with ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_limit_threads,
+                initargs=(self.threads_per_task(len(calls)),),
+            ) as ex:
                 futs = {ex.submit(_invoke, c, False): i for i, c in enumerate(calls)}
                 for f in as_completed(futs):
                     yield Done(futs[f], *_unpack(f.result()))
