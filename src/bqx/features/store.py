@@ -267,8 +267,16 @@ class FeatureStore:
             p.name.split("=", 1)[1] for p in d.glob("month=*") if (p / "part.parquet").exists()
         )
 
-    def read_base(self, pair: str, start: Any = None, end: Any = None) -> pd.DataFrame:
-        """Stored grid rows (base features, ``bar``, ``target``) with ``start <= ts <= end``."""
+    def read_base(
+        self,
+        pair: str,
+        start: Any = None,
+        end: Any = None,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Stored grid rows (base features, ``bar``, ``target``; or just ``columns``) with
+        ``start <= ts <= end``."""
         import pyarrow.parquet as pq
 
         pair = normalize_pair(pair)
@@ -283,10 +291,11 @@ class FeatureStore:
                 + (f" in [{start}, {end}]" if start or end else ""),
                 hint="run `bqx features build`",
             )
+        cols = None if columns is None else ["ts", *columns]
         tbl = (
-            pq.read_table([str(self.part_path(pair, m)) for m in ms])
+            pq.read_table([str(self.part_path(pair, m)) for m in ms], columns=cols)
             if len(ms) > 1
-            else pq.read_table(str(self.part_path(pair, ms[0])))
+            else pq.read_table(str(self.part_path(pair, ms[0])), columns=cols)
         )
         df = tbl.to_pandas()
         df = df.set_index("ts")
