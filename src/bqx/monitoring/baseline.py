@@ -79,7 +79,7 @@ def market_rvol(store: Any, pair: str, index: pd.Index) -> pd.DataFrame:
     """rvol_60 of every other pair in the feature ``store`` at the timestamps ``index`` (the
     pair's training rows; NaN where a pair has no stored row): what
     :func:`training_baseline` needs for :data:`~bqx.monitoring.drift.MARKET_REL`. Reads one
-    column per pair. Empty when the store holds no other pair or cannot be read (the
+    column per pair and month (cached in the process: ``FeatureStore.read_column``). Empty when the store holds no other pair or cannot be read (the
     version then has no relative column: its pass runs without that test)."""
     from bqx.universe import PAIRS
 
@@ -91,11 +91,10 @@ def market_rvol(store: Any, pair: str, index: pd.Index) -> pd.DataFrame:
         if other == pair or not store.months(other):
             continue
         try:
-            df = store.read_base(other, lo, hi, columns=[MARKET_VOL])
+            s = store.read_column(other, MARKET_VOL, lo, hi)
         except Exception:  # a pair the store cannot give: left out (the others suffice)
             log.warning("no stored %s for %s's market column", MARKET_VOL, other, exc_info=True)
             continue
-        s = df[MARKET_VOL]
         s = s[~s.index.duplicated(keep="last")]
         out[other] = s.reindex(index).to_numpy(np.float64)
     return pd.DataFrame(out, index=index)
