@@ -25,12 +25,13 @@ Then, for each of the 28 pairs:
 
 * unchanged, the trading days after the training segment: a pass every 60 bars, z of both
   statistics; a pair-day is alarmed when any pass of the day has |z| > the default level's
-  threshold (two-sided ``MARKET_ALPHA``), and, as the issue's feature-day rate counts, when
-  the day's last pass (its whole-day window) has;
+  threshold (two-sided ``MARKET_ALPHA``, the level test's predictive threshold for the
+  training days: 4.1 for 25), and, as the issue's feature-day rate counts, when the day's
+  last pass (its whole-day window) has; ``by_threshold`` judges the same passes at other
+  levels, predictive and normal;
 * pair-specific x1.9 from day 29: the pair's log-price moves x 1.9 (the other pairs
   unchanged), rvol recomputed; a pass every 10 bars over the last 1,440 bars; bars until
-  the first pass with z above the threshold (None: not within the day).
-
+  the first pass with z above the threshold (None: not within the day);
 * one currency x1.9 from day 29: the log-price moves of its 7 pairs x1.9 together (a
   stand-in for the currency's own volatility; the cross-section then moves by 6 of the 27
   others), each of the 7 tested against its own baseline, for each of the 8 currencies.
@@ -61,6 +62,7 @@ from bqx.monitoring.drift import (
     ColumnBaseline,
     column_baseline,
     level_test,
+    level_z_threshold,
     relative_column,
     relative_vol,
 )
@@ -68,10 +70,11 @@ from bqx.universe import CURRENCIES
 
 DAY = 1440
 W = 60
-#: two-sided z thresholds of the trade-off curve: MARKET_ALPHA 0.001, 0.0005 (the
-#: default), 0.00025 (the default split over two columns), and a predictive Student-t
-#: threshold for 25 and for 60 training days
-THRESHOLDS = (3.291, 3.481, 3.662, 3.715, 4.1)
+#: two-sided levels of the trade-off curve (0.0005: MARKET_ALPHA, the default), each
+#: judged, as the product's level test does, against the predictive threshold for the
+#: baselines' number of training days (``level_z_threshold``); ``normal`` rows judge the
+#: same z against the normal quantile (the test before it was predictive)
+ALPHAS = (0.001, 0.0005, 0.00025, 0.0001)
 
 
 def _rvol(lc: pd.DataFrame) -> pd.DataFrame:
@@ -176,7 +179,8 @@ def main() -> None:
     ap.add_argument("--change-day", type=int, default=29)
     ap.add_argument("--out", default="drift_relative.json")
     a = ap.parse_args()
-    thr = float(ndtri(1 - MARKET_ALPHA / 2))
+    n = float(a.train_days)  # the baselines' training windows (one per training day)
+    thr = level_z_threshold({"training_windows": n, "df": n - 1}, MARKET_ALPHA)
     t0, c0 = time.perf_counter(), time.process_time()
     runs = [run_seed(11 + i, a.days, a.train_days, a.change_day, thr) for i in range(a.seeds)]
     summary: dict = {}
@@ -226,28 +230,34 @@ def main() -> None:
                 "currency_x1.9_first_bars_median": float(np.median(found)) if found else None,
             }
         )
-    # the same passes judged at other thresholds (two-sided z): the trade-off
+    # the same passes judged at other levels: the trade-off
     recs = [r for run in runs for r in run["pairs"].values()]
     cur = [run["currency"][c] for run in runs for c in run["currency"]]
     curve = []
-    for t in THRESHOLDS:
-        row: dict = {"z": t}
-        for k in ("own", "rel"):
-            days = [m > t for r in recs for m in r[f"{k}_day_max_abs_z"]]
-            row[f"{k}_pair_day_pct"] = round(100 * sum(days) / len(days), 2)
-            row[f"{k}_pair_x1.9_pct"] = round(
-                100 * np.mean([r[f"{k}_x1.9_max_z"] > t for r in recs]), 1
+    for alpha in ALPHAS:
+        for kind in ("predictive", "normal"):
+            t = (
+                level_z_threshold({"training_windows": n, "df": n - 1}, alpha)
+                if kind == "predictive"
+                else float(ndtri(1 - alpha / 2))
             )
-            row[f"{k}_currency_x1.9_pct"] = round(
-                100 * np.mean([m > t for c in cur for m in c[f"{k}_max_z"].values()]), 1
-            )
-        either = [
-            max(a, b) > t
-            for r in recs
-            for a, b in zip(r["own_day_max_abs_z"], r["rel_day_max_abs_z"], strict=True)
-        ]
-        row["either_pair_day_pct"] = round(100 * sum(either) / len(either), 2)
-        curve.append(row)
+            row: dict = {"alpha": alpha, "threshold": kind, "z": round(t, 3)}
+            for k in ("own", "rel"):
+                days = [m > t for r in recs for m in r[f"{k}_day_max_abs_z"]]
+                row[f"{k}_pair_day_pct"] = round(100 * sum(days) / len(days), 2)
+                row[f"{k}_pair_x1.9_pct"] = round(
+                    100 * np.mean([r[f"{k}_x1.9_max_z"] > t for r in recs]), 1
+                )
+                row[f"{k}_currency_x1.9_pct"] = round(
+                    100 * np.mean([m > t for c in cur for m in c[f"{k}_max_z"].values()]), 1
+                )
+            either = [
+                max(x, y) > t
+                for r in recs
+                for x, y in zip(r["own_day_max_abs_z"], r["rel_day_max_abs_z"], strict=True)
+            ]
+            row["either_pair_day_pct"] = round(100 * sum(either) / len(either), 2)
+            curve.append(row)
     summary["by_threshold"] = curve
     res = {
         "benchmark": "drift_relative",
