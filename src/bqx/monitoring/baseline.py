@@ -79,8 +79,9 @@ def market_rvol(store: Any, pair: str, index: pd.Index) -> pd.DataFrame:
     """rvol_60 of every other pair in the feature ``store`` at the timestamps ``index`` (the
     pair's training rows; NaN where a pair has no stored row): what
     :func:`training_baseline` needs for :data:`~bqx.monitoring.drift.MARKET_REL`. Reads one
-    column per pair and month (cached in the process: ``FeatureStore.read_column``). Empty when the store holds no other pair or cannot be read (the
-    version then has no relative column: its pass runs without that test)."""
+    column per pair and month (cached in the process: ``FeatureStore.read_column``). Empty
+    when the store holds no other pair (the version then has no relative column: its pass
+    runs without that test)."""
     from bqx.universe import PAIRS
 
     out: dict[str, np.ndarray] = {}
