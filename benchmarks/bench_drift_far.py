@@ -46,6 +46,7 @@ from bqx.monitoring.drift import (
     PAIR_ALPHA,
     build_baseline,
     drift_report,
+    level_z_threshold,
 )
 
 DAY = 1440
@@ -151,7 +152,7 @@ def main() -> None:
 
 def pass_record(rep: dict) -> list:
     """(column-level severity rank from KL alone, pair-test z of the whole and the short
-    window, the market level test's z or None)."""
+    window, the market level test's z and its number of training windows, or None)."""
     mk = rep.get("market") or {}
     fs = max(
         (_RANK[mk[c["name"]]["kl_severity"] if c["name"] in mk else c["severity"]]
@@ -159,8 +160,9 @@ def pass_record(rep: dict) -> list:
         default=-1,
     )  # fmt: skip
     pt = rep.get("pair_test") or {}
-    zm = next(iter(mk.values()))["z"] if mk else None
-    return [fs, (pt.get("whole") or {}).get("z"), (pt.get("short") or {}).get("z"), zm]
+    m = mk.get(MARKET_VOL)
+    zm, nm = (m["z"], m["training_windows"]) if m else (None, None)
+    return [fs, (pt.get("whole") or {}).get("z"), (pt.get("short") or {}).get("z"), zm, nm]
 
 
 def alarmed(
@@ -172,8 +174,11 @@ def alarmed(
     pair = any(z is not None and z > zt for z in rec[1:3])
     zm = rec[3] if len(rec) > 3 else None
     level = (
-        market_alpha is not None and zm is not None and abs(zm) > float(norm.isf(market_alpha / 2))
-    )
+        market_alpha is not None
+        and zm is not None
+        and abs(zm)
+        > level_z_threshold({"training_windows": rec[4], "df": rec[4] - 1}, market_alpha)
+    )  # the product's predictive threshold (level_test)
     return pair or level or rec[0] >= (2 if critical_only else 1)
 
 

@@ -19,10 +19,13 @@ each report are compared with the old arm's (JSON-equal).
 
 Setup (not timed): a project home with 3 simulated days of bars for all 28 pairs (DuckDB),
 one registered version per pair in MLflow carrying a monitoring baseline of 70 features
-(+ prediction, target) built from 20,000 rows of the feature process, and in the state DB
-(SQLite, the default) 28 x 1,440 decisions of one trading day with their 70 captured input
-values each (written through the state API: ``log_decisions``, ``write_captures``).
-Features are 60-bar rolling means of noise (autocorrelated like the served ones).
+(+ prediction, target and the two market columns: ``rvol_60`` and the pair's volatility
+relative to the other 27) built from 20,000 rows of the feature process, and in the state
+DB (SQLite, the default) 28 x 1,440 decisions of one trading day with their 70 captured
+input values and rvol_60 each (written through the state API: ``log_decisions``,
+``write_captures``). Features are 60-bar rolling means of noise (autocorrelated like the
+served ones); rvol_60 is exp(-9 + a level shared by all pairs + the pair's own), both
+rolling means of noise.
 
 Timed: ``bqx monitor run --as-of <last bar> --json`` as a child process, twice:
 the first pass matures the 40,320 decisions (reads bars, computes targets, writes them),
@@ -69,6 +72,7 @@ def setup(home: Path) -> str:
     from bqx.data.simulator import generate
     from bqx.data.store import open_store
     from bqx.monitoring.baseline import BASELINE_FILE, training_baseline
+    from bqx.monitoring.drift import MARKET_VOL
     from bqx.registry import Registry, model_name
     from bqx.state import new_decision_id, open_state
     from bqx.universe import PAIRS
@@ -87,11 +91,17 @@ def setup(home: Path) -> str:
     rng = np.random.default_rng(0)
     names = [f"feat_{i:02d}" for i in range(N_FEAT)]
     as_of = None
+    # the market column (rvol_60) of every pair: a shared level times the pair's own, both
+    # slowly varying; training rows and the served day alike
+    common = _rolling(rng, 20_000 + DAY, 1)[:, 0] * 0.2
+    rvol = {p: np.exp(-9.0 + common + 0.1 * _rolling(rng, 20_000 + DAY, 1)[:, 0]) for p in PAIRS}
     for pair in PAIRS:
         Xtr = pd.DataFrame(_rolling(rng, 20_000, N_FEAT), columns=names)
+        Xtr[MARKET_VOL] = rvol[pair][:20_000]
         pred = Xtr.iloc[:, 0].to_numpy() * 1e-4
         y = pred + rng.normal(size=len(Xtr)) * 1e-3
-        base = training_baseline(Xtr, names, pred, y)
+        market = {p: v[:20_000] for p, v in rvol.items() if p != pair}
+        base = training_baseline(Xtr, names, pred, y, market=market)
         run = c.create_run(exp)
         c.log_dict(run.info.run_id, base, f"model/{BASELINE_FILE}")
         c.set_terminated(run.info.run_id)
@@ -107,7 +117,7 @@ def setup(home: Path) -> str:
         assert len(ts) > DAY + HORIZON
         served = ts[-(DAY + HORIZON) : -HORIZON]
         as_of = served[-1]
-        X = _rolling(rng, DAY, N_FEAT)
+        X = np.column_stack([_rolling(rng, DAY, N_FEAT), rvol[pair][20_000:]])
         ids = [new_decision_id() for _ in range(DAY)]
         state.log_decisions(
             {"decision_id": i, "pair": pair, "asof_ts": t, "horizon": HORIZON,
@@ -118,7 +128,7 @@ def setup(home: Path) -> str:
         rows = [
             {"decision_id": i, "captured_at": t, "pair": pair, "asof_ts": t,
              "model_version": str(mv.version),
-             "values": dict(zip(names, map(float, x), strict=True))}
+             "values": dict(zip([*names, MARKET_VOL], map(float, x), strict=True))}
             for i, t, x in zip(ids, served, X, strict=True)
         ]  # fmt: skip
         state.write_captures(rows)

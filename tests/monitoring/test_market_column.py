@@ -7,7 +7,9 @@ pipeline's std of the last 60 one-bar log returns) moves by ln 1.9, and its leve
 it. Synthetic and fast: returns with the simulator's regime-switching volatility (calm 0.7 /
 normal 1.0 / turbulent 1.9, durations ~48 h / 72 h / 7 h), so "stationary" includes calm
 days and turbulent stretches - and a regime x 1.9 on a normal day looks like a long
-turbulent stretch: it moves the level by ~3 null sd, a regime x 2.5 is flagged.
+turbulent stretch: it moves the level by ~3 null sd, a regime x 3 is flagged. (With 20
+training days the level test's predictive threshold is |z| 4.29, not the normal 3.48: x 2.5
+lands at z 4.1-4.6 and is flagged in 2 of these 3 seeds.)
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def test_vol_regime_is_critical_within_a_day_and_stationary_days_are_not() -> No
         rng = np.random.default_rng(100 + seed)
         n, c = 2 * DAY + WARM, DAY + WARM
         r = 1e-4 * rng.standard_t(4, n)  # the normal regime throughout
-        cols = _columns(np.concatenate([r[:c], 2.5 * r[c:]]))
+        cols = _columns(np.concatenate([r[:c], 3.0 * r[c:]]))
         first = None
         for k in range(60, DAY + 1, 60):  # a pass every 60 bars over the last 1,440 bars
             e = DAY + k  # rows are offset by WARM: the change is at row DAY
@@ -184,3 +186,32 @@ def test_pass_over_captures_from_before_the_column_is_not_a_missing_value_alarm(
     art2 = SimpleNamespace(features=["ret_skew_240"], needed_columns=("ret_skew_240",))
     assert cap._index(art2)[1] == ["ret_skew_240"]  # not computed for the model: not captured
     assert cap._index(art)[0][-1] == columns().index(MARKET_VOL)
+
+
+def test_level_test_is_predictive_so_a_short_baseline_is_not_over_trusted() -> None:
+    """The null's mean and sd come from N training days: a new day's level is judged by the
+    prediction interval (Student t, N - 1 df, x sqrt(1 + 1/N)), not by a normal - the same
+    z is significant after 250 training days and not after 20."""
+    from scipy.stats import norm
+
+    from bqx.monitoring.drift import MARKET_ALPHA, level_test, level_z_threshold
+
+    rng = np.random.default_rng(9)
+    thr = {}
+    for days in (20, 250):
+        v = np.exp(rng.normal(-9, 0.1, days * DAY))
+        b = build_baseline({MARKET_VOL: v})[MARKET_VOL]
+        mu, sd, _ = b.level["1440"]
+        day = np.full(DAY, np.exp(mu + 4.0 * sd))  # a day at z = 4.0
+        t = level_test(b, day)
+        assert t is not None and t["training_windows"] == days and t["df"] == days - 1
+        assert np.isclose(t["z"], 4.0)
+        assert t["p"] < MARKET_ALPHA if days == 250 else t["p"] > MARKET_ALPHA
+        thr[days] = level_z_threshold(t, MARKET_ALPHA)
+        # the threshold is where p crosses alpha
+        assert np.isclose(
+            level_test(b, np.exp(np.log(day) - t["log_mean"] + mu + thr[days] * sd))["p"],
+            MARKET_ALPHA,
+        )
+        assert (t["p"] < MARKET_ALPHA) == (abs(t["z"]) > thr[days])
+    assert thr[20] > 4.2 and 3.48 < thr[250] < 3.55 and norm.isf(MARKET_ALPHA / 2) < thr[250]

@@ -127,10 +127,11 @@ def baseline(
     """Compute and attach a baseline to a version registered without one."""
     import numpy as np
 
-    from bqx.monitoring.baseline import save_baseline, training_baseline
+    from bqx.monitoring.baseline import market_at, save_baseline, training_baseline
     from bqx.registry import Registry
     from bqx.training.splits import chrono_split
-    from bqx.training.train import load_training_frame, prepare
+    from bqx.training.train import load_training_frame, prepare, training_market
+    from bqx.universe import normalize_pair
 
     s = settings()
     reg = Registry(s)
@@ -140,7 +141,8 @@ def baseline(
     X = df.drop(columns=["target"]).iloc[sp.train]
     y = df["target"].to_numpy(np.float64)[sp.train]
     pred = np.asarray(art.pipeline.predict(X), np.float64)
-    b = training_baseline(X, list(art.features), pred, y)
+    market = training_market(normalize_pair(pair), s, X.index)
+    b = training_baseline(X, list(art.features), pred, y, market=market_at(market, X.index))
     save_baseline(reg, pair, version, b)
     out = {"pair": pair, "version": version, "columns": len(b["columns"]), "rows": b["rows"]}
     if as_json:

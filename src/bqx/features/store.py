@@ -77,6 +77,12 @@ def _month_key(ts: pd.Timestamp) -> str:
     return f"{ts.year:04d}-{ts.month:02d}"
 
 
+#: :meth:`FeatureStore.read_column`'s month cache (a month of one column of 1-minute bars is
+#: ~130 KB; cleared when it holds this many entries).
+_COLUMN_CACHE: dict[tuple[str, int, int, str], pd.Series] = {}
+_COLUMN_CACHE_MAX = 1024
+
+
 def _month_bounds(key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     start = pd.Timestamp(f"{key}-01", tz="UTC")
     end = start + pd.offsets.MonthBegin(1) - pd.Timedelta(1, "ns")
@@ -295,6 +301,39 @@ class FeatureStore:
         if end is not None:
             df = df[df.index <= to_utc(end)]
         return df
+
+    def read_column(self, pair: str, column: str, start: Any = None, end: Any = None) -> pd.Series:
+        """One stored base column of ``pair`` (grid rows with ``start <= ts <= end``, by
+        ts), read month by month through a per-process cache keyed by each month file's
+        path, size and mtime (a rebuilt month is read afresh): training many pairs in one
+        process reads each other pair's month once, not once per pair trained."""
+        import pyarrow.parquet as pq
+
+        pair = normalize_pair(pair)
+        parts = []
+        for m in self.months(pair):
+            ms, me = _month_bounds(m)
+            if (start is not None and me < to_utc(start)) or (end is not None and ms > to_utc(end)):
+                continue
+            path = self.part_path(pair, m)
+            st = path.stat()
+            key = (str(path), st.st_size, st.st_mtime_ns, column)
+            s = _COLUMN_CACHE.get(key)
+            if s is None:
+                tbl = pq.read_table(str(path), columns=["ts", column])
+                s = tbl.to_pandas().set_index("ts")[column]
+                if len(_COLUMN_CACHE) >= _COLUMN_CACHE_MAX:
+                    _COLUMN_CACHE.clear()
+                _COLUMN_CACHE[key] = s
+            parts.append(s)
+        if not parts:
+            return pd.Series(dtype=np.float32, name=column)
+        out = pd.concat(parts) if len(parts) > 1 else parts[0]
+        if start is not None:
+            out = out[out.index >= to_utc(start)]
+        if end is not None:
+            out = out[out.index <= to_utc(end)]
+        return out
 
     def read(
         self,

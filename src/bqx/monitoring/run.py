@@ -271,6 +271,27 @@ def parsed_baseline(
 WORKER_TIMEOUT_S = 300.0
 
 
+#: The pass tests the relative-volatility column only with at least this many bars that
+#: have enough of the other pairs captured (half the default window: the level test's own
+#: minimum).
+REL_MIN_BARS = 720
+
+
+def _market_matrix(cap: pd.DataFrame) -> pd.DataFrame | None:
+    """The captured rvol_60 as an (asof_ts x pair) frame, one value per pair and bar (a bar
+    served by several versions of a pair has the same rvol_60 in each); None when nothing
+    captured it."""
+    from bqx.monitoring.drift import MARKET_VOL
+
+    if MARKET_VOL not in cap.columns:
+        return None
+    m = cap[["asof_ts", "pair", MARKET_VOL]].dropna()
+    if m.empty:
+        return None
+    m = m.drop_duplicates(["asof_ts", "pair"], keep="last")
+    return m.pivot(index="asof_ts", columns="pair", values=MARKET_VOL)
+
+
 class DriftJob:
     """The drift step of a pass, started early and collected later.
 
@@ -306,17 +327,25 @@ class DriftJob:
         self.children: list[tuple[int, int, list[int]]] = []  # (pid, read fd, group idx)
         #: per child: its peak RSS (MB) and CPU seconds, as it measured them
         self.worker_stats: list[dict[str, float]] = []
+        #: the captured rvol_60 of every pair by as-of bar (asof_ts x pair), for the
+        #: relative-volatility column (:data:`bqx.monitoring.drift.MARKET_REL`)
+        self.mkt: pd.DataFrame | None = None
+        self.asof = pd.DatetimeIndex([])
         try:
-            cap = state.read_captures(pair, end - window, end)
+            # all pairs, even for one: the relative column needs the others' rvol_60
+            cap = state.read_captures(None, end - window, end)
             if cap.empty:
                 return
             meta = {"decision_id", "pair", "asof_ts", "model_version"}
             self.feats = [c for c in cap.columns if c not in meta]
             # one matrix; each group's rows in asof_ts order
             self.X = cap[self.feats].to_numpy(np.float64)
+            self.asof = pd.DatetimeIndex(cap["asof_ts"])
+            self.mkt = _market_matrix(cap)
             self.groups = [
                 (*cast(tuple[Any, Any], k), pos)
                 for k, pos in sorted(cap.groupby(["pair", "model_version"]).indices.items())
+                if pair is None or k[0] == pair
             ]
             del cap
             by = listing.get() if listing is not None else None
@@ -330,7 +359,7 @@ class DriftJob:
     def _group(self, i: int) -> dict[str, Any] | None:
         """Drift report of group ``i``; None when its version has no baseline."""
         from bqx.monitoring.baseline import BaselineMissingError
-        from bqx.monitoring.drift import MARKET_VOL, drift_report
+        from bqx.monitoring.drift import MARKET_REL, MARKET_VOL, drift_report, relative_vol
 
         p, version, pos = self.groups[i]
         try:
@@ -348,6 +377,18 @@ class DriftJob:
                 win[MARKET_VOL] = mv[fin[0] :]
             else:
                 del win[MARKET_VOL]
+        rb = base.get(MARKET_REL)
+        if rb is not None and rb.centers and self.mkt is not None and MARKET_VOL in self.feats:
+            # the pair over the market at each of its served bars: the others' captured
+            # rvol_60 at the same bar, centred as at training (bars without enough of them
+            # are left out, not counted as missing)
+            own = Xg[:, self.feats.index(MARKET_VOL)]
+            names = list(rb.centers)
+            others = self.mkt.reindex(index=self.asof[pos], columns=names).to_numpy(np.float64)
+            rel = relative_vol(own, others, np.array([rb.centers[n] for n in names]))
+            rel = rel[np.isfinite(rel)]
+            if len(rel) >= REL_MIN_BARS:
+                win[MARKET_REL] = rel
         rep = drift_report(base, win)
         rep.update(pair=p, model_version=version, n=len(pos))
         return rep
@@ -428,6 +469,8 @@ class DriftJob:
     def result(self) -> tuple[dict[str, Any], list[Condition]]:
         """The drift section of the report and the ``drift`` conditions (waits for the
         workers); raises what the step raised."""
+        from bqx.monitoring.drift import MARKET_REL
+
         if self.error is not None:
             raise self.error
         got = self._collect() if self.children else {}
@@ -451,8 +494,8 @@ class DriftJob:
                 if t.get("significant")
             ]
             mk = [
-                f"market {name} level x{t['ratio']:.2f} of training "
-                f"(z {t['z']:.1f}, p {t['p']:.2g})"
+                f"{'volatility relative to the market' if name == MARKET_REL else 'market'} "
+                f"{name} level x{t['ratio']:.2f} of training (z {t['z']:.1f}, p {t['p']:.2g})"
                 for name, t in (rep.get("market") or {}).items()
                 if t.get("significant")
             ]

@@ -103,12 +103,12 @@ def matured_rows(ctx: Any, pair: str, as_of: Any = None) -> pd.DataFrame:
 def build_update(ctx: Any, pair: str, *, as_of: Any = None) -> OnlineCandidate:
     """Update the production version of ``pair`` on its latest matured rows (no I/O but
     reads). ``ctx`` has settings, registry and store (an Operator or :class:`Context`)."""
-    from bqx.monitoring.baseline import training_baseline
+    from bqx.monitoring.baseline import market_at, training_baseline
     from bqx.online.update import update_pipeline
     from bqx.training.intervals import SCALE_FEATURE, calibrate, coverage
     from bqx.training.metrics import baselines, regression_metrics
     from bqx.training.shrinkage import fit_shrinkage
-    from bqx.training.train import TrainResult, uncertainty
+    from bqx.training.train import TrainResult, training_market, uncertainty
 
     s = ctx.settings
     pair = normalize_pair(pair)
@@ -172,6 +172,7 @@ def build_update(ctx: Any, pair: str, *, as_of: Any = None) -> OnlineCandidate:
     )
     info = {**info, "parent_beta": art.shrinkage.beta, "beta": shrink.beta,
             "unchanged": unchanged}  # fmt: skip
+    market = training_market(pair, s, X.index[f])  # the feature store's, where it has them
     total = time.perf_counter() - t0
     res = TrainResult(
         pair=pair,
@@ -182,7 +183,8 @@ def build_update(ctx: Any, pair: str, *, as_of: Any = None) -> OnlineCandidate:
         seconds={"selection": 0.0, "fit": t_fit, "total": total},
         rows={"train": f.stop - f.start, "val": c.stop - c.start, "test": k.stop - k.start,
               "gap": s.horizon + 1},
-        extra={"baseline": training_baseline(X.iloc[f], list(new.features), pf, y[f])},
+        extra={"baseline": training_baseline(X.iloc[f], list(new.features), pf, y[f],
+                                             market=market_at(market, X.index[f]))},
     )  # fmt: skip
     return OnlineCandidate(pair, str(parent), res, info, windows,
                            {"read": t_read, "update": t_fit, "total": total})  # fmt: skip

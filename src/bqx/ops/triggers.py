@@ -44,7 +44,7 @@ def retrain(ctx: Any, trigger_id: int, holder: str) -> dict[str, Any]:
     registry and store (an :class:`~bqx.ops.operator.Operator`)."""
     from bqx.ops.data import features_window
     from bqx.registry import model_name
-    from bqx.training.train import train_frame
+    from bqx.training.train import train_frame, training_market
 
     s, st, reg = ctx.settings, ctx.state, ctx.registry
     tr = st.get_trigger(trigger_id)
@@ -58,7 +58,8 @@ def retrain(ctx: Any, trigger_id: int, holder: str) -> dict[str, Any]:
             raise RuntimeError(f"no {pair} bars in the store")
         start = latest - pd.DateOffset(months=s.ops.retrain_months)
         df = features_window(ctx.store, s, pair, start, latest)
-        result = train_frame(pair, df, s, model=s.train.model, n_jobs=1)
+        market = training_market(pair, s, df.index)  # the feature store's, where it has them
+        result = train_frame(pair, df, s, model=s.train.model, n_jobs=1, market=market)
         window = result.artifact.data_window
         v = reg.log_and_register(result, actor=f"operator:{tr['kind']}")
         c = reg.client

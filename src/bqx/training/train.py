@@ -4,6 +4,7 @@ against naive baselines."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import pandas as pd
 from bqx.config import Settings, load_settings
 from bqx.errors import NoDataError
 from bqx.features import columns, feature_set_version
-from bqx.monitoring.baseline import training_baseline
+from bqx.monitoring.baseline import market_at, training_baseline
 from bqx.training.artifact import ModelArtifact
 from bqx.training.intervals import SCALE_FEATURE, calibrate, coverage
 from bqx.training.metrics import (
@@ -36,6 +37,8 @@ from bqx.training.selection import select_features
 from bqx.training.shrinkage import Shrinkage, fit_shrinkage
 from bqx.training.splits import chrono_split, tuning_calibration_split
 from bqx.universe import normalize_pair
+
+log = logging.getLogger(__name__)
 
 #: rows whose candidates are mostly NaN (the warm-up before the longest lookback) are dropped
 MAX_NAN_SHARE = 0.2
@@ -69,19 +72,36 @@ class TrainResult:
         }
 
 
-def load_training_frame(
-    pair: str, settings: Settings, start: Any = None, end: Any = None
-) -> pd.DataFrame:
-    """Candidates + target of ``pair`` from the feature store (build it first)."""
+def _feature_store(settings: Settings) -> Any:
     from bqx.features.store import FeatureStore
 
-    fs = FeatureStore(
+    return FeatureStore(
         settings.features_dir,
         horizon=settings.horizon,
         target=settings.target,
         max_ffill=settings.max_ffill_bars,
     )
-    return fs.read(pair, start, end)
+
+
+def load_training_frame(
+    pair: str, settings: Settings, start: Any = None, end: Any = None
+) -> pd.DataFrame:
+    """Candidates + target of ``pair`` from the feature store (build it first)."""
+    return _feature_store(settings).read(pair, start, end)
+
+
+def training_market(pair: str, settings: Settings, index: pd.Index) -> pd.DataFrame | None:
+    """The other pairs' rvol_60 from the feature store at ``index`` (for the monitoring
+    baseline's relative-volatility column); None when the store cannot give it - the
+    version then trains as before, without that column."""
+    from bqx.monitoring.baseline import market_rvol
+
+    try:
+        m = market_rvol(_feature_store(settings), pair, index)
+    except Exception:
+        log.warning("no market column for %s's baseline", pair, exc_info=True)
+        return None
+    return m if m.shape[1] else None
 
 
 def prepare(df: pd.DataFrame, *, require_target: bool = True) -> pd.DataFrame:
@@ -168,8 +188,11 @@ def train_frame(
     params: dict[str, Any] | None = None,
     n_jobs: int | None = None,
     selection_rows: int | None = None,
+    market: pd.DataFrame | None = None,
 ) -> TrainResult:
-    """Train on a prepared frame of candidates + ``target`` (time-ordered)."""
+    """Train on a prepared frame of candidates + ``target`` (time-ordered). ``market``: the
+    other pairs' rvol_60 by timestamp (:func:`bqx.monitoring.baseline.market_rvol`), for
+    the monitoring baseline's relative-volatility column (None: the baseline has none)."""
     s = settings or load_settings()
     ts = s.train
     model = model or ts.model
@@ -254,7 +277,11 @@ def train_frame(
         seconds={"selection": t_sel, "fit": t_fit, "total": total},
         rows={"train": len(sp.train), "val": len(sp.val), "test": len(sp.test), "gap": gap},
         # monitoring: drift reference frozen from the training segment (issue 12)
-        extra={"baseline": training_baseline(Xtr, list(sel.features), ptr, ytr)},
+        extra={
+            "baseline": training_baseline(
+                Xtr, list(sel.features), ptr, ytr, market=market_at(market, Xtr.index)
+            )
+        },
     )
 
 
@@ -284,8 +311,10 @@ def train_pair(
 ) -> TrainResult:
     """Read the pair's candidates from the feature store and train (see :func:`train_frame`)."""
     s = settings or load_settings()
-    df = load_training_frame(normalize_pair(pair), s, start, end)
-    res = train_frame(pair, df, s, model=model, params=params, n_jobs=n_jobs)
+    pair = normalize_pair(pair)
+    df = load_training_frame(pair, s, start, end)
+    market = training_market(pair, s, df.index)
+    res = train_frame(pair, df, s, model=model, params=params, n_jobs=n_jobs, market=market)
     if s.regime.enabled:
         from bqx.decision.regime import fit_for_artifact
 
