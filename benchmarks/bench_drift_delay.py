@@ -40,10 +40,10 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import save_result
 from bench_drift_far import MARKET_ALPHAS, PAIR_ALPHAS, alarmed, pass_record
 
 from bqx.data.simulator import REGIME_NAMES, generate
@@ -225,12 +225,9 @@ def main() -> None:
         "first_by_pair_alpha_features_arm": curve,
         "first_by_market_alpha": mcurve,
         "runs": runs,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "cpu_seconds": round(time.process_time() - c0, 1),
     }
+    save_result(out, a.out, t0, c0)
     print(json.dumps(out, indent=2))
-    dst = Path(__file__).resolve().parent / "results" / a.out
-    dst.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import save_result
 from scipy.stats import norm
 
 from bqx.data.simulator import generate
@@ -142,12 +142,9 @@ def main() -> None:
         "market_column": MARKET_VOL,
         "arms": arms,
         "runs": [{k: v for k, v in r.items() if not k.endswith("passes")} for r in runs],
-        "seconds": round(time.perf_counter() - t0, 1),
-        "cpu_seconds": round(time.process_time() - c0, 1),
     }
+    save_result(out, a.out, t0, c0)
     print(json.dumps(out, indent=2))
-    dst = Path(__file__).resolve().parent / "results" / a.out
-    dst.write_text(json.dumps(out, indent=2) + "\n")
 
 
 def pass_record(rep: dict) -> list:

@@ -48,10 +48,10 @@ import os
 import platform
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import save_result
 from scipy.special import ndtri
 
 from bqx.data.simulator import generate
@@ -268,13 +268,9 @@ def main() -> None:
         "threshold_z": round(thr, 3),
         "summary": summary,
         "runs": runs,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "cpu_seconds": round(time.process_time() - c0, 1),
     }
     print(json.dumps(summary, indent=1))
-    path = Path(__file__).resolve().parent / "results" / a.out
-    path.write_text(json.dumps(res, indent=1))
-    print(f"wrote {path}")
+    print(f"wrote {save_result(res, a.out, t0, c0, indent=1)}")
 
 
 if __name__ == "__main__":
