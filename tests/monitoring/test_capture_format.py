@@ -74,6 +74,15 @@ def _check(s: StateDB, x: np.ndarray) -> None:
     np.testing.assert_array_equal(
         both.set_index("decision_id").loc[[f"old{i:04d}" for i in range(n)], NAMES].to_numpy(), a
     )
+    # one column of every pair (the relative-volatility column's read): only that column is
+    # decoded, from both formats, and equals read_captures' (rows without it left out)
+    col = s.read_capture_column(NAMES[2], T0, T0 + pd.Timedelta(minutes=n))
+    ref = both.dropna(subset=[NAMES[2]])
+    assert len(col) == len(ref) == 2 * n - 2  # row 3 is NaN in both formats
+    assert col["pair"].tolist() == ref["pair"].tolist()
+    assert col["asof_ts"].tolist() == ref["asof_ts"].tolist()
+    np.testing.assert_array_equal(col["value"].to_numpy(), ref[NAMES[2]].to_numpy())
+    assert s.read_capture_column("no_such_feature").empty
     s.write_captures([{"decision_id": "dict1", "pair": "USDJPY", "asof_ts": T0,
                        "model_version": "2", "values": {"z": 1.5, "y": None}}])  # fmt: skip
     d = s.read_captures("USDJPY")

@@ -332,8 +332,7 @@ class DriftJob:
         self.mkt: pd.DataFrame | None = None
         self.asof = pd.DatetimeIndex([])
         try:
-            # all pairs, even for one: the relative column needs the others' rvol_60
-            cap = state.read_captures(None, end - window, end)
+            cap = state.read_captures(pair, end - window, end)
             if cap.empty:
                 return
             meta = {"decision_id", "pair", "asof_ts", "model_version"}
@@ -341,11 +340,18 @@ class DriftJob:
             # one matrix; each group's rows in asof_ts order
             self.X = cap[self.feats].to_numpy(np.float64)
             self.asof = pd.DatetimeIndex(cap["asof_ts"])
-            self.mkt = _market_matrix(cap)
+            if pair is None:
+                self.mkt = _market_matrix(cap)
+            elif hasattr(state, "read_capture_column"):
+                # one pair: the relative column still needs the others' rvol_60 (that
+                # column alone, not every captured input of every pair)
+                from bqx.monitoring.drift import MARKET_VOL
+
+                col = state.read_capture_column(MARKET_VOL, end - window, end)
+                self.mkt = _market_matrix(col.rename(columns={"value": MARKET_VOL}))
             self.groups = [
                 (*cast(tuple[Any, Any], k), pos)
                 for k, pos in sorted(cap.groupby(["pair", "model_version"]).indices.items())
-                if pair is None or k[0] == pair
             ]
             del cap
             by = listing.get() if listing is not None else None
