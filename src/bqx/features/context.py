@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from functools import cached_property
 
 import numpy as np
@@ -61,6 +62,13 @@ class Family:
         return [s.name for s in self.specs]
 
 
+def _returns(ctx: Ctx) -> Arr:
+    r = np.empty(ctx.n)
+    r[0] = np.nan
+    np.subtract(ctx.lc[1:], ctx.lc[:-1], out=r[1:])
+    return r
+
+
 def _ccy_members() -> dict[str, list[tuple[str, float]]]:
     out: dict[str, list[tuple[str, float]]] = {c: [] for c in CURRENCIES}
     for p in PAIRS:
@@ -92,14 +100,21 @@ class Ctx:
         self.ts = panel.ts
         self._memo: dict[object, object] = {}
         self._src: tuple[Panel, int, int] | None = None
+        self._shared = False
 
     @classmethod
-    def window(cls, panel: Panel, pair: str, j: int, start: int, stop: int) -> Ctx:
+    def window(
+        cls, panel: Panel, pair: str, j: int, start: int, stop: int, shared: bool = False
+    ) -> Ctx:
         """The context of rows ``[start, stop)`` of ``panel`` (``j`` = the pair's column,
         ``start >= 0``) for the online path: the same values as
         ``Ctx(panel.slice_rows(start, stop), pair)``, but the pair's arrays are views of
         contiguous per-panel copies of its columns (made once per panel, not once per family
-        and call), and the sliced panel (the cross-section) is built only when read."""
+        and call), and the sliced panel (the cross-section) is built only when read.
+
+        ``shared``: row-local intermediates (:meth:`series`) are computed once per panel
+        over all its rows and sliced, instead of once per window (the ``only=`` online
+        path; the full online call keeps per-window ones, its reference)."""
         self = cls.__new__(cls)
         self._j = j
         self.pair = pair
@@ -108,7 +123,37 @@ class Ctx:
         self.ts = panel.ts[start:stop]
         self._memo = {}
         self._src = (panel, start, stop)
+        self._shared = shared
         return self
+
+    def series(self, key: str, fn: Callable[[Ctx], Any]) -> Any:
+        """A row-local intermediate ``fn(ctx)`` (an array, or a tuple of arrays, over the
+        context's rows, each row's value an elementwise function of that row and a few rows
+        before it: returns, true range, ...), memoised under ``key``.
+
+        In a shared window context it is computed once per panel on the context of all the
+        panel's rows and sliced: bit for bit the per-window values at every row whose inputs
+        lie in the window. Only the first rows, whose "previous bar" lies before the window
+        (NaN per window, a number per panel), differ, and no value reads them: the declared
+        lookbacks keep every window reduction inside the rows its feature reads (the
+        ``only=`` call equals the full online call bit for bit,
+        ``tests/features/test_parity.py``)."""
+        v = self._memo.get(key)
+        if v is not None:
+            return v
+        if self._shared and self._src is not None:
+            base, start, stop = self._src
+            full = base._cache.get(("ctx", self._j))
+            if full is None:
+                full = base._cache[("ctx", self._j)] = Ctx.window(
+                    base, self.pair, self._j, 0, len(base)
+                )
+            v = full.series(key, fn)
+            v = tuple(x[start:stop] for x in v) if isinstance(v, tuple) else v[start:stop]
+        else:
+            v = fn(self)
+        self._memo[key] = v
+        return v
 
     @cached_property
     def panel(self) -> Panel:  # set in __init__; built on first read for a window context
@@ -158,10 +203,7 @@ class Ctx:
     @cached_property
     def r(self) -> Arr:
         """One-bar log returns (NaN at the first row)."""
-        r = np.empty(self.n)
-        r[0] = np.nan
-        np.subtract(self.lc[1:], self.lc[:-1], out=r[1:])
-        return r
+        return self.series("r", _returns)  # type: ignore[no-any-return]
 
     def memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
         v = self._memo.get(key)
@@ -172,7 +214,9 @@ class Ctx:
 
     # ---- cross-section (cached on the panel: shared by every pair of a batch run) ----------
     def _panel_memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
-        cache = self.panel._cache
+        # a window context's sliced panel lives only as long as the context: its own memo
+        # holds the same values without building the sliced panel
+        cache = self._memo if self._src is not None else self.panel._cache
         v = cache.get(key)
         if v is None:
             v = fn()
@@ -202,19 +246,27 @@ class Ctx:
             if self._src is None:
                 return self._panel_returns()[:, cols] @ signs
             # a window context: the same (rows, 7) matrix as ``_panel_returns()[:, cols]``
-            # (its values and its column-major layout, so the same BLAS call) from the 7
-            # member columns only, instead of the returns of all 28 pairs
+            # (its values and its column-major layout, so the same BLAS call), copied from
+            # the panel's returns of the 7 member columns (taken once per panel)
             base, start, stop = self._src
-            lc = base.log_close[start:stop][:, cols]
-            d = np.empty(lc.shape, order="F")
+            key = ("ccy_diff", ccy)
+            full = base._cache.get(key)
+            if full is None:
+                lc = base.log_close[:, cols]
+                full = np.empty(lc.shape, order="F")
+                full[0] = np.nan
+                np.subtract(lc[1:], lc[:-1], out=full[1:])
+                base._cache[key] = full
+            d = full[start:stop].copy(order="F")
             d[0] = np.nan
-            np.subtract(lc[1:], lc[:-1], out=d[1:])
             return d @ signs
 
         return self._panel_memo(("ccy_r", ccy), f)
 
     def market_abs_return(self) -> Arr:
         """Mean absolute 1-bar log return over all pairs present (market activity)."""
+        if self._shared:  # row by row: a per-panel series (:meth:`series`)
+            return self.series("mkt_abs", Ctx.market_abs_return)  # type: ignore[no-any-return]
 
         def f() -> Arr:
             d = np.abs(self._panel_returns())

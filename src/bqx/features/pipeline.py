@@ -516,7 +516,8 @@ def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> 
     with np.errstate(all="ignore"):
         for fam, need, rel, idx, row_ix, col_ix, out_ix, fast in _fast_plan(plan):
             c0 = max(0, p - need)  # the same window and rows as the full call
-            ctx = Ctx.window(panel, pair, j, c0, p + 1)
+            # row-local intermediates (returns, true range, ...) taken once per panel
+            ctx = Ctx.window(panel, pair, j, c0, p + 1, shared=True)
             q = (p - c0) - rel
             if fast is not None and p - c0 >= fast[0]:
                 # the usual case (history covers every row): the family's point path

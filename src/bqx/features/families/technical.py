@@ -115,7 +115,7 @@ def sma_close(ctx: Ctx, w: int) -> np.ndarray:
 
 
 def true_range(ctx: Ctx) -> np.ndarray:
-    def f() -> np.ndarray:
+    def f(ctx: Ctx) -> np.ndarray:
         pc = shift(ctx.c, 1)
         # np.maximum.reduce([h - l, |h - pc|, |l - pc|]) without stacking the three: the
         # same elementwise maxima in the same order
@@ -126,7 +126,7 @@ def true_range(ctx: Ctx) -> np.ndarray:
         np.maximum(tr, np.abs(b, out=b), out=tr)
         return tr
 
-    return ctx.memo("tr", f)
+    return ctx.series("tr", f)  # type: ignore[no-any-return]
 
 
 def atr(ctx: Ctx, n: int) -> np.ndarray:
@@ -185,8 +185,12 @@ def _k14(ctx: Ctx) -> np.ndarray:
     return ctx.memo("k14", lambda: 100.0 * safe_div(ctx.c - ll(ctx, 14), hh(ctx, 14) - ll(ctx, 14)))
 
 
+def _tp_of(ctx: Ctx) -> np.ndarray:
+    return (ctx.h + ctx.l + ctx.c) / 3.0
+
+
 def _tp(ctx: Ctx) -> np.ndarray:
-    return ctx.memo("tp", lambda: (ctx.h + ctx.l + ctx.c) / 3.0)
+    return ctx.series("tp", _tp_of)  # type: ignore[no-any-return]
 
 
 def _cci(ctx: Ctx) -> np.ndarray:
@@ -345,17 +349,17 @@ def _ll_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
 
 
 def _diff_c(ctx: Ctx) -> np.ndarray:
-    return ctx.memo("diff_c", lambda: ctx.c - shift(ctx.c, 1))
+    return ctx.series("diff_c", lambda c: c.c - shift(c.c, 1))  # type: ignore[no-any-return]
 
 
 def _gain_loss(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
     """max(d, 0) and max(-d, 0) of the close differences (shared by the RSIs of a call)."""
 
-    def f() -> tuple[np.ndarray, np.ndarray]:
+    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         d = _diff_c(ctx)
         return np.maximum(d, 0.0), np.maximum(-d, 0.0)
 
-    return ctx.memo("gain_loss", f)  # type: ignore[arg-type,return-value]
+    return ctx.series("gain_loss", f)  # type: ignore[no-any-return]
 
 
 def _rsi_pt(n: int) -> Callable[[Ctx, np.ndarray], np.ndarray]:
@@ -393,7 +397,7 @@ def _stoch_d_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-    def f() -> tuple[np.ndarray, np.ndarray]:
+    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         h, lo = ctx.h, ctx.l
         # up = h - shift(h, 1), dn = shift(l, 1) - l: the same differences, NaN at row 0
         up, dn = np.empty(ctx.n), np.empty(ctx.n)
@@ -407,7 +411,7 @@ def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         mdm[nan] = np.nan
         return pdm, mdm
 
-    return ctx.memo("dm", f)  # type: ignore[arg-type,return-value]
+    return ctx.series("dm", f)  # type: ignore[no-any-return]
 
 
 def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
@@ -447,8 +451,8 @@ def _stochrsi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return safe_div(r14[pos] - rmin, rmax - rmin)
 
 
-def _mfi_flows(ctx: Ctx) -> np.ndarray:
-    def f() -> np.ndarray:
+def _mfi_flows(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
+    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         tp = _tp(ctx)
         tp_prev = shift(tp, 1)
         flow = tp * ctx.v
@@ -457,9 +461,9 @@ def _mfi_flows(ctx: Ctx) -> np.ndarray:
         bad = np.isnan(tp_prev) | np.isnan(flow)
         up[bad] = np.nan
         dn[bad] = np.nan
-        return np.stack([up, dn])
+        return up, dn
 
-    return ctx.memo("mfi_flows", f)
+    return ctx.series("mfi_flows", f)  # type: ignore[no-any-return]
 
 
 def _mfi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
