@@ -237,31 +237,45 @@ class Ctx:
         that up means the currency strengthened. NaN when any of the 7 pairs is absent."""
 
         def f() -> Arr:
+            if self._src is not None:
+                return self._ccy_return_window(ccy)
             pairs = self.panel.pairs
             members = CCY_MEMBERS[ccy]
             if not all(p in pairs for p, _ in members):
                 return np.full(self.n, np.nan)
             cols = [pairs.index(p) for p, _ in members]
             signs = np.array([sgn for _, sgn in members]) / len(members)
-            if self._src is None:
-                return self._panel_returns()[:, cols] @ signs
-            # a window context: the same (rows, 7) matrix as ``_panel_returns()[:, cols]``
-            # (its values and its column-major layout, so the same BLAS call), copied from
-            # the panel's returns of the 7 member columns (taken once per panel)
-            base, start, stop = self._src
-            key = ("ccy_diff", ccy)
-            full = base._cache.get(key)
-            if full is None:
-                lc = base.log_close[:, cols]
+            return self._panel_returns()[:, cols] @ signs
+
+        return self._panel_memo(("ccy_r", ccy), f)
+
+    def _ccy_return_window(self, ccy: str) -> Arr:
+        """:meth:`ccy_return` of a window context: the same (rows, 7) matrix as
+        ``_panel_returns()[:, cols]`` of the sliced panel (its values and its column-major
+        layout, so the same BLAS call), copied from the returns of the 7 member columns over
+        all the panel's rows (taken once per panel), without building the sliced panel."""
+        assert self._src is not None
+        base, start, stop = self._src
+        key = ("ccy_diff", ccy)
+        hit = base._cache.get(key)
+        if hit is None:
+            pairs = base.pairs
+            members = CCY_MEMBERS[ccy]
+            if not all(p in pairs for p, _ in members):
+                hit = (None, None)
+            else:
+                lc = base.log_close[:, [pairs.index(p) for p, _ in members]]
                 full = np.empty(lc.shape, order="F")
                 full[0] = np.nan
                 np.subtract(lc[1:], lc[:-1], out=full[1:])
-                base._cache[key] = full
-            d = full[start:stop].copy(order="F")
-            d[0] = np.nan
-            return d @ signs
-
-        return self._panel_memo(("ccy_r", ccy), f)
+                hit = (full, np.array([sgn for _, sgn in members]) / len(members))
+            base._cache[key] = hit
+        full, signs = hit
+        if full is None:
+            return np.full(self.n, np.nan)
+        d = full[start:stop].copy(order="F")
+        d[0] = np.nan
+        return d @ signs  # type: ignore[no-any-return]
 
     def market_abs_return(self) -> Arr:
         """Mean absolute 1-bar log return over all pairs present (market activity)."""
