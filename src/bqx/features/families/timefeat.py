@@ -30,14 +30,44 @@ _NS_MIN = 60_000_000_000
 _NS_DAY = 86_400_000_000_000
 
 
+_OFFSETS: dict[tuple[str, int], int] = {}
+
+
+def _offset_at(tz: str, sec: int) -> int:
+    d = datetime.fromtimestamp(sec, tz=UTC).astimezone(ZoneInfo(tz))
+    off = d.utcoffset()
+    assert off is not None
+    return int(off.total_seconds())
+
+
+def _utc_offset(tz: str, sec: int) -> int:
+    """The UTC offset (seconds) of ``tz`` at UTC epoch second ``sec``, cached per UTC hour
+    when it is the same at the hour's first and last second (every hour but one holding a
+    change of offset, which is computed at ``sec`` itself)."""
+    key = (tz, sec // 3600)
+    off = _OFFSETS.get(key)
+    if off is not None:
+        return off
+    h0 = key[1] * 3600
+    a, b = _offset_at(tz, h0), _offset_at(tz, h0 + 3599)
+    if a != b:
+        return _offset_at(tz, sec)
+    if len(_OFFSETS) > 100_000:
+        _OFFSETS.clear()
+    _OFFSETS[key] = a
+    return a
+
+
 def _local_hour(ts: np.ndarray, tz: str) -> np.ndarray:
     """Local clock hour (fractional) of int64-ns UTC timestamps, DST-aware."""
     if len(ts) <= 16:  # online: a handful of rows; pandas' tz machinery costs ~0.1 ms a call
-        z = ZoneInfo(tz)
         out = np.empty(len(ts))
-        for i, t in enumerate(ts):
-            d = datetime.fromtimestamp(int(t) // 1_000_000_000, tz=UTC).astimezone(z)
-            out[i] = d.hour + d.minute / 60.0
+        for i, t in enumerate(ts.tolist()):
+            sec = t // 1_000_000_000
+            # the local clock is UTC + the zone's offset at that instant (what astimezone
+            # computes); the offset is looked up once per zone and UTC hour
+            loc = sec + _utc_offset(tz, sec)
+            out[i] = (loc // 3600) % 24 + (loc // 60) % 60 / 60.0  # d.hour + d.minute / 60
         return out
     loc = pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(tz)
     return loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
