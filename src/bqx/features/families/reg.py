@@ -176,10 +176,13 @@ def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     # copies of the per-window columns, as np.stack of them made
     n_stats = len(STATS)
     out = np.empty((len(pos), len(idx)))
+    per = [c for c, i in enumerate(idx) if i < k]
+    if per:  # the per-window statistics in one gather
+        out[:, per] = flat[:, [idx[c] for c in per]]
     for c, i in enumerate(idx):
         if i < k:
-            out[:, c] = flat[:, i]
-        elif i == k:
+            continue
+        if i == k:
             out[:, c] = flat[:, _I60 * n_stats + 4] - flat[:, _I630 * n_stats]
         else:
             col = 0 if i == k + 1 else 2
