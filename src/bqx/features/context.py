@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -101,10 +101,11 @@ class Ctx:
         self._memo: dict[object, object] = {}
         self._src: tuple[Panel, int, int] | None = None
         self._shared = False
+        self._from = 0
 
     @classmethod
     def window(
-        cls, panel: Panel, pair: str, j: int, start: int, stop: int, shared: bool = False
+        cls, panel: Panel, pair: str, j: int, start: int, stop: int, shared: int | None = None
     ) -> Ctx:
         """The context of rows ``[start, stop)`` of ``panel`` (``j`` = the pair's column,
         ``start >= 0``) for the online path: the same values as
@@ -112,9 +113,10 @@ class Ctx:
         contiguous per-panel copies of its columns (made once per panel, not once per family
         and call), and the sliced panel (the cross-section) is built only when read.
 
-        ``shared``: row-local intermediates (:meth:`series`) are computed once per panel
-        over all its rows and sliced, instead of once per window (the ``only=`` online
-        path; the full online call keeps per-window ones, its reference)."""
+        ``shared`` (a row ``<= start``: the first row any window of the call reads):
+        row-local intermediates (:meth:`series`) are computed once per panel, from that
+        row on, and sliced, instead of once per window (the ``only=`` online path; the full
+        online call keeps per-window ones, its reference)."""
         self = cls.__new__(cls)
         self._j = j
         self.pair = pair
@@ -123,7 +125,8 @@ class Ctx:
         self.ts = panel.ts[start:stop]
         self._memo = {}
         self._src = (panel, start, stop)
-        self._shared = shared
+        self._shared = shared is not None
+        self._from = start if shared is None else shared
         return self
 
     def series(self, key: str, fn: Callable[[Ctx], Any]) -> Any:
@@ -142,14 +145,11 @@ class Ctx:
         if v is not None:
             return v
         if self._shared and self._src is not None:
-            base, start, stop = self._src
-            full = base._cache.get(("ctx", self._j))
-            if full is None:
-                full = base._cache[("ctx", self._j)] = Ctx.window(
-                    base, self.pair, self._j, 0, len(base)
-                )
+            full = self._panel_ctx()
+            assert full._src is not None
+            a, b = self._src[1] - full._src[1], self._src[2] - full._src[1]
             v = full.series(key, fn)
-            v = tuple(x[start:stop] for x in v) if isinstance(v, tuple) else v[start:stop]
+            v = tuple(x[a:b] for x in v) if isinstance(v, tuple) else v[a:b]
         else:
             v = fn(self)
         self._memo[key] = v
@@ -170,6 +170,21 @@ class Ctx:
         if col is None:  # the panel's arrays are not changed after construction
             col = base._cache[key] = np.ascontiguousarray(getattr(base, name)[:, self._j])
         return col[start:stop]
+
+    def _panel_ctx(self) -> Ctx:
+        """The context of the panel's rows from ``s0 <= start`` to its end that holds the
+        per-panel intermediates of a shared window context. ``s0`` is the first row the
+        first asking call reads (a new panel is built for every new bar, and its first call
+        is for the newest bar: its intermediates cover the rows that call reads, as its
+        windows' did), then 0 when a call reads earlier rows."""
+        assert self._src is not None
+        base, start, _ = self._src
+        key = ("ctx", self._j)
+        full: Ctx | None = base._cache.get(key)
+        if full is None or full._src[1] > start:  # type: ignore[index]
+            s0 = min(start, self._from) if full is None else 0
+            full = base._cache[key] = Ctx.window(base, self.pair, self._j, s0, len(base))
+        return full
 
     # the pair's arrays, extracted on first use (an online family reads only a few of them)
     @cached_property
@@ -203,7 +218,7 @@ class Ctx:
     @cached_property
     def r(self) -> Arr:
         """One-bar log returns (NaN at the first row)."""
-        return self.series("r", _returns)  # type: ignore[no-any-return]
+        return self.series("r", _returns)
 
     def memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
         v = self._memo.get(key)
@@ -216,7 +231,7 @@ class Ctx:
     def _panel_memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
         # a window context's sliced panel lives only as long as the context: its own memo
         # holds the same values without building the sliced panel
-        cache = self._memo if self._src is not None else self.panel._cache
+        cache: dict[object, Any] = self._memo if self._src is not None else self.panel._cache
         v = cache.get(key)
         if v is None:
             v = fn()
@@ -252,35 +267,38 @@ class Ctx:
     def _ccy_return_window(self, ccy: str) -> Arr:
         """:meth:`ccy_return` of a window context: the same (rows, 7) matrix as
         ``_panel_returns()[:, cols]`` of the sliced panel (its values and its column-major
-        layout, so the same BLAS call), copied from the returns of the 7 member columns over
-        all the panel's rows (taken once per panel), without building the sliced panel."""
+        layout, so the same BLAS call), copied from the returns of the 7 member columns
+        taken once per panel (from the first asking window's start to the panel's end, from
+        row 0 when an earlier window asks), without building the sliced panel."""
         assert self._src is not None
         base, start, stop = self._src
         key = ("ccy_diff", ccy)
-        hit = base._cache.get(key)
-        if hit is None:
+        hit: tuple[int, Arr | None, Arr | None] | None = base._cache.get(key)
+        if hit is None or hit[0] > start:
+            # from the first asking window's start to the panel's end (see _panel_ctx)
+            s0 = start if hit is None else 0
             pairs = base.pairs
             members = CCY_MEMBERS[ccy]
             if not all(p in pairs for p, _ in members):
-                hit = (None, None)
+                hit = (0, None, None)
             else:
-                lc = base.log_close[:, [pairs.index(p) for p, _ in members]]
-                full = np.empty(lc.shape, order="F")
-                full[0] = np.nan
-                np.subtract(lc[1:], lc[:-1], out=full[1:])
-                hit = (full, np.array([sgn for _, sgn in members]) / len(members))
+                lc = base.log_close[s0:, [pairs.index(p) for p, _ in members]]
+                diff = np.empty(lc.shape, order="F")
+                diff[0] = np.nan
+                np.subtract(lc[1:], lc[:-1], out=diff[1:])
+                hit = (s0, diff, np.array([sgn for _, sgn in members]) / len(members))
             base._cache[key] = hit
-        full, signs = hit
-        if full is None:
+        s0, full, signs = hit
+        if full is None or signs is None:
             return np.full(self.n, np.nan)
-        d = full[start:stop].copy(order="F")
+        d = full[start - s0 : stop - s0].copy(order="F")
         d[0] = np.nan
-        return d @ signs  # type: ignore[no-any-return]
+        return d @ signs
 
     def market_abs_return(self) -> Arr:
         """Mean absolute 1-bar log return over all pairs present (market activity)."""
         if self._shared:  # row by row: a per-panel series (:meth:`series`)
-            return self.series("mkt_abs", Ctx.market_abs_return)  # type: ignore[no-any-return]
+            return self.series("mkt_abs", Ctx.market_abs_return)
 
         def f() -> Arr:
             d = np.abs(self._panel_returns())

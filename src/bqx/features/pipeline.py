@@ -513,11 +513,13 @@ def _online_plan() -> list[tuple[Any, ...]]:
 def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> np.ndarray:
     out = np.full(len(_layout().columns), np.nan)
     j = panel.col(pair)
+    fast_plan = _fast_plan(plan)
+    first = max(0, p - _FAST_NEED[id(plan)])  # the first row any window below reads
     with np.errstate(all="ignore"):
-        for fam, need, rel, idx, row_ix, col_ix, out_ix, fast in _fast_plan(plan):
+        for fam, need, rel, idx, row_ix, col_ix, out_ix, fast in fast_plan:
             c0 = max(0, p - need)  # the same window and rows as the full call
             # row-local intermediates (returns, true range, ...) taken once per panel
-            ctx = Ctx.window(panel, pair, j, c0, p + 1, shared=True)
+            ctx = Ctx.window(panel, pair, j, c0, p + 1, shared=first)
             if fast is not None and c0 > 0:
                 # the usual case (the window is full: the rows are need - rel, the same
                 # every call): the family's point path directly, as _eval_family calls it
@@ -535,6 +537,7 @@ def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> 
 
 
 _FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {}
+_FAST_NEED: dict[int, int] = {}  # per plan: the longest history a family of it reads
 
 
 def _fast_plan(plan: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -558,7 +561,9 @@ def _fast_plan(plan: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         fast.append((fam, need, rel, idx, row_ix, col_ix, out_ix, extra))
     if len(_FAST) > 512:
         _FAST.clear()
+        _FAST_NEED.clear()
     _FAST[id(plan)] = (plan, fast)
+    _FAST_NEED[id(plan)] = max((f[1] for f in plan), default=0)
     return fast
 
 

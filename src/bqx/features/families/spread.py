@@ -121,7 +121,7 @@ def _cs(ctx: Ctx) -> np.ndarray:
             cs = 2 * (np.exp(alpha) - 1) / (1 + np.exp(alpha))
         return np.where(np.isnan(cs), np.nan, np.maximum(cs, 0.0))
 
-    return ctx.series("cs", f)  # type: ignore[no-any-return]
+    return ctx.series("cs", f)
 
 
 def _ar(ctx: Ctx) -> np.ndarray:
@@ -132,7 +132,7 @@ def _ar(ctx: Ctx) -> np.ndarray:
         lcp = shift(ctx.lc, 1)
         return 4.0 * (lcp - shift(eta, 1)) * (lcp - eta)
 
-    return ctx.series("ar", f)  # type: ignore[no-any-return]
+    return ctx.series("ar", f)
 
 
 def _spread_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:

@@ -126,7 +126,7 @@ def true_range(ctx: Ctx) -> np.ndarray:
         np.maximum(tr, np.abs(b, out=b), out=tr)
         return tr
 
-    return ctx.series("tr", f)  # type: ignore[no-any-return]
+    return ctx.series("tr", f)
 
 
 def atr(ctx: Ctx, n: int) -> np.ndarray:
@@ -190,7 +190,7 @@ def _tp_of(ctx: Ctx) -> np.ndarray:
 
 
 def _tp(ctx: Ctx) -> np.ndarray:
-    return ctx.series("tp", _tp_of)  # type: ignore[no-any-return]
+    return ctx.series("tp", _tp_of)
 
 
 def _cci(ctx: Ctx) -> np.ndarray:
@@ -349,7 +349,7 @@ def _ll_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
 
 
 def _diff_c(ctx: Ctx) -> np.ndarray:
-    return ctx.series("diff_c", lambda c: c.c - shift(c.c, 1))  # type: ignore[no-any-return]
+    return ctx.series("diff_c", lambda c: c.c - shift(c.c, 1))
 
 
 def _gain_loss(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
@@ -359,7 +359,7 @@ def _gain_loss(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         d = _diff_c(ctx)
         return np.maximum(d, 0.0), np.maximum(-d, 0.0)
 
-    return ctx.series("gain_loss", f)  # type: ignore[no-any-return]
+    return ctx.series("gain_loss", f)
 
 
 def _rsi_pt(n: int) -> Callable[[Ctx, np.ndarray], np.ndarray]:
@@ -411,7 +411,7 @@ def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         mdm[nan] = np.nan
         return pdm, mdm
 
-    return ctx.series("dm", f)  # type: ignore[no-any-return]
+    return ctx.series("dm", f)
 
 
 def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
@@ -463,7 +463,7 @@ def _mfi_flows(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         dn[bad] = np.nan
         return up, dn
 
-    return ctx.series("mfi_flows", f)  # type: ignore[no-any-return]
+    return ctx.series("mfi_flows", f)
 
 
 def _mfi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
