@@ -206,3 +206,34 @@ def test_shortcuts_equal_the_numpy_expressions_they_replace_bit_for_bit(gap_pane
                     ctx = Ctx.window(gap_panel, GAP_PAIR, j, c0, p_end + 1)
                     got = fam.compute_online(ctx, pos, list(idx))
                     assert (_bits(got) == _bits(want[:, list(idx)])).all(), (name, p_end, idx)
+
+
+def test_fibonacci_one_row_path_equals_the_batch_bit_for_bit(gap_panel):
+    """The online call of the fibonacci family (one row, full window) works on Python
+    floats: equal to compute() bit for bit at every row of a stretch that holds the gap
+    (NaN windows), a flat run (zero swing range: NaN position), a close exactly on a level
+    (p = 0.5: a zero distance, the zone boundary) and ordinary bars."""
+    import copy
+
+    from bqx.features.context import Ctx
+    from bqx.features.families import fibonacci
+
+    panel = copy.deepcopy(gap_panel)
+    panel._cache.clear()  # the per-panel column copies are of the bars changed below
+    panel._lc = None
+    j = panel.col(GAP_PAIR)
+    for f in ("open", "high", "low", "close"):
+        getattr(panel, f)[1000:1130, j] = 1.1  # flat: H = L over the 120-bar swing
+    panel.high[1300, j], panel.low[1310, j] = 1.5, 1.0  # the 120-bar swing of row 1330
+    panel.close[1330, j] = 1.25  # exactly half way: fib_pos 0.5, on the 50 % level
+    rows = np.array([*range(1120, 1140), 1330, *range(2495, 2530, 2), *range(2990, 3010)])
+    rows = rows[rows < len(panel)]
+    with np.errstate(all="ignore"):
+        want = fibonacci.compute(Ctx(panel, GAP_PAIR), rows)
+        for r, w_row in zip(rows, want, strict=True):
+            c0 = int(r) - 479
+            ctx = Ctx.window(panel, GAP_PAIR, j, c0, int(r) + 1)
+            got = fibonacci.compute_online(ctx, np.array([479]), list(range(12)))
+            assert (_bits(got[0]) == _bits(w_row)).all(), int(r)
+    assert want[rows.tolist().index(1330), 0] == 0.5
+    assert np.isnan(want[rows.tolist().index(1129), 0])
