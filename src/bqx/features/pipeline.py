@@ -513,8 +513,8 @@ def _online_plan() -> list[tuple[Any, ...]]:
 def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> np.ndarray:
     out = np.full(len(_layout().columns), np.nan)
     j = panel.col(pair)
-    fast_plan = _fast_plan(plan)
-    first = max(0, p - _FAST_NEED[id(plan)])  # the first row any window below reads
+    fast_plan, longest = _fast_plan(plan)
+    first = max(0, p - longest)  # the first row any window below reads
     with np.errstate(all="ignore"):
         for fam, need, rel, idx, row_ix, col_ix, out_ix, fast in fast_plan:
             c0 = max(0, p - need)  # the same window and rows as the full call
@@ -536,18 +536,18 @@ def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> 
     return out
 
 
-_FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {}
-_FAST_NEED: dict[int, int] = {}  # per plan: the longest history a family of it reads
+_FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]] = {}
 
 
-def _fast_plan(plan: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _fast_plan(plan: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
     """``plan`` with what the per-call loop would otherwise recompute: per family (or None
     without a point path) the rows of a full window (``need - rel``, read-only: the same
     array every call), the spec indices to pass, the number of columns, whether the values
-    are one row already in output order, and the cells' flat indices in the values."""
+    are one row already in output order, and the cells' flat indices in the values; and
+    the longest history a family of the plan reads."""
     hit = _FAST.get(id(plan))
     if hit is not None and hit[0] is plan:
-        return hit[1]
+        return hit[1], hit[2]
     fast: list[tuple[Any, ...]] = []
     for fam, need, rel, idx, row_ix, col_ix, out_ix in plan:
         m = len(fam.specs) if idx is None else len(idx)
@@ -561,10 +561,9 @@ def _fast_plan(plan: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         fast.append((fam, need, rel, idx, row_ix, col_ix, out_ix, extra))
     if len(_FAST) > 512:
         _FAST.clear()
-        _FAST_NEED.clear()
-    _FAST[id(plan)] = (plan, fast)
-    _FAST_NEED[id(plan)] = max((f[1] for f in plan), default=0)
-    return fast
+    longest = max((f[1] for f in plan), default=0)
+    _FAST[id(plan)] = (plan, fast, longest)
+    return fast, longest
 
 
 def _subset_plan(names: tuple[str, ...]) -> list[tuple[Any, ...]]:
