@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -60,6 +59,26 @@ class Family:
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
+
+
+_T = TypeVar("_T")
+
+
+class _lazy(Generic[_T]):
+    """``functools.cached_property`` without its per-access lock (Python 3.11 takes an
+    RLock on every first read; a context is read by one thread): computed on the first
+    read, then an ordinary instance attribute."""
+
+    def __init__(self, fn: Callable[[Any], _T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, owner: Any = None) -> _T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        v = obj.__dict__[self.name] = self.fn(obj)
+        return v
 
 
 def _returns(ctx: Ctx) -> Arr:
@@ -155,7 +174,7 @@ class Ctx:
         self._memo[key] = v
         return v
 
-    @cached_property
+    @_lazy
     def panel(self) -> Panel:  # set in __init__; built on first read for a window context
         assert self._src is not None
         base, start, stop = self._src
@@ -187,35 +206,35 @@ class Ctx:
         return full
 
     # the pair's arrays, extracted on first use (an online family reads only a few of them)
-    @cached_property
+    @_lazy
     def o(self) -> Arr:
         return self._col("open")
 
-    @cached_property
+    @_lazy
     def h(self) -> Arr:
         return self._col("high")
 
-    @cached_property
+    @_lazy
     def l(self) -> Arr:  # noqa: E743
         return self._col("low")
 
-    @cached_property
+    @_lazy
     def c(self) -> Arr:
         return self._col("close")
 
-    @cached_property
+    @_lazy
     def v(self) -> Arr:
         return self._col("volume")
 
-    @cached_property
+    @_lazy
     def s(self) -> Arr:
         return self._col("spread")
 
-    @cached_property
+    @_lazy
     def lc(self) -> Arr:
         return self._col("log_close")
 
-    @cached_property
+    @_lazy
     def r(self) -> Arr:
         """One-bar log returns (NaN at the first row)."""
         return self.series("r", _returns)

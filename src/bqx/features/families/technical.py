@@ -9,6 +9,7 @@ comparable across pairs (e.g. ``macd`` is (EMA12 - EMA26) / close).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -340,6 +341,11 @@ def _ema_c_pt(ctx: Ctx, span: float, pos: np.ndarray) -> np.ndarray:
     return _pm(ctx, ("ema_c_pt", span), pos, lambda: ema_pt(ctx.c, span_alpha(span), pos))
 
 
+def _sma_c_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
+    """SMA(w) of close at ``pos`` (shared by sma_ratio_w and sma_cross_50_200)."""
+    return _pm(ctx, ("sma_c_pt", w), pos, lambda: mean_pt(ctx.c, w, pos))
+
+
 def _hh_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
     return _pm(ctx, ("hh_pt", w), pos, lambda: max_pt(ctx.h, w, pos))
 
@@ -376,10 +382,27 @@ def _macd_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return _pm(ctx, "macd_pt", pos, lambda: _ema_c_pt(ctx, 12, pos) - _ema_c_pt(ctx, 26, pos))
 
 
+def _ema_run(x: np.ndarray, alpha: float, lo: int, hi: int) -> np.ndarray:
+    """``ema_pt(x, alpha, np.arange(lo, hi + 1))`` for a run of more than 64 rows, ``lo >=
+    0``: its filter over the rows the windows cover, the run as a slice (the same values)."""
+    w = ema_window(alpha)
+    a = max(lo - w + 1, 0)
+    return ema(x[a : hi + 1], alpha, w)[lo - a : hi + 1 - a]
+
+
 def _signal_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     def f() -> np.ndarray:
         al = span_alpha(9)
-        rows = rows_before(pos, ema_window(al))  # the MACD series where the EMA9 reads it
+        w9 = ema_window(al)
+        ps = sorted(pos.tolist())
+        lo, hi = ps[0] - w9 + 1, ps[-1]
+        if lo >= 0 and hi - lo + 1 > 64 and all(b - a <= w9 for a, b in pairwise(ps)):
+            # the windows of the EMA9 make one run of rows (t and its lags: the usual
+            # case): the MACD on that run from slices of the two filters, and the windows
+            # gathered from it, the same elements as from the NaN-padded series below
+            m = _ema_run(ctx.c, span_alpha(12), lo, hi) - _ema_run(ctx.c, span_alpha(26), lo, hi)
+            return ema_pt(m, al, pos - lo)
+        rows = rows_before(pos, w9)  # the MACD series where the EMA9 reads it
         m = ema_pt(ctx.c, span_alpha(12), rows) - ema_pt(ctx.c, span_alpha(26), rows)
         return ema_pt(on_rows(ctx.n, rows, m), al, pos)
 
@@ -518,7 +541,7 @@ def _ema_ratio_pt(span: int) -> _PtFn:
 
 
 def _sma_ratio_pt(w: int) -> _PtFn:
-    return lambda ctx, pos: safe_div(_c(ctx, pos), mean_pt(ctx.c, w, pos)) - 1.0
+    return lambda ctx, pos: safe_div(_c(ctx, pos), _sma_c_pt(ctx, w, pos)) - 1.0
 
 
 def _roc_pt(n: int) -> _PtFn:
@@ -558,7 +581,7 @@ _POINT: tuple[_PtFn, ...] = (
     *(_ema_ratio_pt(span) for span in (10, 20, 50, 100)),
     *(_sma_ratio_pt(w) for w in (10, 20, 50, 100, 200)),
     *(_roc_pt(n) for n in (5, 10, 20, 120)),
-    lambda ctx, pos: safe_div(mean_pt(ctx.c, 50, pos), mean_pt(ctx.c, 200, pos)) - 1.0,
+    lambda ctx, pos: safe_div(_sma_c_pt(ctx, 50, pos), _sma_c_pt(ctx, 200, pos)) - 1.0,
     lambda ctx, pos: safe_div(_ema_c_pt(ctx, 10, pos), _ema_c_pt(ctx, 50, pos)) - 1.0,
     _stochrsi_pt,
     _mfi_pt,
