@@ -261,3 +261,28 @@ def test_macd_signal_run_shortcut_equals_the_padded_series_bit_for_bit(gap_panel
                 m = ema_pt(ctx.c, span_alpha(12), rows) - ema_pt(ctx.c, span_alpha(26), rows)
                 want = ema_pt(on_rows(ctx.n, rows, m), al, pos)
             assert (_bits(got) == _bits(want)).all(), (p_end, rel)
+
+
+def test_time_one_row_path_equals_the_batch_bit_for_bit():
+    """The online time features at one row (Python ints and floats, the zone offset cached
+    per UTC hour) against compute() (pandas' time-zone conversion over many rows), bit for
+    bit: random minutes over 2000-2035 and every minute around DST changes of the three
+    session zones."""
+    from types import SimpleNamespace
+
+    from bqx.features.families import timefeat
+
+    rng = np.random.default_rng(11)
+    minute = 60_000_000_000
+    lo, hi = pd.Timestamp("2000-01-01").value, pd.Timestamp("2035-01-01").value
+    ts = [rng.integers(lo, hi, 1500) // minute * minute]
+    for d in ("2024-03-10 06:00", "2024-11-03 05:00", "2024-03-31 00:30", "2024-10-27 00:00"):
+        t0 = pd.Timestamp(d).value
+        ts.append(t0 + minute * np.arange(-90, 90))
+    ts_all = np.concatenate(ts).astype(np.int64)
+    ctx = SimpleNamespace(ts=ts_all)
+    want = timefeat.compute(ctx, np.arange(len(ts_all)))  # type: ignore[arg-type]
+    idx = list(range(8))
+    for i, t in enumerate(ts_all.tolist()):
+        got = timefeat._one_row(t, idx)
+        assert (_bits(got[0]) == _bits(want[i])).all(), pd.Timestamp(t)
