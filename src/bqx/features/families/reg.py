@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bqx.features._ops import _ref, window_dots, windows_at
+from bqx.features._ops import _ref, row_mean, window_dots, windows_at
 from bqx.features.context import Ctx, Family, Spec
 
 WINDOWS = (60, 90, 150, 240, 390, 630)
@@ -168,18 +168,25 @@ def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     """The asked columns from :func:`_windows_pt` (one gathered window, all six fits)."""
     k = len(WINDOWS) * len(STATS)
-    idx = list(idx)
+    key = tuple(idx)
+    cols = _COLS.get(key)
+    if cols is None:
+        per = [c for c, i in enumerate(key) if i < k]
+        if len(_COLS) > 1024:
+            _COLS.clear()
+        cols = _COLS[key] = (len(per) == len(key), per, [key[c] for c in per])
     flat = _windows_pt(ctx, pos).reshape(len(pos), k)
-    if all(i < k for i in idx):  # the usual case: per-window statistics only, one gather
-        return flat[:, idx]
+    only_per, per, src = cols
+    if only_per:  # the usual case: per-window statistics only, one gather
+        return flat[:, src]
     # the summaries with compute()'s arithmetic on the same values: contiguous (m, 6)
-    # copies of the per-window columns, as np.stack of them made
+    # copies of the per-window columns, as np.stack of them made; numpy's mean and any
+    # as their ufunc reductions (row_mean: the same arithmetic)
     n_stats = len(STATS)
-    out = np.empty((len(pos), len(idx)))
-    per = [c for c, i in enumerate(idx) if i < k]
+    out = np.empty((len(pos), len(key)))
     if per:  # the per-window statistics in one gather
-        out[:, per] = flat[:, [idx[c] for c in per]]
-    for c, i in enumerate(idx):
+        out[:, per] = flat[:, src]
+    for c, i in enumerate(key):
         if i < k:
             continue
         if i == k:
@@ -188,14 +195,15 @@ def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
             col = 0 if i == k + 1 else 2
             vals = np.ascontiguousarray(flat[:, col::n_stats])
             if i == k + 1:
-                tr = np.sign(vals).mean(axis=1)
-                tr[np.isnan(vals).any(axis=1)] = np.nan
+                tr = row_mean(np.sign(vals))  # np.sign(vals).mean(axis=1)
+                tr[np.logical_or.reduce(np.isnan(vals), 1)] = np.nan  # .any(axis=1)
                 out[:, c] = tr
             else:
-                out[:, c] = vals.mean(axis=1)
+                out[:, c] = row_mean(vals)  # vals.mean(axis=1)
     return out
 
 
+_COLS: dict[tuple[int, ...], tuple[bool, list[int], list[int]]] = {}
 _I60, _I630 = WINDOWS.index(60), WINDOWS.index(630)
 
 
