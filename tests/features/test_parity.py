@@ -152,3 +152,24 @@ def test_at_subset_per_panel_intermediates_do_not_depend_on_the_call_order(panel
             full, _ = F.at_array(panel_medium, pair, ts[i])
             sub, _ = F.at_array(fresh, pair, ts[i], only=cols)
             assert np.array_equal(sub, full, equal_nan=True), (pair, ts[i])
+
+
+def test_at_subset_per_panel_caches_do_not_keep_the_panel_alive(panel_medium):
+    """The per-panel intermediates hold arrays only (no context referring back to the
+    panel): a panel is freed by reference counting as soon as it is dropped (a server builds
+    one per new bar), not at the next cyclic garbage collection."""
+    import gc
+    import weakref
+
+    ts = panel_medium.timestamps()
+    fresh = panel_medium.slice_rows(0, len(ts))
+    for i in (len(ts) - 1, 1500):  # the second call reads earlier rows: caches rebuilt
+        F.at_array(fresh, "AUDCAD", ts[i], only=F.columns())
+    assert fresh._cache
+    ref = weakref.ref(fresh)
+    gc.disable()
+    try:
+        del fresh
+        assert ref() is None
+    finally:
+        gc.enable()

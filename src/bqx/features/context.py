@@ -153,9 +153,9 @@ class Ctx:
         context's rows, each row's value an elementwise function of that row and a few rows
         before it: returns, true range, ...), memoised under ``key``.
 
-        In a shared window context it is computed once per panel on the context of all the
-        panel's rows and sliced: bit for bit the per-window values at every row whose inputs
-        lie in the window. Only the first rows, whose "previous bar" lies before the window
+        In a shared window context it is computed once per panel on a context of the
+        panel's rows from ``s0`` on (see :meth:`_panel_series`) and sliced: bit for bit the
+        per-window values at every row whose inputs lie in the window. Only the first rows, whose "previous bar" lies before the window
         (NaN per window, a number per panel), differ, and no value reads them: the declared
         lookbacks keep every window reduction inside the rows its feature reads (the
         ``only=`` call equals the full online call bit for bit,
@@ -164,11 +164,9 @@ class Ctx:
         if v is not None:
             return v
         if self._shared and self._src is not None:
-            full = self._panel_ctx()
-            assert full._src is not None
-            a, b = self._src[1] - full._src[1], self._src[2] - full._src[1]
-            v = full.series(key, fn)
-            v = tuple(x[a:b] for x in v) if isinstance(v, tuple) else v[a:b]
+            s0, full = self._panel_series(key, fn)
+            a, b = self._src[1] - s0, self._src[2] - s0
+            v = tuple(x[a:b] for x in full) if isinstance(full, tuple) else full[a:b]
         else:
             v = fn(self)
         self._memo[key] = v
@@ -190,20 +188,26 @@ class Ctx:
             col = base._cache[key] = np.ascontiguousarray(getattr(base, name)[:, self._j])
         return col[start:stop]
 
-    def _panel_ctx(self) -> Ctx:
-        """The context of the panel's rows from ``s0 <= start`` to its end that holds the
-        per-panel intermediates of a shared window context. ``s0`` is the first row the
-        first asking call reads (a new panel is built for every new bar, and its first call
-        is for the newest bar: its intermediates cover the rows that call reads, as its
-        windows' did), then 0 when a call reads earlier rows."""
+    def _panel_series(self, key: str, fn: Callable[[Ctx], Any]) -> tuple[int, Any]:
+        """(s0, ``fn`` over the panel's rows from ``s0`` to its end), kept in the panel's
+        cache per pair (arrays only: nothing there refers back to the panel). ``s0 <=
+        start`` is the first row the first asking call reads (a new panel is built for
+        every new bar, and its first call is for the newest bar: its intermediates cover
+        the rows that call reads, as its windows' did), then 0 once a call reads earlier
+        rows."""
         assert self._src is not None
         base, start, _ = self._src
-        key = ("ctx", self._j)
-        full: Ctx | None = base._cache.get(key)
-        if full is None or full._src[1] > start:  # type: ignore[index]
-            s0 = min(start, self._from) if full is None else 0
-            full = base._cache[key] = Ctx.window(base, self.pair, self._j, s0, len(base))
-        return full
+        ck = ("series", self._j)
+        hit: tuple[int, dict[str, Any]] | None = base._cache.get(ck)
+        if hit is None or hit[0] > start:
+            s0 = min(start, self._from) if hit is None else 0
+            hit = base._cache[ck] = (s0, {})
+        s0, store = hit
+        v = store.get(key)
+        if v is None:
+            # a context of those rows, not shared: its own intermediates are computed there
+            v = store[key] = fn(Ctx.window(base, self.pair, self._j, s0, len(base)))
+        return s0, v
 
     # the pair's arrays, extracted on first use (an online family reads only a few of them)
     @_lazy
@@ -294,7 +298,7 @@ class Ctx:
         key = ("ccy_diff", ccy)
         hit: tuple[int, Arr | None, Arr | None] | None = base._cache.get(key)
         if hit is None or hit[0] > start:
-            # from the first asking window's start to the panel's end (see _panel_ctx)
+            # from the first asking window's start to the panel's end (see _panel_series)
             s0 = start if hit is None else 0
             pairs = base.pairs
             members = CCY_MEMBERS[ccy]
