@@ -155,11 +155,11 @@ class Ctx:
 
         In a shared window context it is computed once per panel on a context of the
         panel's rows from ``s0`` on (see :meth:`_panel_series`) and sliced: bit for bit the
-        per-window values at every row whose inputs lie in the window. Only the first rows, whose "previous bar" lies before the window
-        (NaN per window, a number per panel), differ, and no value reads them: the declared
-        lookbacks keep every window reduction inside the rows its feature reads (the
-        ``only=`` call equals the full online call bit for bit,
-        ``tests/features/test_parity.py``)."""
+        per-window values at every row whose inputs lie in the window. Only the first rows,
+        whose "previous bar" lies before the window (NaN per window, a number per panel),
+        differ, and no value reads them: the declared lookbacks keep every window reduction
+        inside the rows its feature reads (the ``only=`` call equals the full online call
+        bit for bit, ``tests/features/test_parity.py``)."""
         v = self._memo.get(key)
         if v is not None:
             return v
