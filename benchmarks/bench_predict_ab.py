@@ -14,6 +14,8 @@ of a live :class:`~bqx.serving.service.PredictionService` on the home and the ve
 columns. The parent sends the same bars to both, alternating which goes first bar by bar, so
 load on the shared machine hits both alike; wall time (``perf_counter``) and CPU time
 (``process_time``) per call, p50 / p99 per code and pair, and the old/new ratio of the p50s.
+Each worker also returns a digest of the feature vector: ``bars_with_identical_values``
+counts the bars where both codes computed the same values bit for bit.
 
 * ``at_array_bare``: the service is closed first (no background threads), and each worker
   times ``at_array(panel, pair, t, only=<the version's columns>)`` alone: the uncached
@@ -34,6 +36,7 @@ request (its process tree, from ``/proc``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -83,14 +86,17 @@ def worker(home: str, bare: bool) -> None:
             t = ts[int(i)]
             asof = svc._closed_by(pd.Timestamp(t))
             w0, c0 = pc(), pt()
-            at_array(panel, pair, asof, only=only)
+            vals, _ = at_array(panel, pair, asof, only=only)
             w1, c1 = pc(), pt()
             if not bare:
                 r = svc.predict(pair, t)
                 assert not r.feature_cache_hit
             w2, c2 = (w1, c1) if bare else (pc(), pt())
             ms = [(w1 - w0) * 1e3, (c1 - c0) * 1e3, (w2 - w1) * 1e3, (c2 - c1) * 1e3]
-            print(json.dumps(ms), flush=True)
+            # a digest of the values (after the timing): the parent checks that both codes
+            # computed the same features bit for bit
+            digest = hashlib.blake2b(vals.tobytes(), digest_size=8).hexdigest()
+            print(json.dumps([*ms, digest]), flush=True)
     finally:
         svc.close()
 
@@ -118,19 +124,23 @@ def in_process(home: Path, old_src: str, new_src: str, bars: int, bare: bool) ->
         k: {p: {key: [] for key in keys} for p in PAIRS} for k in procs
     }
     loads = [os.getloadavg()[0]]
+    same = {p: 0 for p in PAIRS}
     c = 0
     for pair in PAIRS:
         n = min(bars, info["new"]["bars"][pair], info["old"]["bars"][pair])
         for i in range(n):
             order = ("old", "new") if c % 2 == 0 else ("new", "old")
             c += 1
+            digests = {}
             for k in order:
                 p = procs[k]
                 p.stdin.write(f"{pair} {i}\n")  # type: ignore[union-attr]
                 p.stdin.flush()  # type: ignore[union-attr]
                 vals = json.loads(p.stdout.readline())  # type: ignore[union-attr]
-                for key, v in zip(keys, vals, strict=True):
+                for key, v in zip(keys, vals[:4], strict=True):
                     res[k][pair][key].append(v)
+                digests[k] = vals[4]
+            same[pair] += digests["old"] == digests["new"]
             if i % 200 == 0:
                 loads.append(os.getloadavg()[0])
     for p in procs.values():
@@ -142,6 +152,8 @@ def in_process(home: Path, old_src: str, new_src: str, bars: int, bare: bool) ->
     out: dict[str, Any] = {"load_avg_1m_during": [round(x, 2) for x in loads]}
     for pair in PAIRS:
         per: dict[str, Any] = {"bars": len(res["new"][pair]["predict_cpu"])}
+        # bars where old and new returned the same feature vector, bit for bit
+        per["bars_with_identical_values"] = same[pair]
         for k in procs:
             per[k] = {key: _q(res[k][pair][key]) for key in keys}
         per["ratio_old_over_new_p50"] = {

@@ -206,3 +206,83 @@ def test_shortcuts_equal_the_numpy_expressions_they_replace_bit_for_bit(gap_pane
                     ctx = Ctx.window(gap_panel, GAP_PAIR, j, c0, p_end + 1)
                     got = fam.compute_online(ctx, pos, list(idx))
                     assert (_bits(got) == _bits(want[:, list(idx)])).all(), (name, p_end, idx)
+
+
+def test_fibonacci_one_row_path_equals_the_batch_bit_for_bit(gap_panel):
+    """The online call of the fibonacci family (one row, full window) works on Python
+    floats: equal to compute() bit for bit at every row of a stretch that holds the gap
+    (NaN windows), a flat run (zero swing range: NaN position), a close exactly on a level
+    (p = 0.5: a zero distance, the zone boundary) and ordinary bars."""
+    import copy
+
+    from bqx.features.context import Ctx
+    from bqx.features.families import fibonacci
+
+    panel = copy.deepcopy(gap_panel)
+    panel._cache.clear()  # the per-panel column copies are of the bars changed below
+    panel._lc = None
+    j = panel.col(GAP_PAIR)
+    for f in ("open", "high", "low", "close"):
+        getattr(panel, f)[1000:1130, j] = 1.1  # flat: H = L over the 120-bar swing
+    panel.high[1300, j], panel.low[1310, j] = 1.5, 1.0  # the 120-bar swing of row 1330
+    panel.close[1330, j] = 1.25  # exactly half way: fib_pos 0.5, on the 50 % level
+    rows = np.array([*range(1120, 1140), 1330, *range(2495, 2530, 2), *range(2990, 3010)])
+    rows = rows[rows < len(panel)]
+    with np.errstate(all="ignore"):
+        want = fibonacci.compute(Ctx(panel, GAP_PAIR), rows)
+        for r, w_row in zip(rows, want, strict=True):
+            c0 = int(r) - 479
+            ctx = Ctx.window(panel, GAP_PAIR, j, c0, int(r) + 1)
+            got = fibonacci.compute_online(ctx, np.array([479]), list(range(12)))
+            assert (_bits(got[0]) == _bits(w_row)).all(), int(r)
+    assert want[rows.tolist().index(1330), 0] == 0.5
+    assert np.isnan(want[rows.tolist().index(1129), 0])
+
+
+def test_macd_signal_run_shortcut_equals_the_padded_series_bit_for_bit(gap_panel):
+    """macd_signal's online shortcut (the EMA9 windows form one run of rows: the MACD on
+    that run from slices of the two filters) against the general path it replaces (the
+    MACD at the rows, NaN-padded to the context, then the EMA9 at pos), bit for bit; and
+    sets of rows that are not one run take the general path."""
+    from bqx.features._ops import ema_pt, ema_window, on_rows, rows_before, span_alpha
+    from bqx.features.context import Ctx
+    from bqx.features.families import technical as T
+
+    j = gap_panel.col(GAP_PAIR)
+    for p_end in (1400, 2530, 2600, len(gap_panel) - 1):
+        c0 = p_end - 1277
+        for rel in ([0, 60, 120, 180, 240], [0], [0, 240], [0, 1, 2], [240, 0, 120]):
+            pos = 1277 - np.array(rel)
+            ctx = Ctx.window(gap_panel, GAP_PAIR, j, c0, p_end + 1)
+            with np.errstate(all="ignore"):
+                got = T._signal_pt(ctx, pos)
+                al = span_alpha(9)
+                rows = rows_before(pos, ema_window(al))
+                m = ema_pt(ctx.c, span_alpha(12), rows) - ema_pt(ctx.c, span_alpha(26), rows)
+                want = ema_pt(on_rows(ctx.n, rows, m), al, pos)
+            assert (_bits(got) == _bits(want)).all(), (p_end, rel)
+
+
+def test_time_one_row_path_equals_the_batch_bit_for_bit():
+    """The online time features at one row (Python ints and floats, the zone offset cached
+    per UTC hour) against compute() (pandas' time-zone conversion over many rows), bit for
+    bit: random minutes over 2000-2035 and every minute around DST changes of the three
+    session zones."""
+    from types import SimpleNamespace
+
+    from bqx.features.families import timefeat
+
+    rng = np.random.default_rng(11)
+    minute = 60_000_000_000
+    lo, hi = pd.Timestamp("2000-01-01").value, pd.Timestamp("2035-01-01").value
+    ts = [rng.integers(lo, hi, 1500) // minute * minute]
+    for d in ("2024-03-10 06:00", "2024-11-03 05:00", "2024-03-31 00:30", "2024-10-27 00:00"):
+        t0 = pd.Timestamp(d).value
+        ts.append(t0 + minute * np.arange(-90, 90))
+    ts_all = np.concatenate(ts).astype(np.int64)
+    ctx = SimpleNamespace(ts=ts_all)
+    want = timefeat.compute(ctx, np.arange(len(ts_all)))  # type: ignore[arg-type]
+    idx = list(range(8))
+    for i, t in enumerate(ts_all.tolist()):
+        got = timefeat._one_row(t, idx)
+        assert (_bits(got[0]) == _bits(want[i])).all(), pd.Timestamp(t)

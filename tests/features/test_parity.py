@@ -135,3 +135,41 @@ def test_at_subset_equals_the_full_online_call_bit_for_bit(panel_medium):
 def test_at_subset_rejects_unknown_columns(panel_medium):
     with pytest.raises(ValueError, match="unknown feature columns"):
         F.at_array(panel_medium, "EURUSD", only=["no_such_feature"])
+
+
+def test_at_subset_per_panel_intermediates_do_not_depend_on_the_call_order(panel_medium):
+    """The ``only=`` path takes row-local intermediates (returns, true range, currency
+    returns, ...) once per panel, from the first row its first call reads (then from row 0
+    when a later call reads earlier rows): whatever the order of the calls, every value
+    equals the full online call's (per-window intermediates) bit for bit."""
+    cols = F.columns()
+    ts = panel_medium.timestamps()
+    n = len(ts)
+    for pair, bars in (("USDJPY", [n - 1, 1500, n - 1, 3]), ("GBPNZD", [900, n - 2, 40])):
+        fresh = panel_medium.slice_rows(0, n)  # the same rows, no per-panel caches
+        assert not fresh._cache
+        for i in bars:
+            full, _ = F.at_array(panel_medium, pair, ts[i])
+            sub, _ = F.at_array(fresh, pair, ts[i], only=cols)
+            assert np.array_equal(sub, full, equal_nan=True), (pair, ts[i])
+
+
+def test_at_subset_per_panel_caches_do_not_keep_the_panel_alive(panel_medium):
+    """The per-panel intermediates hold arrays only (no context referring back to the
+    panel): a panel is freed by reference counting as soon as it is dropped (a server builds
+    one per new bar), not at the next cyclic garbage collection."""
+    import gc
+    import weakref
+
+    ts = panel_medium.timestamps()
+    fresh = panel_medium.slice_rows(0, len(ts))
+    for i in (len(ts) - 1, 1500):  # the second call reads earlier rows: caches rebuilt
+        F.at_array(fresh, "AUDCAD", ts[i], only=F.columns())
+    assert fresh._cache
+    ref = weakref.ref(fresh)
+    gc.disable()
+    try:
+        del fresh
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -61,6 +61,33 @@ class Family:
         return [s.name for s in self.specs]
 
 
+_T = TypeVar("_T")
+
+
+class _lazy(Generic[_T]):
+    """``functools.cached_property`` without its per-access lock (Python 3.11 takes an
+    RLock on every first read; a context is read by one thread): computed on the first
+    read, then an ordinary instance attribute."""
+
+    def __init__(self, fn: Callable[[Any], _T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, owner: Any = None) -> _T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        v = obj.__dict__[self.name] = self.fn(obj)
+        return v
+
+
+def _returns(ctx: Ctx) -> Arr:
+    r = np.empty(ctx.n)
+    r[0] = np.nan
+    np.subtract(ctx.lc[1:], ctx.lc[:-1], out=r[1:])
+    return r
+
+
 def _ccy_members() -> dict[str, list[tuple[str, float]]]:
     out: dict[str, list[tuple[str, float]]] = {c: [] for c in CURRENCIES}
     for p in PAIRS:
@@ -92,14 +119,23 @@ class Ctx:
         self.ts = panel.ts
         self._memo: dict[object, object] = {}
         self._src: tuple[Panel, int, int] | None = None
+        self._shared = False
+        self._from = 0
 
     @classmethod
-    def window(cls, panel: Panel, pair: str, j: int, start: int, stop: int) -> Ctx:
+    def window(
+        cls, panel: Panel, pair: str, j: int, start: int, stop: int, shared: int | None = None
+    ) -> Ctx:
         """The context of rows ``[start, stop)`` of ``panel`` (``j`` = the pair's column,
         ``start >= 0``) for the online path: the same values as
         ``Ctx(panel.slice_rows(start, stop), pair)``, but the pair's arrays are views of
         contiguous per-panel copies of its columns (made once per panel, not once per family
-        and call), and the sliced panel (the cross-section) is built only when read."""
+        and call), and the sliced panel (the cross-section) is built only when read.
+
+        ``shared`` (a row ``<= start``: the first row any window of the call reads):
+        row-local intermediates (:meth:`series`) are computed once per panel, from that
+        row on, and sliced, instead of once per window (the ``only=`` online path; the full
+        online call keeps per-window ones, its reference)."""
         self = cls.__new__(cls)
         self._j = j
         self.pair = pair
@@ -108,9 +144,35 @@ class Ctx:
         self.ts = panel.ts[start:stop]
         self._memo = {}
         self._src = (panel, start, stop)
+        self._shared = shared is not None
+        self._from = start if shared is None else shared
         return self
 
-    @cached_property
+    def series(self, key: str, fn: Callable[[Ctx], Any]) -> Any:
+        """A row-local intermediate ``fn(ctx)`` (an array, or a tuple of arrays, over the
+        context's rows, each row's value an elementwise function of that row and a few rows
+        before it: returns, true range, ...), memoised under ``key``.
+
+        In a shared window context it is computed once per panel on a context of the
+        panel's rows from ``s0`` on (see :meth:`_panel_series`) and sliced: bit for bit the
+        per-window values at every row whose inputs lie in the window. Only the first rows,
+        whose "previous bar" lies before the window (NaN per window, a number per panel),
+        differ, and no value reads them: the declared lookbacks keep every window reduction
+        inside the rows its feature reads (the ``only=`` call equals the full online call
+        bit for bit, ``tests/features/test_parity.py``)."""
+        v = self._memo.get(key)
+        if v is not None:
+            return v
+        if self._shared and self._src is not None:
+            s0, full = self._panel_series(key, fn)
+            a, b = self._src[1] - s0, self._src[2] - s0
+            v = tuple(x[a:b] for x in full) if isinstance(full, tuple) else full[a:b]
+        else:
+            v = fn(self)
+        self._memo[key] = v
+        return v
+
+    @_lazy
     def panel(self) -> Panel:  # set in __init__; built on first read for a window context
         assert self._src is not None
         base, start, stop = self._src
@@ -126,42 +188,60 @@ class Ctx:
             col = base._cache[key] = np.ascontiguousarray(getattr(base, name)[:, self._j])
         return col[start:stop]
 
+    def _panel_series(self, key: str, fn: Callable[[Ctx], Any]) -> tuple[int, Any]:
+        """(s0, ``fn`` over the panel's rows from ``s0`` to its end), kept in the panel's
+        cache per pair (arrays only: nothing there refers back to the panel). ``s0 <=
+        start`` is the first row the first asking call reads (a new panel is built for
+        every new bar, and its first call is for the newest bar: its intermediates cover
+        the rows that call reads, as its windows' did), then 0 once a call reads earlier
+        rows."""
+        assert self._src is not None
+        base, start, _ = self._src
+        ck = ("series", self._j)
+        hit: tuple[int, dict[str, Any]] | None = base._cache.get(ck)
+        if hit is None or hit[0] > start:
+            s0 = min(start, self._from) if hit is None else 0
+            hit = base._cache[ck] = (s0, {})
+        s0, store = hit
+        v = store.get(key)
+        if v is None:
+            # a context of those rows, not shared: its own intermediates are computed there
+            v = store[key] = fn(Ctx.window(base, self.pair, self._j, s0, len(base)))
+        return s0, v
+
     # the pair's arrays, extracted on first use (an online family reads only a few of them)
-    @cached_property
+    @_lazy
     def o(self) -> Arr:
         return self._col("open")
 
-    @cached_property
+    @_lazy
     def h(self) -> Arr:
         return self._col("high")
 
-    @cached_property
+    @_lazy
     def l(self) -> Arr:  # noqa: E743
         return self._col("low")
 
-    @cached_property
+    @_lazy
     def c(self) -> Arr:
         return self._col("close")
 
-    @cached_property
+    @_lazy
     def v(self) -> Arr:
         return self._col("volume")
 
-    @cached_property
+    @_lazy
     def s(self) -> Arr:
         return self._col("spread")
 
-    @cached_property
+    @_lazy
     def lc(self) -> Arr:
         return self._col("log_close")
 
-    @cached_property
+    @_lazy
     def r(self) -> Arr:
         """One-bar log returns (NaN at the first row)."""
-        r = np.empty(self.n)
-        r[0] = np.nan
-        np.subtract(self.lc[1:], self.lc[:-1], out=r[1:])
-        return r
+        return self.series("r", _returns)
 
     def memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
         v = self._memo.get(key)
@@ -172,7 +252,9 @@ class Ctx:
 
     # ---- cross-section (cached on the panel: shared by every pair of a batch run) ----------
     def _panel_memo(self, key: object, fn: Callable[[], Arr]) -> Arr:
-        cache = self.panel._cache
+        # a window context's sliced panel lives only as long as the context: its own memo
+        # holds the same values without building the sliced panel
+        cache: dict[object, Any] = self._memo if self._src is not None else self.panel._cache
         v = cache.get(key)
         if v is None:
             v = fn()
@@ -193,28 +275,53 @@ class Ctx:
         that up means the currency strengthened. NaN when any of the 7 pairs is absent."""
 
         def f() -> Arr:
+            if self._src is not None:
+                return self._ccy_return_window(ccy)
             pairs = self.panel.pairs
             members = CCY_MEMBERS[ccy]
             if not all(p in pairs for p, _ in members):
                 return np.full(self.n, np.nan)
             cols = [pairs.index(p) for p, _ in members]
             signs = np.array([sgn for _, sgn in members]) / len(members)
-            if self._src is None:
-                return self._panel_returns()[:, cols] @ signs
-            # a window context: the same (rows, 7) matrix as ``_panel_returns()[:, cols]``
-            # (its values and its column-major layout, so the same BLAS call) from the 7
-            # member columns only, instead of the returns of all 28 pairs
-            base, start, stop = self._src
-            lc = base.log_close[start:stop][:, cols]
-            d = np.empty(lc.shape, order="F")
-            d[0] = np.nan
-            np.subtract(lc[1:], lc[:-1], out=d[1:])
-            return d @ signs
+            return self._panel_returns()[:, cols] @ signs
 
         return self._panel_memo(("ccy_r", ccy), f)
 
+    def _ccy_return_window(self, ccy: str) -> Arr:
+        """:meth:`ccy_return` of a window context: the same (rows, 7) matrix as
+        ``_panel_returns()[:, cols]`` of the sliced panel (its values and its column-major
+        layout, so the same BLAS call), copied from the returns of the 7 member columns
+        taken once per panel (from the first asking window's start to the panel's end, from
+        row 0 when an earlier window asks), without building the sliced panel."""
+        assert self._src is not None
+        base, start, stop = self._src
+        key = ("ccy_diff", ccy)
+        hit: tuple[int, Arr | None, Arr | None] | None = base._cache.get(key)
+        if hit is None or hit[0] > start:
+            # from the first asking window's start to the panel's end (see _panel_series)
+            s0 = start if hit is None else 0
+            pairs = base.pairs
+            members = CCY_MEMBERS[ccy]
+            if not all(p in pairs for p, _ in members):
+                hit = (0, None, None)
+            else:
+                lc = base.log_close[s0:, [pairs.index(p) for p, _ in members]]
+                diff = np.empty(lc.shape, order="F")
+                diff[0] = np.nan
+                np.subtract(lc[1:], lc[:-1], out=diff[1:])
+                hit = (s0, diff, np.array([sgn for _, sgn in members]) / len(members))
+            base._cache[key] = hit
+        s0, full, signs = hit
+        if full is None or signs is None:
+            return np.full(self.n, np.nan)
+        d = full[start - s0 : stop - s0].copy(order="F")
+        d[0] = np.nan
+        return d @ signs
+
     def market_abs_return(self) -> Arr:
         """Mean absolute 1-bar log return over all pairs present (market activity)."""
+        if self._shared:  # row by row: a per-panel series (:meth:`series`)
+            return self.series("mkt_abs", Ctx.market_abs_return)
 
         def f() -> Arr:
             d = np.abs(self._panel_returns())

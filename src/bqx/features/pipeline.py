@@ -513,49 +513,57 @@ def _online_plan() -> list[tuple[Any, ...]]:
 def _at_subset(panel: Panel, pair: str, p: int, plan: list[tuple[Any, ...]]) -> np.ndarray:
     out = np.full(len(_layout().columns), np.nan)
     j = panel.col(pair)
+    fast_plan, longest = _fast_plan(plan)
+    first = max(0, p - longest)  # the first row any window below reads
     with np.errstate(all="ignore"):
-        for fam, need, rel, idx, row_ix, col_ix, out_ix, fast in _fast_plan(plan):
+        for fam, need, rel, idx, row_ix, col_ix, out_ix, fast in fast_plan:
             c0 = max(0, p - need)  # the same window and rows as the full call
-            ctx = Ctx.window(panel, pair, j, c0, p + 1)
-            q = (p - c0) - rel
-            if fast is not None and p - c0 >= fast[0]:
-                # the usual case (history covers every row): the family's point path
-                # directly, as _eval_family would call it
-                _, ix, m, single = fast
+            # row-local intermediates (returns, true range, ...) taken once per panel
+            ctx = Ctx.window(panel, pair, j, c0, p + 1, shared=first)
+            if fast is not None and c0 > 0:
+                # the usual case (the window is full: the rows are need - rel, the same
+                # every call): the family's point path directly, as _eval_family calls it
+                q, ix, m, single, flat_ix = fast
                 vals = fam.compute_online(ctx, q, ix)
                 if vals.shape != (len(q), m):
                     raise ValueError(f"family {fam.name} returned shape {vals.shape}")
-                if single:  # one row, the columns in plan order
-                    out[out_ix] = vals[0]
-                    continue
-            else:
-                vals = _eval_family(fam, ctx, q, idx, online=True)
+                # one row with the columns in plan order, or the cells' flat indices
+                out[out_ix] = vals[0] if single else vals.take(flat_ix)
+                continue
+            q = (p - c0) - rel
+            vals = _eval_family(fam, ctx, q, idx, online=True)
             out[out_ix] = vals[row_ix, col_ix]
     return out
 
 
-_FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {}
+_FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]] = {}
 
 
-def _fast_plan(plan: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _fast_plan(plan: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
     """``plan`` with what the per-call loop would otherwise recompute: per family (or None
-    without a point path) the largest row offset, the spec indices to pass, the number of
-    columns and whether the values are one row already in output order."""
+    without a point path) the rows of a full window (``need - rel``, read-only: the same
+    array every call), the spec indices to pass, the number of columns, whether the values
+    are one row already in output order, and the cells' flat indices in the values; and
+    the longest history a family of the plan reads."""
     hit = _FAST.get(id(plan))
     if hit is not None and hit[0] is plan:
-        return hit[1]
+        return hit[1], hit[2]
     fast: list[tuple[Any, ...]] = []
     for fam, need, rel, idx, row_ix, col_ix, out_ix in plan:
         m = len(fam.specs) if idx is None else len(idx)
         extra = None
-        if fam.compute_online is not None:
+        if fam.compute_online is not None and need >= int(rel.max()):
             single = len(rel) == 1 and np.array_equal(col_ix, np.arange(m))
-            extra = (int(rel.max()), range(m) if idx is None else idx, m, single)
+            q = need - rel
+            q.flags.writeable = False
+            flat_ix = row_ix * m + col_ix
+            extra = (q, range(m) if idx is None else idx, m, single, flat_ix)
         fast.append((fam, need, rel, idx, row_ix, col_ix, out_ix, extra))
     if len(_FAST) > 512:
         _FAST.clear()
-    _FAST[id(plan)] = (plan, fast)
-    return fast
+    longest = max((f[1] for f in plan), default=0)
+    _FAST[id(plan)] = (plan, fast, longest)
+    return fast, longest
 
 
 def _subset_plan(names: tuple[str, ...]) -> list[tuple[Any, ...]]:

@@ -12,6 +12,8 @@ from bqx.features._ops import (
     rolling_mean,
     rolling_min,
     rolling_std,
+    row_mean,
+    row_std,
     rows_before,
     safe_div,
     windows_at,
@@ -47,7 +49,7 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 def _band_pt(ctx: Ctx, pos: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(%B, width) of the ``w``-bar band at the few rows ``pos``."""
     win = windows_at(ctx.c, w, pos)
-    mid, sd = win.mean(axis=1), win.std(axis=1)
+    mid, sd = row_mean(win), row_std(win)  # win.mean(axis=1), win.std(axis=1)
     c = ctx.c[pos]
     return safe_div(c - (mid - 2 * sd), 4 * sd), safe_div(4 * sd, mid)
 

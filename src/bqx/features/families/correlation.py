@@ -67,7 +67,7 @@ def _inputs(ctx: Ctx, kind: int) -> tuple[np.ndarray, np.ndarray]:
         return r, ctx.memo("risk", risk)
     if kind == 3:
         return ctx.ccy_return(ctx.pair[:3]), ctx.ccy_return(ctx.pair[3:])
-    return ctx.memo("abs_r", lambda: np.abs(r)), ctx.market_abs_return()
+    return ctx.series("abs_r", lambda c: np.abs(c.r)), ctx.market_abs_return()
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:

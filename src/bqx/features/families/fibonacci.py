@@ -12,7 +12,9 @@ For swing windows w in 120 and 480 bars: H = highest high, L = lowest low, R = H
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -107,13 +109,63 @@ def _swing_pt(ctx: Ctx, pos: np.ndarray, w: int, ks: frozenset[int]) -> dict[int
     return out
 
 
+_LEVELS = [float(v) for v in LEVELS]
+_NAN = float("nan")
+
+
+def _sdiv(a: float, b: float) -> float:
+    """:func:`safe_div` of two floats: IEEE division as numpy's, NaN where it is not finite
+    (numpy's x/0 is inf or NaN: NaN here)."""
+    if b == 0.0:
+        return _NAN
+    r = a / b
+    return r if math.isfinite(r) else _NAN
+
+
+def _swing_one(ctx: Ctx, q: int, w: int, ks: frozenset[int]) -> dict[int, Any]:
+    """:func:`_swing_pt` at one row with a full window (the online call of this non-lagged
+    family): the same expressions on Python floats, whose +, -, *, / and comparisons are
+    numpy's float64 ones (IEEE double, correctly rounded), instead of numpy calls on
+    one-element arrays; max, min and the arg-max stay numpy reductions (exact)."""
+    c = float(ctx.c[q])
+    hw, lw = ctx.h[q - w + 1 : q + 1], ctx.l[q - w + 1 : q + 1]  # views: only reduced
+    out: dict[int, Any] = {}
+    if ks & {0, 1, 2, 3, 4}:
+        hi, lo = float(np.maximum.reduce(hw)), float(np.minimum.reduce(lw))
+        rng = hi - lo
+        p = _sdiv(c - lo, rng)
+        out[0] = p
+        if 1 in ks:
+            out[1] = _sdiv(c - (lo + 0.382 * rng), c)
+        if 2 in ks:
+            out[2] = _sdiv(c - (lo + 0.618 * rng), c)
+        if 3 in ks:
+            # the first level with the smallest |p - level| (np.argmin), NaN with p
+            dist = [p - v for v in _LEVELS]
+            best = 0
+            for i in range(1, len(dist)):
+                if abs(dist[i]) < abs(dist[best]):
+                    best = i
+            out[3] = _NAN if math.isnan(p) else dist[best]
+        if 4 in ks:
+            # np.searchsorted(LEVELS, p, side="right"): the number of levels <= p
+            out[4] = _NAN if math.isnan(p) else float(sum(v <= p for v in _LEVELS))
+    if 5 in ks:
+        vals = _swing_pt(ctx, np.array([q]), w, frozenset({5}))
+        out[5] = vals[5]
+    return out
+
+
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     out = np.empty((len(pos), len(idx)))
     for wi, w in enumerate(WINDOWS):
         ks = frozenset(k % 6 for k in idx if k // 6 == wi)
         if not ks:
             continue
-        vals = _swing_pt(ctx, pos, w, ks)
+        if len(pos) == 1 and pos[0] >= w - 1:
+            vals = _swing_one(ctx, int(pos[0]), w, ks)
+        else:
+            vals = _swing_pt(ctx, pos, w, ks)
         for j, k in enumerate(idx):
             if k // 6 == wi:
                 out[:, j] = vals[k % 6]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bqx.features._ops import _ref, window_dots, windows_at
+from bqx.features._ops import _ref, row_mean, window_dots, windows_at
 from bqx.features.context import Ctx, Family, Spec
 
 WINDOWS = (60, 90, 150, 240, 390, 630)
@@ -149,8 +149,10 @@ def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     gathered window of the longest length (the shorter ones are its tail), memoised."""
 
     def f() -> np.ndarray:
-        z = ctx.lc - _ref(ctx.lc)
-        win = windows_at(z, WMAX, pos)
+        # the gathered windows of z = ln close - ref (shifted after the gather: the same
+        # elementwise differences, without shifting the whole context)
+        win = windows_at(ctx.lc, WMAX, pos)
+        np.subtract(win, _ref(ctx.lc), out=win)
         sq = win * win  # the squares of every window's tail, elementwise as before
         mom = np.empty((len(pos), len(WINDOWS), 4))
         for j, w in enumerate(WINDOWS):
@@ -158,38 +160,51 @@ def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
             mom[:, j, :3] = tail @ _BASES[w][0]
             mom[:, j, 3] = np.add.reduce(sq[:, WMAX - w :], 1)  # (tail * tail).sum(axis=1)
         cw, n1, n2, p1t, p2t = _CONST
-        return _stats_from(cw, n1, n2, p1t, p2t, z[pos][:, None], mom)
+        return _stats_from(cw, n1, n2, p1t, p2t, win[:, -1:], mom)  # z[pos][:, None]
 
     return ctx.memo(("reg_pt", pos.tobytes()), f)
 
 
-def _window_pt(ctx: Ctx, pos: np.ndarray, j: int) -> np.ndarray:
-    return _windows_pt(ctx, pos)[:, j, :]
-
-
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     """The asked columns from :func:`_windows_pt` (one gathered window, all six fits)."""
-    n_stats, k = len(STATS), len(WINDOWS) * len(STATS)
-    idx = list(idx)
-    if all(i < k for i in idx):  # the usual case: per-window statistics only, one gather
-        return _windows_pt(ctx, pos).reshape(len(pos), k)[:, idx]
-    out = np.empty((len(pos), len(idx)))
-    for c, i in enumerate(idx):
+    k = len(WINDOWS) * len(STATS)
+    key = tuple(idx)
+    cols = _COLS.get(key)
+    if cols is None:
+        per = [c for c, i in enumerate(key) if i < k]
+        if len(_COLS) > 1024:
+            _COLS.clear()
+        cols = _COLS[key] = (len(per) == len(key), per, [key[c] for c in per])
+    flat = _windows_pt(ctx, pos).reshape(len(pos), k)
+    only_per, per, src = cols
+    if only_per:  # the usual case: per-window statistics only, one gather
+        return flat[:, src]
+    # the summaries with compute()'s arithmetic on the same values: contiguous (m, 6)
+    # copies of the per-window columns, as np.stack of them made; numpy's mean and any
+    # as their ufunc reductions (row_mean: the same arithmetic)
+    n_stats = len(STATS)
+    out = np.empty((len(pos), len(key)))
+    if per:  # the per-window statistics in one gather
+        out[:, per] = flat[:, src]
+    for c, i in enumerate(key):
         if i < k:
-            out[:, c] = _window_pt(ctx, pos, i // n_stats)[:, i % n_stats]
-        elif i == k:
-            i60, i630 = WINDOWS.index(60), WINDOWS.index(630)
-            out[:, c] = _window_pt(ctx, pos, i60)[:, 4] - _window_pt(ctx, pos, i630)[:, 0]
+            continue
+        if i == k:
+            out[:, c] = flat[:, _I60 * n_stats + 4] - flat[:, _I630 * n_stats]
         else:
             col = 0 if i == k + 1 else 2
-            vals = np.stack([_window_pt(ctx, pos, j)[:, col] for j in range(len(WINDOWS))], 1)
+            vals = np.ascontiguousarray(flat[:, col::n_stats])
             if i == k + 1:
-                tr = np.sign(vals).mean(axis=1)
-                tr[np.isnan(vals).any(axis=1)] = np.nan
+                tr = row_mean(np.sign(vals))  # np.sign(vals).mean(axis=1)
+                tr[np.logical_or.reduce(np.isnan(vals), 1)] = np.nan  # .any(axis=1)
                 out[:, c] = tr
             else:
-                out[:, c] = vals.mean(axis=1)
+                out[:, c] = row_mean(vals)  # vals.mean(axis=1)
     return out
+
+
+_COLS: dict[tuple[int, ...], tuple[bool, list[int], list[int]]] = {}
+_I60, _I630 = WINDOWS.index(60), WINDOWS.index(630)
 
 
 FAMILY = Family("reg", True, _specs(), compute, compute_online=compute_online)

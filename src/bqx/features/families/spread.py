@@ -109,7 +109,7 @@ def _cs_ar(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cs(ctx: Ctx) -> np.ndarray:
-    def f() -> np.ndarray:
+    def f(ctx: Ctx) -> np.ndarray:
         h, lo = ctx.h, ctx.l
         with np.errstate(invalid="ignore", divide="ignore"):
             hl = np.log(h / lo)
@@ -121,18 +121,18 @@ def _cs(ctx: Ctx) -> np.ndarray:
             cs = 2 * (np.exp(alpha) - 1) / (1 + np.exp(alpha))
         return np.where(np.isnan(cs), np.nan, np.maximum(cs, 0.0))
 
-    return ctx.memo("cs", f)
+    return ctx.series("cs", f)
 
 
 def _ar(ctx: Ctx) -> np.ndarray:
-    def f() -> np.ndarray:
+    def f(ctx: Ctx) -> np.ndarray:
         h, lo = ctx.h, ctx.l
         with np.errstate(invalid="ignore", divide="ignore"):
             eta = (np.log(h) + np.log(lo)) / 2.0
         lcp = shift(ctx.lc, 1)
         return 4.0 * (lcp - shift(eta, 1)) * (lcp - eta)
 
-    return ctx.memo("ar", f)
+    return ctx.series("ar", f)
 
 
 def _spread_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ comparable across pairs (e.g. ``macd`` is (EMA12 - EMA26) / close).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def sma_close(ctx: Ctx, w: int) -> np.ndarray:
 
 
 def true_range(ctx: Ctx) -> np.ndarray:
-    def f() -> np.ndarray:
+    def f(ctx: Ctx) -> np.ndarray:
         pc = shift(ctx.c, 1)
         # np.maximum.reduce([h - l, |h - pc|, |l - pc|]) without stacking the three: the
         # same elementwise maxima in the same order
@@ -126,7 +127,7 @@ def true_range(ctx: Ctx) -> np.ndarray:
         np.maximum(tr, np.abs(b, out=b), out=tr)
         return tr
 
-    return ctx.memo("tr", f)
+    return ctx.series("tr", f)
 
 
 def atr(ctx: Ctx, n: int) -> np.ndarray:
@@ -185,8 +186,12 @@ def _k14(ctx: Ctx) -> np.ndarray:
     return ctx.memo("k14", lambda: 100.0 * safe_div(ctx.c - ll(ctx, 14), hh(ctx, 14) - ll(ctx, 14)))
 
 
+def _tp_of(ctx: Ctx) -> np.ndarray:
+    return (ctx.h + ctx.l + ctx.c) / 3.0
+
+
 def _tp(ctx: Ctx) -> np.ndarray:
-    return ctx.memo("tp", lambda: (ctx.h + ctx.l + ctx.c) / 3.0)
+    return ctx.series("tp", _tp_of)
 
 
 def _cci(ctx: Ctx) -> np.ndarray:
@@ -336,6 +341,11 @@ def _ema_c_pt(ctx: Ctx, span: float, pos: np.ndarray) -> np.ndarray:
     return _pm(ctx, ("ema_c_pt", span), pos, lambda: ema_pt(ctx.c, span_alpha(span), pos))
 
 
+def _sma_c_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
+    """SMA(w) of close at ``pos`` (shared by sma_ratio_w and sma_cross_50_200)."""
+    return _pm(ctx, ("sma_c_pt", w), pos, lambda: mean_pt(ctx.c, w, pos))
+
+
 def _hh_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
     return _pm(ctx, ("hh_pt", w), pos, lambda: max_pt(ctx.h, w, pos))
 
@@ -345,17 +355,17 @@ def _ll_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
 
 
 def _diff_c(ctx: Ctx) -> np.ndarray:
-    return ctx.memo("diff_c", lambda: ctx.c - shift(ctx.c, 1))
+    return ctx.series("diff_c", lambda c: c.c - shift(c.c, 1))
 
 
 def _gain_loss(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
     """max(d, 0) and max(-d, 0) of the close differences (shared by the RSIs of a call)."""
 
-    def f() -> tuple[np.ndarray, np.ndarray]:
+    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         d = _diff_c(ctx)
         return np.maximum(d, 0.0), np.maximum(-d, 0.0)
 
-    return ctx.memo("gain_loss", f)  # type: ignore[arg-type,return-value]
+    return ctx.series("gain_loss", f)
 
 
 def _rsi_pt(n: int) -> Callable[[Ctx, np.ndarray], np.ndarray]:
@@ -372,10 +382,27 @@ def _macd_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return _pm(ctx, "macd_pt", pos, lambda: _ema_c_pt(ctx, 12, pos) - _ema_c_pt(ctx, 26, pos))
 
 
+def _ema_run(x: np.ndarray, alpha: float, lo: int, hi: int) -> np.ndarray:
+    """``ema_pt(x, alpha, np.arange(lo, hi + 1))`` for a run of more than 64 rows, ``lo >=
+    0``: its filter over the rows the windows cover, the run as a slice (the same values)."""
+    w = ema_window(alpha)
+    a = max(lo - w + 1, 0)
+    return ema(x[a : hi + 1], alpha, w)[lo - a : hi + 1 - a]
+
+
 def _signal_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     def f() -> np.ndarray:
         al = span_alpha(9)
-        rows = rows_before(pos, ema_window(al))  # the MACD series where the EMA9 reads it
+        w9 = ema_window(al)
+        ps = sorted(pos.tolist())
+        lo, hi = ps[0] - w9 + 1, ps[-1]
+        if lo >= 0 and hi - lo + 1 > 64 and all(b - a <= w9 for a, b in pairwise(ps)):
+            # the windows of the EMA9 make one run of rows (t and its lags: the usual
+            # case): the MACD on that run from slices of the two filters, and the windows
+            # gathered from it, the same elements as from the NaN-padded series below
+            m = _ema_run(ctx.c, span_alpha(12), lo, hi) - _ema_run(ctx.c, span_alpha(26), lo, hi)
+            return ema_pt(m, al, pos - lo)
+        rows = rows_before(pos, w9)  # the MACD series where the EMA9 reads it
         m = ema_pt(ctx.c, span_alpha(12), rows) - ema_pt(ctx.c, span_alpha(26), rows)
         return ema_pt(on_rows(ctx.n, rows, m), al, pos)
 
@@ -393,7 +420,7 @@ def _stoch_d_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-    def f() -> tuple[np.ndarray, np.ndarray]:
+    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         h, lo = ctx.h, ctx.l
         # up = h - shift(h, 1), dn = shift(l, 1) - l: the same differences, NaN at row 0
         up, dn = np.empty(ctx.n), np.empty(ctx.n)
@@ -407,7 +434,7 @@ def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         mdm[nan] = np.nan
         return pdm, mdm
 
-    return ctx.memo("dm", f)  # type: ignore[arg-type,return-value]
+    return ctx.series("dm", f)
 
 
 def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
@@ -447,8 +474,8 @@ def _stochrsi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return safe_div(r14[pos] - rmin, rmax - rmin)
 
 
-def _mfi_flows(ctx: Ctx) -> np.ndarray:
-    def f() -> np.ndarray:
+def _mfi_flows(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
+    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
         tp = _tp(ctx)
         tp_prev = shift(tp, 1)
         flow = tp * ctx.v
@@ -457,9 +484,9 @@ def _mfi_flows(ctx: Ctx) -> np.ndarray:
         bad = np.isnan(tp_prev) | np.isnan(flow)
         up[bad] = np.nan
         dn[bad] = np.nan
-        return np.stack([up, dn])
+        return up, dn
 
-    return ctx.memo("mfi_flows", f)
+    return ctx.series("mfi_flows", f)
 
 
 def _mfi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
@@ -514,7 +541,7 @@ def _ema_ratio_pt(span: int) -> _PtFn:
 
 
 def _sma_ratio_pt(w: int) -> _PtFn:
-    return lambda ctx, pos: safe_div(_c(ctx, pos), mean_pt(ctx.c, w, pos)) - 1.0
+    return lambda ctx, pos: safe_div(_c(ctx, pos), _sma_c_pt(ctx, w, pos)) - 1.0
 
 
 def _roc_pt(n: int) -> _PtFn:
@@ -554,7 +581,7 @@ _POINT: tuple[_PtFn, ...] = (
     *(_ema_ratio_pt(span) for span in (10, 20, 50, 100)),
     *(_sma_ratio_pt(w) for w in (10, 20, 50, 100, 200)),
     *(_roc_pt(n) for n in (5, 10, 20, 120)),
-    lambda ctx, pos: safe_div(mean_pt(ctx.c, 50, pos), mean_pt(ctx.c, 200, pos)) - 1.0,
+    lambda ctx, pos: safe_div(_sma_c_pt(ctx, 50, pos), _sma_c_pt(ctx, 200, pos)) - 1.0,
     lambda ctx, pos: safe_div(_ema_c_pt(ctx, 10, pos), _ema_c_pt(ctx, 50, pos)) - 1.0,
     _stochrsi_pt,
     _mfi_pt,

@@ -18,6 +18,7 @@ from bqx.features._ops import (
     sum_pt,
 )
 from bqx.features.context import Ctx, Family, Spec
+from bqx.features.families.technical import _tp
 
 _V = ("volume",)
 SPECS = (
@@ -66,13 +67,18 @@ def _vol_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     if k == 5:
         return safe_div(mean_pt(v, 15, pos), mean_pt(v, 240, pos))
     if k == 6:
-        return safe_div(sum_pt(np.sign(ctx.r) * v, 60, pos), sum_pt(v, 60, pos))
+        sv = ctx.series("sign_r_v", lambda c: np.sign(c.r) * c.v)
+        return safe_div(sum_pt(sv, 60, pos), sum_pt(v, 60, pos))
     if k in (7, 8):
         w = 60 if k == 7 else 240
-        tp = ctx.memo("tp", lambda: (ctx.h + ctx.l + c) / 3.0)
-        vwap = safe_div(sum_pt(tp * v, w, pos), sum_pt(v, w, pos))
+        tpv = ctx.series("tp_v", lambda c: _tp(c) * c.v)
+        vwap = safe_div(sum_pt(tpv, w, pos), sum_pt(v, w, pos))
         return safe_div(c[pos] - vwap, c[pos])
-    return corr_pt(np.abs(ctx.r), v, 60, pos)
+    return corr_pt(ctx.series("abs_r", _abs_r), v, 60, pos)
+
+
+def _abs_r(ctx: Ctx) -> np.ndarray:
+    return np.abs(ctx.r)
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
