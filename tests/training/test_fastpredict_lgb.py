@@ -37,6 +37,8 @@ def test_single_row_equals_booster_predict(early_stop: bool) -> None:
     one = np.array([fast(Xt[i : i + 1])[0] for i in range(len(Xt))])
     assert one.tobytes() == ref.tobytes()  # bit for bit
     assert fast(Xt).tobytes() == ref.tobytes()  # several rows: Booster.predict itself
+    with pytest.raises(Exception, match="number of features"):  # never a read past the row
+        fast(Xt[:1, :-1])
     # a copy (an artifact pickled to a worker) builds its own fast config
     again = pickle.loads(pickle.dumps(fast))
     assert again(Xt[:1])[0] == ref[0]

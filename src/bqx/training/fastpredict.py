@@ -131,6 +131,7 @@ class _LgbBooster:
 
     def __init__(self, booster: Any):
         self.booster = booster
+        self._ncol = int(booster.num_feature())
         self._fast: ctypes.c_void_p | None = None
         self._pid = -1
         self._lock = threading.Lock()
@@ -154,7 +155,7 @@ class _LgbBooster:
                 ctypes.c_int(0),  # start_iteration
                 ctypes.c_int(num_iteration),
                 ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
-                ctypes.c_int32(b.num_feature()),
+                ctypes.c_int32(self._ncol),
                 _c_str("num_threads=1"),
                 ctypes.byref(handle),
             )
@@ -162,7 +163,9 @@ class _LgbBooster:
         return handle
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        if X.ndim != 2 or X.shape[0] != 1:
+        if X.ndim != 2 or X.shape[0] != 1 or X.shape[1] != self._ncol:
+            # several rows, or a width the booster was not trained on (Booster.predict
+            # raises; the C call would read past the row)
             return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
         from lightgbm.basic import _LIB, _safe_call
 
