@@ -11,8 +11,9 @@ with the same request list: ``--bars`` uncached ``POST /v1/predict`` per pair (d
 timestamps), cached repeats, and error cases (no key, bad key, unknown pair, bad
 timestamp, extra field). For each request the status, content type and JSON body are
 kept; each 200's decision-log row is read back after the app shut down (the writer drains
-at shutdown). Compared: everything except what the clock or a random draw sets
-(``decision_id``, ``latency_ms``, ``request_time``).
+at shutdown), through ``read_decisions`` and as stored (every SQLite column's raw value and
+storage class), and so is its captured input row (packed bytes, feature-set names). Compared: everything except what the clock or a random draw sets
+(``decision_id``, ``latency_ms``, ``request_time``; a capture's ``captured_at``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,38 @@ def worker(home: Path, bars: int, key: str) -> None:
     for i in ids:
         row = df.loc[i].to_dict()
         rows.append({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()})
-    print(json.dumps({"responses": res, "rows": rows}, default=repr))
+    # as stored (SQLite): every column's raw value and storage class, decisions and their
+    # captured inputs (packed bytes as hex, the feature-set name lists), same id order
+    import sqlite3
+
+    con = sqlite3.connect(str(st.engine.url.database))
+    p = st.t.decisions.name[: -len("decisions")]
+
+    def raw(table: str, col: str) -> list[dict[str, Any]]:
+        cur = con.execute(f"SELECT * FROM {p}{table} WHERE {col} IN (SELECT value FROM "
+                          "json_each(?))", (json.dumps(ids),))  # fmt: skip
+        names = [d[0] for d in cur.description]
+        by = {r[names.index(col)]: r for r in cur.fetchall()}
+        out = []
+        for i in ids:
+            r = by.get(i)
+            if r is None:
+                out.append({"missing": True})
+                continue
+            out.append({
+                n: [type(v).__name__, v.hex() if isinstance(v, bytes) else v]
+                for n, v in zip(names, r, strict=True)
+                if n not in ("decision_id", "latency_ms", "request_time", "captured_at")
+            })  # fmt: skip
+        return out
+
+    caps = raw("captures", "decision_id")
+    keys = sorted({c["feature_set"][1] for c in caps if "feature_set" in c})
+    sets = {k: con.execute(f"SELECT names FROM {p}capture_feature_sets WHERE key = ?", (k,))
+            .fetchone()[0] for k in keys}  # fmt: skip
+    out = {"responses": res, "rows": rows, "stored_rows": raw("decisions", "decision_id")}
+    out |= {"captures": caps, "feature_sets": [sets]}
+    print(json.dumps(out, default=repr))
 
 
 def _strip(x: Any) -> Any:
@@ -161,7 +193,7 @@ def main() -> None:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         got[name] = json.loads(p.stdout.strip().splitlines()[-1])
     diffs = []
-    for part in ("responses", "rows"):
+    for part in ("responses", "rows", "stored_rows", "captures", "feature_sets"):
         o, n = _strip(got["old"][part]), _strip(got["new"][part])
         if len(o) != len(n):
             diffs.append({"part": part, "lengths": [len(o), len(n)]})
@@ -177,6 +209,9 @@ def main() -> None:
         "requests": len(got["new"]["responses"]),
         "statuses": statuses,
         "decision_rows_compared": len(got["new"]["rows"]),
+        "stored_rows_compared": len(got["new"]["stored_rows"]),
+        "captures_compared": sum(1 for c in got["new"]["captures"] if "missing" not in c),
+        "feature_sets_compared": len(got["new"]["feature_sets"][0]),
         "ignored_fields": list(CLOCK),
         "identical": not diffs,
         "differences": diffs[:20],

@@ -297,7 +297,8 @@ class PredictionService(LazyDeps):
         self.rows = window_rows(s.max_ffill_bars, vs)
         #: bars per pair read from the store for one as-of time (no hot window needed)
         self.store_rows = window_rows(s.max_ffill_bars, vs, hot=0)
-        self.interval_minutes = pd.Timedelta(s.interval).total_seconds() / 60.0
+        self._interval = pd.Timedelta(s.interval)  # parsed once, not per prediction
+        self.interval_minutes = self._interval.total_seconds() / 60.0
         self.models = ModelCache(
             self.registry, s.serve.cache_size, alias_ttl_s=s.serve.alias_ttl_s, metrics=metrics
         )
@@ -443,7 +444,7 @@ class PredictionService(LazyDeps):
         else:
             t = req
         live = self.bars.snapshot if self.bars is not None else None
-        key = (t.floor(pd.Timedelta(self.settings.interval)).value, live and live.generation)
+        key = (t.floor(self._interval).value, live and live.generation)
         snap = self._store_snaps.get(key)
         if snap is not None:
             return snap
@@ -489,7 +490,7 @@ class PredictionService(LazyDeps):
     def _closed_by(self, t: pd.Timestamp | None) -> pd.Timestamp | None:
         """The latest bar *open* time whose bar has closed by ``t`` (bars are stamped with
         their open): ``t`` minus one interval. None (live: the newest bar) stays None."""
-        return None if t is None else t - pd.Timedelta(self.settings.interval)
+        return None if t is None else t - self._interval
 
     def needs_io(self, pair: str, timestamp: Any = None) -> bool:
         """True when :meth:`predict` would block on the registry or the store (model not
@@ -669,7 +670,7 @@ class PredictionService(LazyDeps):
             arm=arm,
             rollout_id=sel.route.rollout_id if sel is not None else None,
             regime=regime,
-            available_at=fv.asof + pd.Timedelta(self.settings.interval),
+            available_at=fv.asof + self._interval,
             missing_features=core.missing,
         )
         if log and self.log_decisions:

@@ -92,11 +92,28 @@ def capture_row(
     captured_at: Any = None,
 ) -> dict[str, Any]:
     """A capture row, packed; non-finite values become NaN (as null did in JSON)."""
-    names = tuple(str(n) for n in names)
+    return _pack_row(
+        decision_id, pair, asof_ts, model_version, tuple(str(n) for n in names), values,
+        captured_at,
+    )  # fmt: skip
+
+
+def _pack_row(
+    decision_id: str,
+    pair: str,
+    asof_ts: Any,
+    model_version: str | None,
+    names: tuple[str, ...],
+    values: Iterable[float],
+    captured_at: Any = None,
+) -> dict[str, Any]:
+    """:func:`capture_row` with ``names`` already a tuple of ``str``."""
     x = np.array(values if isinstance(values, np.ndarray) else list(values), dtype=PACKED_DTYPE)
     if x.shape != (len(names),):
         raise ValueError(f"{len(names)} names but values of shape {x.shape}")
-    x[~np.isfinite(x)] = np.nan
+    finite = np.isfinite(x)
+    if not finite.all():
+        x[~finite] = np.nan
     return {
         "decision_id": str(decision_id),
         "captured_at": as_utc(captured_at) if captured_at is not None else utcnow(),
@@ -112,7 +129,7 @@ def _packed(r: Mapping[str, Any]) -> dict[str, Any]:
     """A row to insert: a :func:`capture_row` row, or one with a ``values`` mapping
     ``{feature: value}`` (packed here)."""
     if "packed" in r:
-        return dict(r)
+        return r  # type: ignore[return-value]  # read only below
     vals = r["values"]
     return capture_row(
         decision_id=r["decision_id"],
@@ -152,16 +169,40 @@ class CapturesMixin(StateBase):
         if not rows:
             return 0
         sets: dict[tuple[str, ...], str] = {}
-        ins = []
+        keys = []
         for r in rows:
             names = r["feature_names"]
             key = sets.get(names)
             if key is None:
                 key = sets[names] = feature_set_key(names)
-            ins.append(
-                {k: r[k] for k in ("decision_id", "captured_at", "pair", "asof_ts",
-                                   "model_version", "packed")} | {"feature_set": key}
-            )  # fmt: skip
+            keys.append(key)
+        fsets = [{"key": k, "names": json.dumps(list(n))} for n, k in sets.items()]
+        if self.dialect == "sqlite":
+            # statements compiled once, values bound by SQLAlchemy's own type processors
+            # (see DecisionsMixin._decision_insert_sql): the Core layers per batch cost the
+            # capture writer thread more than SQLite's work for a few dozen rows
+            (csql, cprocs), (fsql, fprocs) = self._capture_insert_sql()
+            cparams = [
+                tuple(
+                    (key if c == "feature_set" else r[c]) if p is None
+                    else p(key if c == "feature_set" else r[c])
+                    for c, p in cprocs
+                )
+                for r, key in zip(rows, keys, strict=True)
+            ]  # fmt: skip
+            fparams = [tuple(f[c] if p is None else p(f[c]) for c, p in fprocs) for f in fsets]
+
+            def _raw(conn: Any) -> None:
+                conn.exec_driver_sql(fsql, fparams)
+                conn.exec_driver_sql(csql, cparams)
+
+            self._write(_raw)
+            return len(rows)
+        ins = [
+            {k: r[k] for k in ("decision_id", "captured_at", "pair", "asof_ts",
+                               "model_version", "packed")} | {"feature_set": key}
+            for r, key in zip(rows, keys, strict=True)
+        ]  # fmt: skip
         t, fs = self.t.captures, self.t.capture_feature_sets
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -173,7 +214,6 @@ class CapturesMixin(StateBase):
 
             stmt = sqlite_insert(t).on_conflict_do_nothing(index_elements=["decision_id"])
             fstmt = sqlite_insert(fs).on_conflict_do_nothing(index_elements=["key"])
-        fsets = [{"key": k, "names": json.dumps(list(n))} for n, k in sets.items()]
 
         def _tx(conn: Any) -> None:
             conn.execute(fstmt, fsets)
@@ -181,6 +221,25 @@ class CapturesMixin(StateBase):
 
         self._write(_tx)
         return len(rows)
+
+    def _capture_insert_sql(
+        self,
+    ) -> tuple[tuple[str, list[tuple[str, Any]]], tuple[str, list[tuple[str, Any]]]]:
+        """SQLite insert-if-absent of a capture row and of a feature set, compiled once."""
+        hit = self.__dict__.get("_cap_insert_sql")
+        if hit is None:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            from bqx.state.decisions import _compiled_insert
+
+            t, fs = self.t.captures, self.t.capture_feature_sets
+            stmt = sqlite_insert(t).on_conflict_do_nothing(index_elements=["decision_id"])
+            fstmt = sqlite_insert(fs).on_conflict_do_nothing(index_elements=["key"])
+            # "values" (the first format's JSON) is left out: NULL, as in the Core insert
+            cols = [c for c in CAPTURE_COLUMNS if c != "values"]
+            hit = (_compiled_insert(self, stmt, t, cols), _compiled_insert(self, fstmt, fs))
+            self.__dict__["_cap_insert_sql"] = hit
+        return hit
 
     def read_captures(
         self,
@@ -425,7 +484,7 @@ class CaptureWriter:
         if not rows:
             return
         try:
-            rows = [capture_row(**r) if "names" in r else r for r in rows]  # packs
+            rows = _pack_rows(rows)
             self.state.write_captures(rows)
             self.written += len(rows)
         except Exception as e:  # a sample: drop and count, never block serving
@@ -456,6 +515,29 @@ class CaptureWriter:
             "sampled_out": self.sampled_out,
             "queued": len(self._dq),
         }
+
+
+def _pack_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows holding ``names`` + raw ``values`` -> capture rows (others as they are). The
+    service hands the same name list object for every row of a model version: it is turned
+    into a tuple of ``str`` once per batch, not once per row."""
+    tuples: dict[int, tuple[Any, tuple[str, ...]]] = {}
+    out = []
+    for r in rows:
+        if "names" not in r:
+            out.append(r)
+            continue
+        n = r["names"]
+        hit = tuples.get(id(n))
+        if hit is None or hit[0] is not n:
+            hit = tuples[id(n)] = (n, tuple(str(x) for x in n))
+        out.append(
+            _pack_row(
+                r["decision_id"], r["pair"], r.get("asof_ts"), r.get("model_version"), hit[1],
+                r["values"], r.get("captured_at"),
+            )
+        )  # fmt: skip
+    return out
 
 
 def _values_frame(

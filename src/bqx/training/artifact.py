@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from bqx.training.intervals import Conformal
+from bqx.training.intervals import _FLOOR, Conformal
 from bqx.training.shrinkage import IDENTITY, Shrinkage
 
 ARTIFACT_FILE = "artifact.joblib"
@@ -81,7 +81,14 @@ class ModelArtifact:
         return float(x[self.all_columns.index(self.conformal.scale_feature)])
 
     def interval(self, yhat: float, x: np.ndarray) -> tuple[float, float]:
-        lo, hi = self.conformal.bounds(np.array([yhat]), self.scale_of(x))
+        c = self.conformal
+        if c.method == "scaled" and c.scale_feature is not None:
+            # Conformal.bounds on one value, in float arithmetic (the same IEEE operations
+            # as its one-element arrays: max(scale, floor) keeping NaN, q * scale, yhat -/+)
+            s = float(x[self.all_columns.index(c.scale_feature)])
+            hw = c.q * (_FLOOR if s < _FLOOR else s)
+            return float(float(yhat) - hw), float(float(yhat) + hw)
+        lo, hi = c.bounds(np.array([yhat]), self.scale_of(x))
         return float(lo[0]), float(hi[0])
 
     def intervals_frame(self, yhat: np.ndarray, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,9 @@ and XGBoost call their boosters directly, Ridge is a dot product. Results equal
 
 from __future__ import annotations
 
+import ctypes
+import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -45,12 +48,7 @@ def _compile_model(model: Any) -> Any:
     if name == "RandomForestRegressor":
         return _Forest(model)
     if name == "LGBMRegressor":
-        booster = model.booster_
-
-        def lgb(X: np.ndarray) -> np.ndarray:
-            return booster.predict(X, num_threads=1)
-
-        return lgb
+        return _LgbBooster(model.booster_)
     if name == "XGBRegressor":
         booster = model.get_booster()
 
@@ -118,3 +116,81 @@ class _Forest:
                 node = np.where(go_left, self.left[node], self.right[node])
             out[i] = self.value[node].mean()
         return out
+
+
+class _LgbBooster:
+    """A LightGBM booster's prediction; one row through the C API's single-row fast path.
+
+    ``Booster.predict`` spends ~50 us per call in Python (a predictor object, the parameter
+    string, input checks) before the trees run. ``LGBM_BoosterPredictForMatSingleRowFast``
+    runs the same prediction (same iterations: the best one when there is one, as
+    ``Booster.predict`` picks; ``num_threads=1``) with that set-up done once. Several rows
+    still go through ``Booster.predict``. Equality with it is tested on every row of a
+    test matrix (tests/training/test_fastpredict_lgb.py).
+    """
+
+    def __init__(self, booster: Any):
+        self.booster = booster
+        self._ncol = int(booster.num_feature())
+        self._fast: ctypes.c_void_p | None = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"booster": self.booster}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["booster"])  # type: ignore[misc]
+
+    def _config(self) -> ctypes.c_void_p:
+        from lightgbm.basic import _LIB, _c_str, _safe_call
+
+        b = self.booster
+        handle = ctypes.c_void_p()
+        num_iteration = b.best_iteration  # Booster.predict's default with start_iteration 0
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                b._handle,
+                ctypes.c_int(0),  # C_API_PREDICT_NORMAL
+                ctypes.c_int(0),  # start_iteration
+                ctypes.c_int(num_iteration),
+                ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
+                ctypes.c_int32(self._ncol),
+                _c_str("num_threads=1"),
+                ctypes.byref(handle),
+            )
+        )
+        return handle
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if X.ndim != 2 or X.shape[0] != 1 or X.shape[1] != self._ncol:
+            # several rows, or a width the booster was not trained on (Booster.predict
+            # raises; the C call would read past the row)
+            return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
+        from lightgbm.basic import _LIB, _safe_call
+
+        row = np.ascontiguousarray(X[0], dtype=np.float64)
+        out = np.empty(1, dtype=np.float64)
+        n = ctypes.c_int64(0)
+        with self._lock:  # a fast config is not safe to share between threads
+            if self._fast is None or self._pid != os.getpid():
+                self._fast, self._pid = self._config(), os.getpid()
+            _safe_call(
+                _LIB.LGBM_BoosterPredictForMatSingleRowFast(
+                    self._fast,
+                    row.ctypes.data_as(ctypes.c_void_p),
+                    ctypes.byref(n),
+                    out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                )
+            )
+        return out
+
+    def __del__(self) -> None:
+        fast = getattr(self, "_fast", None)
+        if fast is not None and getattr(self, "_pid", -1) == os.getpid():
+            try:
+                from lightgbm.basic import _LIB
+
+                _LIB.LGBM_FastConfigFree(fast)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass

@@ -36,7 +36,7 @@ def missing_features(art: Any, x: np.ndarray, min_valid: float) -> list[str] | N
     if len(idx) == 0 or min_valid <= 0:
         return None
     ok = np.isfinite(np.asarray(x, dtype=np.float64)[idx])
-    if ok.mean() >= min_valid:
+    if np.count_nonzero(ok) / len(idx) >= min_valid:  # ok.mean(), without its overhead
         return None
     return [art.features[i] for i in np.flatnonzero(~ok)]
 
