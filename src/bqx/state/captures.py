@@ -257,38 +257,22 @@ class CapturesMixin(StateBase):
         t = self.t.captures
         # raw columns, converted below in bulk: per-row decoding by the driver/ORM (JSON,
         # the timestamp type) was the largest cost of a 28-pair monitoring pass
-        q = sa.select(
-            t.c.decision_id,
-            t.c.pair,
-            sa.type_coerce(t.c.asof_ts, sa.String),
-            t.c.model_version,
-            t.c.feature_set,
-            t.c.packed,
-            sa.cast(t.c["values"], sa.Text),
+        rows, names = self._capture_rows(
+            [
+                t.c.decision_id,
+                t.c.pair,
+                sa.type_coerce(t.c.asof_ts, sa.String),
+                t.c.model_version,
+                t.c.feature_set,
+                t.c.packed,
+                sa.cast(t.c["values"], sa.Text),
+            ],
+            4,
+            pair=pair,
+            start=start,
+            end=end,
+            model_version=model_version,
         )
-        if pair is not None:
-            q = q.where(t.c.pair.in_([pair] if isinstance(pair, str) else list(pair)))
-        if start is not None:
-            q = q.where(t.c.asof_ts >= as_utc(start))
-        if end is not None:
-            q = q.where(t.c.asof_ts <= as_utc(end))
-        if model_version is not None:
-            q = q.where(t.c.model_version == str(model_version))
-        q = q.order_by(t.c.asof_ts, t.c.decision_id)
-        with self._read() as conn:
-            rows = conn.execute(q).all()
-            keys = sorted({r[4] for r in rows if r[4] is not None})
-            fs = self.t.capture_feature_sets
-            names = (
-                {
-                    k: json.loads(v)
-                    for k, v in conn.execute(
-                        sa.select(fs.c.key, fs.c.names).where(fs.c.key.in_(keys))
-                    ).all()
-                }
-                if keys
-                else {}
-            )
         cols = list(zip(*rows, strict=True)) if rows else [()] * 7
         meta = pd.DataFrame(
             {
@@ -314,32 +298,18 @@ class CapturesMixin(StateBase):
         import pandas as pd
 
         t = self.t.captures
-        q = sa.select(
-            t.c.pair,
-            sa.type_coerce(t.c.asof_ts, sa.String),
-            t.c.feature_set,
-            t.c.packed,
-            sa.cast(t.c["values"], sa.Text),
+        rows, names = self._capture_rows(
+            [
+                t.c.pair,
+                sa.type_coerce(t.c.asof_ts, sa.String),
+                t.c.feature_set,
+                t.c.packed,
+                sa.cast(t.c["values"], sa.Text),
+            ],
+            2,
+            start=start,
+            end=end,
         )
-        if start is not None:
-            q = q.where(t.c.asof_ts >= as_utc(start))
-        if end is not None:
-            q = q.where(t.c.asof_ts <= as_utc(end))
-        q = q.order_by(t.c.asof_ts, t.c.decision_id)
-        with self._read() as conn:
-            rows = conn.execute(q).all()
-            keys = sorted({r[2] for r in rows if r[2] is not None})
-            fs = self.t.capture_feature_sets
-            names = (
-                {
-                    k: json.loads(v)
-                    for k, v in conn.execute(
-                        sa.select(fs.c.key, fs.c.names).where(fs.c.key.in_(keys))
-                    ).all()
-                }
-                if keys
-                else {}
-            )
         value = np.full(len(rows), np.nan)
         by_set: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
@@ -368,6 +338,46 @@ class CapturesMixin(StateBase):
                 "value": value[keep],
             }
         )
+
+    def _capture_rows(
+        self,
+        columns: list[Any],
+        set_pos: int,
+        *,
+        pair: str | Sequence[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        model_version: str | None = None,
+    ) -> tuple[list[Any], dict[str, list[str]]]:
+        """The raw capture rows (``columns``, ordered by ``asof_ts``, ``decision_id``) of the
+        window and the feature names of the feature sets they use (``set_pos``: where the
+        feature-set key is in a row), in one read transaction."""
+        t = self.t.captures
+        q = sa.select(*columns)
+        if pair is not None:
+            q = q.where(t.c.pair.in_([pair] if isinstance(pair, str) else list(pair)))
+        if start is not None:
+            q = q.where(t.c.asof_ts >= as_utc(start))
+        if end is not None:
+            q = q.where(t.c.asof_ts <= as_utc(end))
+        if model_version is not None:
+            q = q.where(t.c.model_version == str(model_version))
+        q = q.order_by(t.c.asof_ts, t.c.decision_id)
+        with self._read() as conn:
+            rows = list(conn.execute(q).all())
+            keys = sorted({r[set_pos] for r in rows if r[set_pos] is not None})
+            fs = self.t.capture_feature_sets
+            names = (
+                {
+                    k: json.loads(v)
+                    for k, v in conn.execute(
+                        sa.select(fs.c.key, fs.c.names).where(fs.c.key.in_(keys))
+                    ).all()
+                }
+                if keys
+                else {}
+            )
+        return rows, names
 
     def purge_captures(self, older_than: Any) -> int:
         """Delete captures captured before ``older_than``; returns rows deleted (retention)."""
