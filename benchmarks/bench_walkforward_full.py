@@ -162,7 +162,7 @@ def main() -> None:
         out["data_s"] = round(time.perf_counter() - t0, 1)
     store.close()
     t0 = time.perf_counter()
-    ensure_features(pairs, s)
+    ensure_features(pairs, s, jobs=args.jobs)
     out["features_s"] = round(time.perf_counter() - t0, 1)
 
     preds: dict[str, Any] = {}

@@ -287,14 +287,18 @@ def windows_frame(pred: pd.DataFrame) -> pd.DataFrame:
 
 
 def ensure_features(
-    pairs: Sequence[str], s: Settings, progress: Callable[[int, int], None] | None = None
+    pairs: Sequence[str],
+    s: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    jobs: int = 1,
 ) -> Path:
-    """Bring the feature store up to date for ``pairs`` (incremental)."""
+    """Bring the feature store up to date for ``pairs`` (incremental; pair-months in
+    ``jobs`` processes)."""
     from bqx.data.store import open_store
 
     store = open_store(settings=s)
     try:
-        _feature_store(s).build(store, list(pairs), progress=progress)
+        _feature_store(s).build(store, list(pairs), progress=progress, jobs=jobs)
     finally:
         store.close()
     return Path(s.features_dir)

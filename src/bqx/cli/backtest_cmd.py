@@ -195,7 +195,7 @@ def backtest_cmd(
         )  # fmt: skip
         if not reuse_predictions:
             with progress_bar("features", enabled=not as_json) as update:
-                ensure_features(plist, s, progress=update)
+                ensure_features(plist, s, progress=update, jobs=jobs or s.train.jobs)
         with progress_bar(f"walk-forward ({wcfg.model})", enabled=not as_json) as update:
             frame, wf_info = walk_forward_predictions(
                 plist, s, wcfg, jobs=jobs, reuse=reuse_predictions, progress=update,

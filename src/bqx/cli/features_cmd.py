@@ -120,14 +120,20 @@ def build_cmd(
         None, help="Last month to (re)build (default: all data).", callback=time_option
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild months even if unchanged."),
+    jobs: int | None = typer.Option(
+        None, min=1, help="Processes computing pair-months (default: CPU count)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Materialise per-pair monthly Parquet of the features and the target.
 
     Incremental and idempotent: a month is rebuilt only when the bars it depends on (its own,
     the lookback before it, the horizon after it, across all pairs) or the feature set changed.
-    Pairs are processed one by one, so memory stays bounded.
+    Pair-months are computed in ``--jobs`` forked processes sharing one bar panel (the files
+    are the same bytes as with one process).
     """
+    import os
+
     from bqx.data.store import open_store
     from bqx.features.store import FeatureStore
     from bqx.universe import PAIRS
@@ -141,7 +147,9 @@ def build_cmd(
     )
     try:
         with progress_bar("building features (pair-months)", enabled=not as_json) as update:
-            rep = fs.build(store, pairs, t0, t1, force=force, progress=update)
+            rep = fs.build(
+                store, pairs, t0, t1, force=force, progress=update, jobs=jobs or os.cpu_count() or 1
+            )
         absent_pairs = [p for p in PAIRS if p not in set(store.pairs())]
     finally:
         store.close()

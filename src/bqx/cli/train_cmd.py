@@ -93,6 +93,8 @@ def train_cmd(
         per_pair = {p: parsed for p in plist}
     t0 = time.perf_counter()
     if build_features:
+        import os
+
         from bqx.data.store import open_store
         from bqx.features.store import FeatureStore
 
@@ -101,7 +103,7 @@ def train_cmd(
         )
         store = open_store(settings=s)
         with progress_bar("features", enabled=not as_json) as update:
-            fs.build(store, plist, start, end, progress=update)
+            fs.build(store, plist, start, end, progress=update, jobs=jobs or os.cpu_count() or 1)
         store.close()
     rows: list[dict[str, Any]] = []
     with progress_bar(
