@@ -97,6 +97,12 @@ class BarStore(ABC):
     def read_asof(self, ts: Any, n: int, pairs: Sequence[str] | str | None = None) -> pd.DataFrame:
         """The last ``n`` bars at or before ``ts`` for each pair (default all 28)."""
 
+    def change_token(self) -> Any:
+        """Something that differs whenever a write has been committed since it was taken,
+        readable without opening the store; None when the store cannot tell (then a reader
+        must read to find out)."""
+        return None
+
     @abstractmethod
     def latest(self, pairs: Sequence[str] | str | None = None) -> dict[str, pd.Timestamp]:
         """Timestamp of the newest bar per pair that has any bars."""
@@ -245,6 +251,20 @@ class DuckDBStore(BarStore):
                     open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL,
                     close DOUBLE NOT NULL, volume DOUBLE, spread DOUBLE)"""
             )
+
+    def change_token(self) -> Any:
+        """Size and modification time of the database file and its write-ahead log: a
+        committed write appends to the WAL (and a checkpoint rewrites the file), a read
+        changes neither (checked in tests/data). ~10 us, where opening the store to look
+        costs ~13 ms."""
+        out: list[tuple[int, int] | None] = []
+        for f in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = f.stat()
+                out.append((st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
 
     def _open(self, read_only: bool) -> Any:
         """A connection (retrying while another process holds the file lock).

@@ -196,6 +196,11 @@ class ReplayStore:
     def _cap(self, t: Any) -> pd.Timestamp:
         return self.clock if t is None else min(to_utc(t), self.clock)
 
+    def change_token(self) -> Any:
+        """None: this view changes when its clock moves, without any write (the bar cache
+        must read)."""
+        return None
+
     def latest(self, pairs: Any = None) -> dict[str, pd.Timestamp]:
         return {p: min(t, self.clock) for p, t in self.inner.latest(pairs).items()}
 
