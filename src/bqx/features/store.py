@@ -95,6 +95,15 @@ def _build_task(task: tuple[str, str]) -> tuple[str, str, int, int]:
     return p, mk, n, nbytes
 
 
+def _between(x: Any, start: Any, end: Any) -> Any:
+    """The rows of ``x`` (a frame or series indexed by ts) with ``start <= ts <= end``."""
+    if start is not None:
+        x = x[x.index >= to_utc(start)]
+    if end is not None:
+        x = x[x.index <= to_utc(end)]
+    return x
+
+
 def _month_bounds(key: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     start = pd.Timestamp(f"{key}-01", tz="UTC")
     end = start + pd.offsets.MonthBegin(1) - pd.Timedelta(1, "ns")
@@ -332,11 +341,7 @@ class FeatureStore:
         import pyarrow.parquet as pq
 
         pair = normalize_pair(pair)
-        ms = self.months(pair)
-        if start is not None:
-            ms = [m for m in ms if _month_bounds(m)[1] >= to_utc(start)]
-        if end is not None:
-            ms = [m for m in ms if _month_bounds(m)[0] <= to_utc(end)]
+        ms = self._months_between(pair, start, end)
         if not ms:
             raise NoDataError(
                 f"no stored features for {pair}"
@@ -348,13 +353,16 @@ class FeatureStore:
             if len(ms) > 1
             else pq.read_table(str(self.part_path(pair, ms[0])))
         )
-        df = tbl.to_pandas()
-        df = df.set_index("ts")
+        return _between(tbl.to_pandas().set_index("ts"), start, end)
+
+    def _months_between(self, pair: str, start: Any, end: Any) -> list[str]:
+        """The stored months of ``pair`` that overlap ``[start, end]`` (None: open)."""
+        ms = self.months(pair)
         if start is not None:
-            df = df[df.index >= to_utc(start)]
+            ms = [m for m in ms if _month_bounds(m)[1] >= to_utc(start)]
         if end is not None:
-            df = df[df.index <= to_utc(end)]
-        return df
+            ms = [m for m in ms if _month_bounds(m)[0] <= to_utc(end)]
+        return ms
 
     def read_column(self, pair: str, column: str, start: Any = None, end: Any = None) -> pd.Series:
         """One stored base column of ``pair`` (grid rows with ``start <= ts <= end``, by
@@ -365,10 +373,7 @@ class FeatureStore:
 
         pair = normalize_pair(pair)
         parts = []
-        for m in self.months(pair):
-            ms, me = _month_bounds(m)
-            if (start is not None and me < to_utc(start)) or (end is not None and ms > to_utc(end)):
-                continue
+        for m in self._months_between(pair, start, end):
             path = self.part_path(pair, m)
             st = path.stat()
             key = (str(path), st.st_size, st.st_mtime_ns, column)
@@ -382,12 +387,7 @@ class FeatureStore:
             parts.append(s)
         if not parts:
             return pd.Series(dtype=np.float32, name=column)
-        out = pd.concat(parts) if len(parts) > 1 else parts[0]
-        if start is not None:
-            out = out[out.index >= to_utc(start)]
-        if end is not None:
-            out = out[out.index <= to_utc(end)]
-        return out
+        return _between(pd.concat(parts) if len(parts) > 1 else parts[0], start, end)
 
     def read(
         self,
