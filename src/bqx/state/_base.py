@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -456,3 +456,29 @@ def _frame(rows: Sequence[Any], columns: Sequence[sa.ColumnElement[Any]]) -> pd.
         elif isinstance(c.type, sa.Integer):
             df[name] = df[name].astype("Int64")
     return df
+
+
+def compiled_insert(
+    state: Any, stmt: Any, table: sa.Table, columns: Sequence[str] | None = None
+) -> tuple[str, list[tuple[str, Any]]]:
+    """``stmt`` (an insert into ``table`` of ``columns``, default all) compiled for this
+    engine's dialect with positional parameters: its SQL text and, per parameter, the
+    column key and the bind processor SQLAlchemy itself applies to that column's values
+    (None: none). Columns left out are left to the database (NULL), as a Core insert of
+    rows without those keys does."""
+    dialect = state.engine.dialect
+    cols = [c.key for c in table.c] if columns is None else list(columns)
+    compiled = stmt.compile(dialect=dialect, column_keys=cols)
+    keys = list(compiled.positiontup or ())
+    if sorted(keys) != sorted(cols):  # pragma: no cover - defensive
+        raise AssertionError(f"unexpected parameters of {table.name}: {keys}")
+    procs = [(k, table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) for k in keys]
+    return str(compiled), procs
+
+
+def bind_rows(
+    rows: Iterable[Mapping[str, Any]], procs: list[tuple[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """The positional parameters of ``rows`` for a :func:`compiled_insert` statement: each
+    column's value through its bind processor, in the statement's order."""
+    return [tuple(r[c] if p is None else p(r[c]) for c, p in procs) for r in rows]

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from bqx.state._base import StateBase, UTCDateTime, as_utc, utcnow
+from bqx.state._base import (
+    StateBase,
+    UTCDateTime,
+    as_utc,
+    bind_rows,
+    compiled_insert,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,15 +189,10 @@ class CapturesMixin(StateBase):
             # (see DecisionsMixin._decision_insert_sql): the Core layers per batch cost the
             # capture writer thread more than SQLite's work for a few dozen rows
             (csql, cprocs), (fsql, fprocs) = self._capture_insert_sql()
-            cparams = [
-                tuple(
-                    (key if c == "feature_set" else r[c]) if p is None
-                    else p(key if c == "feature_set" else r[c])
-                    for c, p in cprocs
-                )
-                for r, key in zip(rows, keys, strict=True)
-            ]  # fmt: skip
-            fparams = [tuple(f[c] if p is None else p(f[c]) for c, p in fprocs) for f in fsets]
+            cparams = bind_rows(
+                ({**r, "feature_set": key} for r, key in zip(rows, keys, strict=True)), cprocs
+            )
+            fparams = bind_rows(fsets, fprocs)
 
             def _raw(conn: Any) -> None:
                 conn.exec_driver_sql(fsql, fparams)
@@ -230,14 +232,12 @@ class CapturesMixin(StateBase):
         if hit is None:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            from bqx.state.decisions import _compiled_insert
-
             t, fs = self.t.captures, self.t.capture_feature_sets
             stmt = sqlite_insert(t).on_conflict_do_nothing(index_elements=["decision_id"])
             fstmt = sqlite_insert(fs).on_conflict_do_nothing(index_elements=["key"])
             # "values" (the first format's JSON) is left out: NULL, as in the Core insert
             cols = [c for c in CAPTURE_COLUMNS if c != "values"]
-            hit = (_compiled_insert(self, stmt, t, cols), _compiled_insert(self, fstmt, fs))
+            hit = (compiled_insert(self, stmt, t, cols), compiled_insert(self, fstmt, fs))
             self.__dict__["_cap_insert_sql"] = hit
         return hit
 

@@ -13,7 +13,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-from bqx.state._base import StateBase, UTCDateTime, _frame, as_utc, utcnow
+from bqx.state._base import (
+    StateBase,
+    UTCDateTime,
+    _frame,
+    as_utc,
+    bind_rows,
+    compiled_insert,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +159,7 @@ class DecisionsMixin(StateBase):
                 # the background writer's path: the statement compiled once, the values
                 # bound by the same SQLAlchemy type processors a Core execute applies
                 sql, procs = self._decision_insert_sql()
-                params = [tuple(r[c] if p is None else p(r[c]) for c, p in procs) for r in prepared]
+                params = bind_rows(prepared, procs)
                 self._write(lambda conn: conn.exec_driver_sql(sql, params))
             else:
                 stmt = self._insert_if_absent() if if_absent else self.t.decisions.insert()
@@ -165,7 +173,7 @@ class DecisionsMixin(StateBase):
         through SQLAlchemy's layers (half the writer thread's CPU for a batch of 4 rows)."""
         hit = self.__dict__.get("_dec_insert_sql")
         if hit is None:
-            hit = _compiled_insert(self, self._insert_if_absent(), self.t.decisions)
+            hit = compiled_insert(self, self._insert_if_absent(), self.t.decisions)
             self.__dict__["_dec_insert_sql"] = hit
         return hit
 
@@ -280,24 +288,6 @@ class _Prepared(dict):
     :meth:`DecisionsMixin.log_decisions` does not prepare it a second time."""
 
     __slots__ = ()
-
-
-def _compiled_insert(
-    state: Any, stmt: Any, table: sa.Table, columns: Sequence[str] | None = None
-) -> tuple[str, list[tuple[str, Any]]]:
-    """``stmt`` (an insert into ``table`` of ``columns``, default all) compiled for this
-    engine's dialect with positional parameters: its SQL text and, per parameter, the
-    column key and the bind processor SQLAlchemy itself applies to that column's values
-    (None: none). Columns left out are left to the database (NULL), as a Core insert of
-    rows without those keys does."""
-    dialect = state.engine.dialect
-    cols = [c.key for c in table.c] if columns is None else list(columns)
-    compiled = stmt.compile(dialect=dialect, column_keys=cols)
-    keys = list(compiled.positiontup or ())
-    if sorted(keys) != sorted(cols):  # pragma: no cover - defensive
-        raise AssertionError(f"unexpected parameters of {table.name}: {keys}")
-    procs = [(k, table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) for k in keys]
-    return str(compiled), procs
 
 
 def _prepare_decision(r: Mapping[str, Any]) -> dict[str, Any]:
