@@ -92,7 +92,9 @@ class Kernel:
             fn.__qualname__ = self.py_func.__qualname__
             fn.__module__ = self.py_func.__module__
         import numba
-        from numba.core import config
+        from numba.core import config as _config
+
+        config: Any = _config
 
         # numba picks the cache locator when the dispatcher is made: point it at our
         # directory for this one decoration only (other numba users keep theirs)
