@@ -6,8 +6,8 @@ Conventions (those of the series): row ``i`` of an array is the context's row ``
 window that reaches before row 0 is incomplete (NaN); a window that holds a NaN is NaN.
 
 * :func:`ema_rows` is :func:`bqx.features._ops.ema` (the truncated, normalised EMA) on a run
-  of consecutive rows: the same recursive filter (``lfilter``'s arithmetic) started at zero
-  at the first row the run's windows read, then ``(e[t] - beta e[t-W]) / (1 - beta)``; in
+  of consecutive rows: the same recursive filter (evaluated four rows at a time) started at
+  zero at the first row the run's windows read, then ``(e[t] - beta e[t-W]) / (1 - beta)``; in
   exact arithmetic each value is the dot product of its own ``W``-row window with the EMA
   weights, as in the batch (whose filter starts at the first row of the history: the two
   differ by rounding only). One pass over ``W - 1 + rows`` values serves all the rows of a
@@ -57,26 +57,53 @@ def ema_rows(
     s = a - w + 1
     if s < 0:
         s = 0
-    om = 1.0 - alpha  # lfilter's -(alpha - 1): the same float
-    nb = 1.0 - beta
-    e_run = np.empty(b - s + 1)
-    out = np.empty(b - a + 1)
+    n = b - s + 1
+    om = 1.0 - alpha
+    om2 = om * om
+    om3 = om2 * om
+    om4 = om3 * om
+    # the recursive filter e[i] = alpha x[i] + (1 - alpha) e[i-1] from e = 0 before row s
+    # (non-finite x as 0), four rows at a time: the rows' own terms first, then the
+    # previous state carried over them (one multiply-add per four rows on the dependency
+    # chain instead of four)
+    e_run = np.empty(n)
     e = 0.0
+    i = 0
+    while i + 4 <= n:
+        x0 = x[s + i - xoff]
+        x1 = x[s + i + 1 - xoff]
+        x2 = x[s + i + 2 - xoff]
+        x3 = x[s + i + 3 - xoff]
+        p0 = alpha * x0 if math.isfinite(x0) else 0.0
+        p1 = (alpha * x1 if math.isfinite(x1) else 0.0) + om * p0
+        p2 = (alpha * x2 if math.isfinite(x2) else 0.0) + om * p1
+        p3 = (alpha * x3 if math.isfinite(x3) else 0.0) + om * p2
+        e_run[i] = p0 + om * e
+        e_run[i + 1] = p1 + om2 * e
+        e_run[i + 2] = p2 + om3 * e
+        e = p3 + om4 * e
+        e_run[i + 3] = e
+        i += 4
+    while i < n:
+        xv = x[s + i - xoff]
+        e = (alpha * xv if math.isfinite(xv) else 0.0) + om * e
+        e_run[i] = e
+        i += 1
+    # FIR_W(t) = (e[t] - beta e[t-W]) / (1 - beta); NaN where the window reaches before
+    # row 0 or holds a non-finite value
+    nb = 1.0 - beta
+    out = np.empty(b - a + 1)
     last_bad = -1
     for i in range(s, b + 1):
-        xv = x[i - xoff]
-        if not math.isfinite(xv):
+        if not math.isfinite(x[i - xoff]):
             last_bad = i
-            xv = 0.0
-        e = alpha * xv + om * e
-        e_run[i - s] = e
         if i >= a:
             if i < w - 1 or last_bad > i - w:
                 out[i - a] = NAN
             elif i - w >= s:
-                out[i - a] = (e - beta * e_run[i - w - s]) / nb
+                out[i - a] = (e_run[i - s] - beta * e_run[i - w - s]) / nb
             else:
-                out[i - a] = e / nb
+                out[i - a] = e_run[i - s] / nb
     return out
 
 
