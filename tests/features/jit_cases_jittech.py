@@ -65,11 +65,6 @@ def _col_args(rng: np.random.Generator) -> tuple[Any, ...]:
     return _bars(rng)[0], p, int(p.min()), int(p.max())
 
 
-def _spec_args(rng: np.random.Generator) -> tuple[Any, ...]:
-    p = _pos(rng)
-    return (*_bars(rng), p, int(rng.integers(0, 45)), int(p.min()), int(p.max()))
-
-
 def _pt_args(rng: np.random.Generator) -> tuple[Any, ...]:
     idx = rng.permutation(45)[: int(rng.integers(1, 46))].astype(np.int64)
     return (*_bars(rng), _pos(rng), idx)
@@ -106,6 +101,5 @@ CASES = {
     "_trix_col": (T._trix_col, _col_args, True),
     "_stochrsi_col": (T._stochrsi_col, _col_args, True),
     "_ema_col": (T._ema_col, lambda rng: (*_col_args(rng), T._PS20), True),
-    "_technical_spec": (T._technical_spec, _spec_args, True),
     "_technical_pt": (T._technical_pt, _pt_args, True),
 }

@@ -656,147 +656,6 @@ def _ema_col(
     return out
 
 
-@kernel
-def _technical_spec(
-    c: np.ndarray,
-    h: np.ndarray,
-    lo: np.ndarray,
-    v: np.ndarray,
-    pos: np.ndarray,
-    k: int,
-    lo_row: int,
-    hi_row: int,
-) -> np.ndarray:
-    """Feature ``k`` (its place in ``_TABLE``) at ``pos``."""
-    n = len(pos)
-    out = np.empty(n)
-    a, b = lo_row, hi_row
-    if k <= 2:  # rsi_7, rsi_14, rsi_28
-        r = _rsi_run(c, a, b, _P7 if k == 0 else (_P14 if k == 1 else _P28))
-        for i in range(n):
-            out[i] = r[pos[i] - a]
-    elif k <= 5:  # macd, macd_signal, macd_hist: the MACD over the rows the EMA9 reads
-        a9, w9, b9 = _P9
-        s = max(a - w9 + 1, 0)
-        m = _macd_run(c, s, b)
-        sig = ema_rows(m, s, a, b, a9, w9, b9) if k > 3 else m
-        for i in range(n):
-            t = pos[i]
-            if k == 3:
-                num = m[t - s]
-            elif k == 4:
-                num = sig[t - a]
-            else:
-                num = m[t - s] - sig[t - a]
-            out[i] = safe_div1(num, c[t])
-    elif k == 6:  # stoch_k_14
-        for i in range(n):
-            out[i] = _k14_at(c, h, lo, pos[i])
-    elif k == 7:  # stoch_d_14: SMA3 of stoch_k_14
-        for i in range(n):
-            t = pos[i]
-            if t - 2 < 0:
-                out[i] = NAN
-            else:
-                s3 = _k14_at(c, h, lo, t - 2) + _k14_at(c, h, lo, t - 1)
-                out[i] = (s3 + _k14_at(c, h, lo, t)) / 3.0
-    elif k == 8:  # adx_14
-        r = _adx_run(c, h, lo, a, b)
-        for i in range(n):
-            out[i] = r[pos[i] - a]
-    elif k <= 10:  # plus_di_14, minus_di_14
-        pdi, mdi = _di_run(c, h, lo, a, b)
-        r = pdi if k == 9 else mdi
-        for i in range(n):
-            out[i] = r[pos[i] - a]
-    elif k == 11:  # cci_20
-        for i in range(n):
-            out[i] = _cci_at(c, h, lo, pos[i])
-    elif k == 12:  # willr_28
-        for i in range(n):
-            t = pos[i]
-            hh = win_max(h, t, 28)
-            out[i] = -100.0 * safe_div1(hh - c[t], hh - win_min(lo, t, 28))
-    elif k <= 14:  # natr_14, natr_28
-        r = _atr_run(c, h, lo, a, b, _P14 if k == 13 else _P28)
-        for i in range(n):
-            t = pos[i]
-            out[i] = 100.0 * safe_div1(r[t - a], c[t])
-    elif k <= 18:  # ema_ratio_10/20/50/100
-        p = _PS10 if k == 15 else (_PS20 if k == 16 else (_PS50 if k == 17 else _PS100))
-        e = _ema_col(c, pos, a, b, p)
-        for i in range(n):
-            out[i] = safe_div1(c[pos[i]], e[i]) - 1.0
-    elif k <= 23:  # sma_ratio_10/20/50/100/200
-        w = _SMA_W[k - 19]
-        for i in range(n):
-            t = pos[i]
-            out[i] = safe_div1(c[t], win_sum(c, t, w) / w) - 1.0
-    elif k <= 27:  # roc_5/10/20/120
-        q = _ROC_N[k - 24]
-        for i in range(n):
-            t = pos[i]
-            out[i] = safe_div1(c[t], c[t - q] if t - q >= 0 else NAN) - 1.0
-    elif k == 28:  # sma_cross_50_200
-        for i in range(n):
-            t = pos[i]
-            out[i] = safe_div1(win_sum(c, t, 50) / 50, win_sum(c, t, 200) / 200) - 1.0
-    elif k == 29:  # ema_cross_10_50
-        e10 = _ema_col(c, pos, a, b, _PS10)
-        e50 = _ema_col(c, pos, a, b, _PS50)
-        for i in range(n):
-            out[i] = safe_div1(e10[i], e50[i]) - 1.0
-    elif k == 30:  # stochrsi_14
-        out = _stochrsi_col(c, pos, a, b)
-    elif k == 31:  # mfi_14
-        for i in range(n):
-            out[i] = _mfi_at(c, h, lo, v, pos[i])
-    elif k <= 33:  # aroon_up_25, aroon_down_25
-        x = h if k == 32 else lo
-        sign = 1.0 if k == 32 else -1.0
-        for i in range(n):
-            out[i] = 100.0 * (25.0 - _bars_since_extreme(x, pos[i], 26, sign)) / 25.0
-    elif k == 34:  # ultosc
-        for i in range(n):
-            out[i] = _ultosc_at(c, h, lo, pos[i])
-    elif k == 35:  # trix_15
-        out = _trix_col(c, pos, a, b)
-    elif k == 36:  # keltner_pos
-        e = _ema_col(c, pos, a, b, _PS20)
-        r = _atr_run(c, h, lo, a, b, _P10W)
-        for i in range(n):
-            t = pos[i]
-            out[i] = safe_div1(c[t] - e[i], 2.0 * r[t - a])
-    elif k == 37:  # donchian_pos_55
-        for i in range(n):
-            t = pos[i]
-            ll = win_min(lo, t, 55)
-            out[i] = safe_div1(c[t] - ll, win_max(h, t, 55) - ll)
-    elif k == 38:  # dpo_20
-        for i in range(n):
-            t = pos[i]
-            out[i] = safe_div1(c[t] - win_sum(c, t - 11, 20) / 20, c[t])
-    elif k <= 40:  # tenkan_dev, kijun_dev
-        w = 9 if k == 39 else 26
-        for i in range(n):
-            t = pos[i]
-            mid = (win_max(h, t, w) + win_min(lo, t, w)) / 2.0
-            out[i] = safe_div1(c[t] - mid, c[t])
-    elif k <= 42:  # elder_bull_13, elder_bear_13
-        e = _ema_col(c, pos, a, b, _PS13)
-        x = h if k == 41 else lo
-        for i in range(n):
-            t = pos[i]
-            out[i] = safe_div1(x[t] - e[i], c[t])
-    elif k == 43:  # cmo_14
-        for i in range(n):
-            out[i] = _cmo_at(c, pos[i])
-    else:  # vortex_diff_14
-        for i in range(n):
-            out[i] = _vortex_at(c, h, lo, pos[i])
-    return out
-
-
 _SMA_W = (10, 20, 50, 100, 200)
 _ROC_N = (5, 10, 20, 120)
 
@@ -805,18 +664,146 @@ _ROC_N = (5, 10, 20, 120)
 def _technical_pt(
     c: np.ndarray, h: np.ndarray, lo: np.ndarray, v: np.ndarray, pos: np.ndarray, idx: np.ndarray
 ) -> np.ndarray:
-    """The features ``idx`` at the rows ``pos`` (``0 <= pos < len(c)``): (len(pos), len(idx))."""
-    out = np.empty((len(pos), len(idx)))
-    if len(pos) == 0:
-        return out
+    """The features ``idx`` (places in ``_TABLE``) at the rows ``pos`` (``0 <= pos <
+    len(c)``): (len(pos), len(idx)). One kernel for all of them (a kernel per feature that
+    this one called would be compiled twice: alone and inlined here)."""
+    n = len(pos)
+    res = np.empty((n, len(idx)))
+    if n == 0:
+        return res
     a = pos[0]
     b = pos[0]
-    for i in range(len(pos)):
+    for i in range(n):
         a = min(a, pos[i])
         b = max(b, pos[i])
     for j in range(len(idx)):
-        out[:, j] = _technical_spec(c, h, lo, v, pos, idx[j], a, b)
-    return out
+        k = idx[j]
+        out = np.empty(n)
+        if k <= 2:  # rsi_7, rsi_14, rsi_28
+            r = _rsi_run(c, a, b, _P7 if k == 0 else (_P14 if k == 1 else _P28))
+            for i in range(n):
+                out[i] = r[pos[i] - a]
+        elif k <= 5:  # macd, macd_signal, macd_hist: the MACD over the rows the EMA9 reads
+            a9, w9, b9 = _P9
+            s = max(a - w9 + 1, 0)
+            m = _macd_run(c, s, b)
+            sig = ema_rows(m, s, a, b, a9, w9, b9) if k > 3 else m
+            for i in range(n):
+                t = pos[i]
+                if k == 3:
+                    num = m[t - s]
+                elif k == 4:
+                    num = sig[t - a]
+                else:
+                    num = m[t - s] - sig[t - a]
+                out[i] = safe_div1(num, c[t])
+        elif k == 6:  # stoch_k_14
+            for i in range(n):
+                out[i] = _k14_at(c, h, lo, pos[i])
+        elif k == 7:  # stoch_d_14: SMA3 of stoch_k_14
+            for i in range(n):
+                t = pos[i]
+                if t - 2 < 0:
+                    out[i] = NAN
+                else:
+                    s3 = _k14_at(c, h, lo, t - 2) + _k14_at(c, h, lo, t - 1)
+                    out[i] = (s3 + _k14_at(c, h, lo, t)) / 3.0
+        elif k == 8:  # adx_14
+            r = _adx_run(c, h, lo, a, b)
+            for i in range(n):
+                out[i] = r[pos[i] - a]
+        elif k <= 10:  # plus_di_14, minus_di_14
+            pdi, mdi = _di_run(c, h, lo, a, b)
+            r = pdi if k == 9 else mdi
+            for i in range(n):
+                out[i] = r[pos[i] - a]
+        elif k == 11:  # cci_20
+            for i in range(n):
+                out[i] = _cci_at(c, h, lo, pos[i])
+        elif k == 12:  # willr_28
+            for i in range(n):
+                t = pos[i]
+                hh = win_max(h, t, 28)
+                out[i] = -100.0 * safe_div1(hh - c[t], hh - win_min(lo, t, 28))
+        elif k <= 14:  # natr_14, natr_28
+            r = _atr_run(c, h, lo, a, b, _P14 if k == 13 else _P28)
+            for i in range(n):
+                t = pos[i]
+                out[i] = 100.0 * safe_div1(r[t - a], c[t])
+        elif k <= 18:  # ema_ratio_10/20/50/100
+            p = _PS10 if k == 15 else (_PS20 if k == 16 else (_PS50 if k == 17 else _PS100))
+            e = _ema_col(c, pos, a, b, p)
+            for i in range(n):
+                out[i] = safe_div1(c[pos[i]], e[i]) - 1.0
+        elif k <= 23:  # sma_ratio_10/20/50/100/200
+            w = _SMA_W[k - 19]
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t], win_sum(c, t, w) / w) - 1.0
+        elif k <= 27:  # roc_5/10/20/120
+            q = _ROC_N[k - 24]
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t], c[t - q] if t - q >= 0 else NAN) - 1.0
+        elif k == 28:  # sma_cross_50_200
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(win_sum(c, t, 50) / 50, win_sum(c, t, 200) / 200) - 1.0
+        elif k == 29:  # ema_cross_10_50
+            e10 = _ema_col(c, pos, a, b, _PS10)
+            e50 = _ema_col(c, pos, a, b, _PS50)
+            for i in range(n):
+                out[i] = safe_div1(e10[i], e50[i]) - 1.0
+        elif k == 30:  # stochrsi_14
+            out = _stochrsi_col(c, pos, a, b)
+        elif k == 31:  # mfi_14
+            for i in range(n):
+                out[i] = _mfi_at(c, h, lo, v, pos[i])
+        elif k <= 33:  # aroon_up_25, aroon_down_25
+            x = h if k == 32 else lo
+            sign = 1.0 if k == 32 else -1.0
+            for i in range(n):
+                out[i] = 100.0 * (25.0 - _bars_since_extreme(x, pos[i], 26, sign)) / 25.0
+        elif k == 34:  # ultosc
+            for i in range(n):
+                out[i] = _ultosc_at(c, h, lo, pos[i])
+        elif k == 35:  # trix_15
+            out = _trix_col(c, pos, a, b)
+        elif k == 36:  # keltner_pos
+            e = _ema_col(c, pos, a, b, _PS20)
+            r = _atr_run(c, h, lo, a, b, _P10W)
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t] - e[i], 2.0 * r[t - a])
+        elif k == 37:  # donchian_pos_55
+            for i in range(n):
+                t = pos[i]
+                ll = win_min(lo, t, 55)
+                out[i] = safe_div1(c[t] - ll, win_max(h, t, 55) - ll)
+        elif k == 38:  # dpo_20
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t] - win_sum(c, t - 11, 20) / 20, c[t])
+        elif k <= 40:  # tenkan_dev, kijun_dev
+            w = 9 if k == 39 else 26
+            for i in range(n):
+                t = pos[i]
+                mid = (win_max(h, t, w) + win_min(lo, t, w)) / 2.0
+                out[i] = safe_div1(c[t] - mid, c[t])
+        elif k <= 42:  # elder_bull_13, elder_bear_13
+            e = _ema_col(c, pos, a, b, _PS13)
+            x = h if k == 41 else lo
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(x[t] - e[i], c[t])
+        elif k == 43:  # cmo_14
+            for i in range(n):
+                out[i] = _cmo_at(c, pos[i])
+        else:  # vortex_diff_14
+            for i in range(n):
+                out[i] = _vortex_at(c, h, lo, pos[i])
+        res[:, j] = out
+    return res
 
 
 _MFI = 31  # mfi_14, the only feature that reads the volume
