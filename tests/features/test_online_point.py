@@ -239,30 +239,6 @@ def test_fibonacci_one_row_path_equals_the_batch_bit_for_bit(gap_panel):
     assert np.isnan(want[rows.tolist().index(1129), 0])
 
 
-def test_macd_signal_run_shortcut_equals_the_padded_series_bit_for_bit(gap_panel):
-    """macd_signal's online shortcut (the EMA9 windows form one run of rows: the MACD on
-    that run from slices of the two filters) against the general path it replaces (the
-    MACD at the rows, NaN-padded to the context, then the EMA9 at pos), bit for bit; and
-    sets of rows that are not one run take the general path."""
-    from bqx.features._ops import ema_pt, ema_window, on_rows, rows_before, span_alpha
-    from bqx.features.context import Ctx
-    from bqx.features.families import technical as T
-
-    j = gap_panel.col(GAP_PAIR)
-    for p_end in (1400, 2530, 2600, len(gap_panel) - 1):
-        c0 = p_end - 1277
-        for rel in ([0, 60, 120, 180, 240], [0], [0, 240], [0, 1, 2], [240, 0, 120]):
-            pos = 1277 - np.array(rel)
-            ctx = Ctx.window(gap_panel, GAP_PAIR, j, c0, p_end + 1)
-            with np.errstate(all="ignore"):
-                got = T._signal_pt(ctx, pos)
-                al = span_alpha(9)
-                rows = rows_before(pos, ema_window(al))
-                m = ema_pt(ctx.c, span_alpha(12), rows) - ema_pt(ctx.c, span_alpha(26), rows)
-                want = ema_pt(on_rows(ctx.n, rows, m), al, pos)
-            assert (_bits(got) == _bits(want)).all(), (p_end, rel)
-
-
 def test_time_one_row_path_equals_the_batch_bit_for_bit():
     """The online time features at one row (Python ints and floats, the zone offset cached
     per UTC hour) against compute() (pandas' time-zone conversion over many rows), bit for

@@ -9,22 +9,18 @@ comparable across pairs (e.g. ``macd`` is (EMA12 - EMA26) / close).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 
 import numpy as np
 
+from bqx.features._jit import kernel
+from bqx.features._k_jittech import NAN, ema_params, ema_rows, safe_div1, win_max, win_min, win_sum
+from bqx.features._k_jittech import true_range_at as _true_range
 from bqx.features._ops import (
     bars_since_max,
-    bars_since_max_pt,
     bars_since_min,
-    bars_since_min_pt,
     ema,
-    ema_pt,
     ema_pt_many,
     ema_window,
-    max_pt,
-    mean_pt,
-    min_pt,
     on_rows,
     rolling,
     rolling_max,
@@ -35,10 +31,8 @@ from bqx.features._ops import (
     safe_div,
     shift,
     span_alpha,
-    sum_pt,
     wilder,
     wilder_pt,
-    windows_at,
 )
 from bqx.features.context import Ctx, Family, Spec
 
@@ -321,102 +315,10 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return compute_subset(ctx, pos, range(len(_SERIES)))
 
 
-# ---- the online path: each feature at its rows only --------------------------------------
+# ---- the numpy point path of ADX/DI (the derived family's adx_signed reads it) -----------
 def _pm(ctx: Ctx, key: object, pos: np.ndarray, fn: Callable[[], np.ndarray]) -> np.ndarray:
     """Memo of a value at ``pos`` (shared by the features of one online call)."""
     return ctx.memo((key, pos.tobytes()), fn)
-
-
-def _at(x: np.ndarray, pos: np.ndarray, lag: int = 0) -> np.ndarray:
-    """``x[pos - lag]``, NaN before the first row."""
-    p = pos - lag
-    out = x[np.maximum(p, 0)]
-    if lag and (p < 0).any():
-        out = out.copy()
-        out[p < 0] = np.nan
-    return out
-
-
-def _ema_c_pt(ctx: Ctx, span: float, pos: np.ndarray) -> np.ndarray:
-    return _pm(ctx, ("ema_c_pt", span), pos, lambda: ema_pt(ctx.c, span_alpha(span), pos))
-
-
-def _sma_c_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
-    """SMA(w) of close at ``pos`` (shared by sma_ratio_w and sma_cross_50_200)."""
-    return _pm(ctx, ("sma_c_pt", w), pos, lambda: mean_pt(ctx.c, w, pos))
-
-
-def _hh_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
-    return _pm(ctx, ("hh_pt", w), pos, lambda: max_pt(ctx.h, w, pos))
-
-
-def _ll_pt(ctx: Ctx, w: int, pos: np.ndarray) -> np.ndarray:
-    return _pm(ctx, ("ll_pt", w), pos, lambda: min_pt(ctx.l, w, pos))
-
-
-def _diff_c(ctx: Ctx) -> np.ndarray:
-    return ctx.series("diff_c", lambda c: c.c - shift(c.c, 1))
-
-
-def _gain_loss(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-    """max(d, 0) and max(-d, 0) of the close differences (shared by the RSIs of a call)."""
-
-    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-        d = _diff_c(ctx)
-        return np.maximum(d, 0.0), np.maximum(-d, 0.0)
-
-    return ctx.series("gain_loss", f)
-
-
-def _rsi_pt(n: int) -> Callable[[Ctx, np.ndarray], np.ndarray]:
-    def f(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-        gain, loss = _gain_loss(ctx)
-        g = wilder_pt(gain, n, pos)
-        lo = wilder_pt(loss, n, pos)
-        return 100.0 * safe_div(g, g + lo)
-
-    return f
-
-
-def _macd_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    return _pm(ctx, "macd_pt", pos, lambda: _ema_c_pt(ctx, 12, pos) - _ema_c_pt(ctx, 26, pos))
-
-
-def _ema_run(x: np.ndarray, alpha: float, lo: int, hi: int) -> np.ndarray:
-    """``ema_pt(x, alpha, np.arange(lo, hi + 1))`` for a run of more than 64 rows, ``lo >=
-    0``: its filter over the rows the windows cover, the run as a slice (the same values)."""
-    w = ema_window(alpha)
-    a = max(lo - w + 1, 0)
-    return ema(x[a : hi + 1], alpha, w)[lo - a : hi + 1 - a]
-
-
-def _signal_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    def f() -> np.ndarray:
-        al = span_alpha(9)
-        w9 = ema_window(al)
-        ps = sorted(pos.tolist())
-        lo, hi = ps[0] - w9 + 1, ps[-1]
-        if lo >= 0 and hi - lo + 1 > 64 and all(b - a <= w9 for a, b in pairwise(ps)):
-            # the windows of the EMA9 make one run of rows (t and its lags: the usual
-            # case): the MACD on that run from slices of the two filters, and the windows
-            # gathered from it, the same elements as from the NaN-padded series below
-            m = _ema_run(ctx.c, span_alpha(12), lo, hi) - _ema_run(ctx.c, span_alpha(26), lo, hi)
-            return ema_pt(m, al, pos - lo)
-        rows = rows_before(pos, w9)  # the MACD series where the EMA9 reads it
-        m = ema_pt(ctx.c, span_alpha(12), rows) - ema_pt(ctx.c, span_alpha(26), rows)
-        return ema_pt(on_rows(ctx.n, rows, m), al, pos)
-
-    return _pm(ctx, "signal_pt", pos, f)
-
-
-def _k14_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    ll14, hh14 = _ll_pt(ctx, 14, pos), _hh_pt(ctx, 14, pos)
-    return 100.0 * safe_div(ctx.c[pos] - ll14, hh14 - ll14)
-
-
-def _stoch_d_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    rows = rows_before(pos, 3)
-    return mean_pt(on_rows(ctx.n, rows, _k14_pt(ctx, rows)), 3, pos)
 
 
 def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
@@ -460,159 +362,467 @@ def adx_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> np.ndarray:
     return _pm(ctx, ("adx_pt", n), pos, f)
 
 
-def _cci_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    win = windows_at(_tp(ctx), 20, pos)
-    mean = win.mean(axis=1)
-    mad = np.abs(win - mean[:, None]).mean(axis=1)
-    return safe_div(_tp(ctx)[pos] - mean, 0.015 * mad)
-
-
-def _stochrsi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    rows = rows_before(pos, 14)
-    r14 = on_rows(ctx.n, rows, _rsi_pt(14)(ctx, rows))
-    rmin, rmax = min_pt(r14, 14, pos), max_pt(r14, 14, pos)
-    return safe_div(r14[pos] - rmin, rmax - rmin)
-
-
-def _mfi_flows(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-        tp = _tp(ctx)
-        tp_prev = shift(tp, 1)
-        flow = tp * ctx.v
-        up = np.where(tp > tp_prev, flow, 0.0)
-        dn = np.where(tp < tp_prev, flow, 0.0)
-        bad = np.isnan(tp_prev) | np.isnan(flow)
-        up[bad] = np.nan
-        dn[bad] = np.nan
-        return up, dn
-
-    return ctx.series("mfi_flows", f)
-
-
-def _mfi_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    up, dn = _mfi_flows(ctx)
-    su, sd = sum_pt(up, 14, pos), sum_pt(dn, 14, pos)
-    return 100.0 * safe_div(su, su + sd)
-
-
-def _ultosc_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    pc = shift(ctx.c, 1)
-    bp = ctx.c - np.fmin(ctx.l, pc) + 0.0 * pc
-    tr = true_range(ctx)
-    avgs = [safe_div(sum_pt(bp, k, pos), sum_pt(tr, k, pos)) for k in (7, 14, 28)]
-    return 100.0 * (4 * avgs[0] + 2 * avgs[1] + avgs[2]) / 7.0
-
-
-def _trix_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    al = span_alpha(15)
-    w = ema_window(al)
-    r3 = rows_before(np.concatenate([pos, pos - 1]), 1)  # the triple EMA at t and t-1
-    r2 = rows_before(r3, w)
-    r1 = rows_before(r2, w)
-    e1 = on_rows(ctx.n, r1, ema_pt(ctx.c, al, r1))
-    e2 = on_rows(ctx.n, r2, ema_pt(e1, al, r2))
-    e3 = on_rows(ctx.n, r3, ema_pt(e2, al, r3))
-    return 1e4 * (safe_div(e3[pos], _at(e3, pos, 1)) - 1.0)
-
-
-def _cmo_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    d = _diff_c(ctx)
-    gu = sum_pt(np.maximum(d, 0.0), 14, pos)
-    gd = sum_pt(np.maximum(-d, 0.0), 14, pos)
-    return 100.0 * safe_div(gu - gd, gu + gd)
-
-
-def _vortex_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    h, lo = ctx.h, ctx.l
-    vp = sum_pt(np.abs(h - shift(lo, 1)), 14, pos)
-    vm = sum_pt(np.abs(lo - shift(h, 1)), 14, pos)
-    return safe_div(vp - vm, sum_pt(true_range(ctx), 14, pos))
-
-
-def _c(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    return ctx.c[pos]
-
-
-_PtFn = Callable[[Ctx, np.ndarray], np.ndarray]
-
-
-def _ema_ratio_pt(span: int) -> _PtFn:
-    return lambda ctx, pos: safe_div(_c(ctx, pos), _ema_c_pt(ctx, span, pos)) - 1.0
-
-
-def _sma_ratio_pt(w: int) -> _PtFn:
-    return lambda ctx, pos: safe_div(_c(ctx, pos), _sma_c_pt(ctx, w, pos)) - 1.0
-
-
-def _roc_pt(n: int) -> _PtFn:
-    return lambda ctx, pos: safe_div(_c(ctx, pos), _at(ctx.c, pos, n)) - 1.0
-
-
-def _natr_pt(n: int) -> _PtFn:
-    return lambda ctx, pos: 100.0 * safe_div(wilder_pt(true_range(ctx), n, pos), _c(ctx, pos))
-
-
-def _mid_dev_pt(w: int) -> _PtFn:
-    return lambda ctx, pos: safe_div(
-        _c(ctx, pos) - (_hh_pt(ctx, w, pos) + _ll_pt(ctx, w, pos)) / 2.0, _c(ctx, pos)
-    )
-
-
-#: ``_SERIES`` evaluated at the asked rows only (same order).
-_POINT: tuple[_PtFn, ...] = (
-    _rsi_pt(7),
-    _rsi_pt(14),
-    _rsi_pt(28),
-    lambda ctx, pos: safe_div(_macd_pt(ctx, pos), _c(ctx, pos)),
-    lambda ctx, pos: safe_div(_signal_pt(ctx, pos), _c(ctx, pos)),
-    lambda ctx, pos: safe_div(_macd_pt(ctx, pos) - _signal_pt(ctx, pos), _c(ctx, pos)),
-    _k14_pt,
-    _stoch_d_pt,
-    adx_pt,
-    lambda ctx, pos: di_pt(ctx, pos)[0],
-    lambda ctx, pos: di_pt(ctx, pos)[1],
-    _cci_pt,
-    lambda ctx, pos: (
-        -100.0
-        * safe_div(_hh_pt(ctx, 28, pos) - _c(ctx, pos), _hh_pt(ctx, 28, pos) - _ll_pt(ctx, 28, pos))
-    ),
-    _natr_pt(14),
-    _natr_pt(28),
-    *(_ema_ratio_pt(span) for span in (10, 20, 50, 100)),
-    *(_sma_ratio_pt(w) for w in (10, 20, 50, 100, 200)),
-    *(_roc_pt(n) for n in (5, 10, 20, 120)),
-    lambda ctx, pos: safe_div(_sma_c_pt(ctx, 50, pos), _sma_c_pt(ctx, 200, pos)) - 1.0,
-    lambda ctx, pos: safe_div(_ema_c_pt(ctx, 10, pos), _ema_c_pt(ctx, 50, pos)) - 1.0,
-    _stochrsi_pt,
-    _mfi_pt,
-    lambda ctx, pos: 100.0 * (25.0 - bars_since_max_pt(ctx.h, 26, pos)) / 25.0,
-    lambda ctx, pos: 100.0 * (25.0 - bars_since_min_pt(ctx.l, 26, pos)) / 25.0,
-    _ultosc_pt,
-    _trix_pt,
-    lambda ctx, pos: safe_div(
-        _c(ctx, pos) - _ema_c_pt(ctx, 20, pos),
-        2.0 * wilder_pt(true_range(ctx), 10, pos),
-    ),
-    lambda ctx, pos: safe_div(
-        _c(ctx, pos) - _ll_pt(ctx, 55, pos), _hh_pt(ctx, 55, pos) - _ll_pt(ctx, 55, pos)
-    ),
-    lambda ctx, pos: safe_div(_c(ctx, pos) - mean_pt(ctx.c, 20, pos - 11), _c(ctx, pos)),
-    _mid_dev_pt(9),
-    _mid_dev_pt(26),
-    lambda ctx, pos: safe_div(ctx.h[pos] - _ema_c_pt(ctx, 13, pos), _c(ctx, pos)),
-    lambda ctx, pos: safe_div(ctx.l[pos] - _ema_c_pt(ctx, 13, pos), _c(ctx, pos)),
-    _cmo_pt,
-    _vortex_pt,
+# ---- the online path: compiled kernels (bqx.features._jit) -------------------------------
+# Each feature at the rows ``pos`` from the rows its window reads, the definitions of
+# ``_SERIES`` above (NaN where the series has NaN); the EMAs by ``ema_rows`` over the run of
+# rows the call reads (see bqx.features._k_jittech). Every feature is computed by its own
+# code path from the context's arrays, so its value does not depend on which other
+# features a call asks for.
+_P7, _P14, _P28 = ema_params(1 / 7), ema_params(1 / 14), ema_params(1 / 28)
+_P9, _P12, _P26 = ema_params(span_alpha(9)), ema_params(span_alpha(12)), ema_params(span_alpha(26))
+_P10W = ema_params(0.1)  # Wilder 10 (keltner's ATR)
+_PS10, _PS13, _PS15 = (
+    ema_params(span_alpha(10)),
+    ema_params(span_alpha(13)),
+    ema_params(span_alpha(15)),
 )
-assert len(_POINT) == len(_TABLE)
+_PS20, _PS50, _PS100 = (
+    ema_params(span_alpha(20)),
+    ema_params(span_alpha(50)),
+    ema_params(span_alpha(100)),
+)
+
+
+@kernel
+def _rsi_run(c: np.ndarray, a: int, b: int, p: tuple[float, int, float]) -> np.ndarray:
+    """Wilder RSI at rows ``a..b`` (``_SERIES``' rsi): 100 g / (g + l) of the Wilder
+    averages of the gains and losses of close."""
+    alpha, w, beta = p
+    s = a - w + 1
+    if s < 0:
+        s = 0
+    gain = np.empty(b - s + 1)
+    loss = np.empty(b - s + 1)
+    for i in range(s, b + 1):
+        d = c[i] - c[i - 1] if i >= 1 else NAN
+        if d != d:
+            gain[i - s] = NAN
+            loss[i - s] = NAN
+        else:
+            gain[i - s] = d if d > 0.0 else 0.0
+            loss[i - s] = -d if -d > 0.0 else 0.0
+    g = ema_rows(gain, s, a, b, alpha, w, beta)
+    lo = ema_rows(loss, s, a, b, alpha, w, beta)
+    out = np.empty(b - a + 1)
+    for i in range(b - a + 1):
+        out[i] = 100.0 * safe_div1(g[i], g[i] + lo[i])
+    return out
+
+
+@kernel
+def _tr_run(c: np.ndarray, h: np.ndarray, lo: np.ndarray, s: int, b: int) -> np.ndarray:
+    out = np.empty(b - s + 1)
+    for i in range(s, b + 1):
+        out[i - s] = _true_range(c, h, lo, i)
+    return out
+
+
+@kernel
+def _atr_run(
+    c: np.ndarray, h: np.ndarray, lo: np.ndarray, a: int, b: int, p: tuple[float, int, float]
+) -> np.ndarray:
+    """Wilder ATR at rows ``a..b``."""
+    alpha, w, beta = p
+    s = max(a - w + 1, 0)
+    return ema_rows(_tr_run(c, h, lo, s, b), s, a, b, alpha, w, beta)
+
+
+@kernel
+def _di_run(
+    c: np.ndarray, h: np.ndarray, lo: np.ndarray, a: int, b: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(+DI(14), -DI(14)) at rows ``a..b``."""
+    alpha, w, beta = _P14
+    s = max(a - w + 1, 0)
+    pdm = np.empty(b - s + 1)
+    mdm = np.empty(b - s + 1)
+    for i in range(s, b + 1):
+        up = h[i] - h[i - 1] if i >= 1 else NAN
+        dn = lo[i - 1] - lo[i] if i >= 1 else NAN
+        if up != up or dn != dn:
+            pdm[i - s] = NAN
+            mdm[i - s] = NAN
+        else:
+            pdm[i - s] = up if (up > dn and up > 0.0) else 0.0
+            mdm[i - s] = dn if (dn > up and dn > 0.0) else 0.0
+    tr = ema_rows(_tr_run(c, h, lo, s, b), s, a, b, alpha, w, beta)
+    wp = ema_rows(pdm, s, a, b, alpha, w, beta)
+    wm = ema_rows(mdm, s, a, b, alpha, w, beta)
+    pdi = np.empty(b - a + 1)
+    mdi = np.empty(b - a + 1)
+    for i in range(b - a + 1):
+        pdi[i] = 100.0 * safe_div1(wp[i], tr[i])
+        mdi[i] = 100.0 * safe_div1(wm[i], tr[i])
+    return pdi, mdi
+
+
+@kernel
+def _adx_run(c: np.ndarray, h: np.ndarray, lo: np.ndarray, a: int, b: int) -> np.ndarray:
+    """ADX(14) at rows ``a..b``: the Wilder average of DX over the rows it reads."""
+    alpha, w, beta = _P14
+    s = max(a - w + 1, 0)
+    pdi, mdi = _di_run(c, h, lo, s, b)
+    dx = np.empty(b - s + 1)
+    for i in range(b - s + 1):
+        dx[i] = 100.0 * safe_div1(abs(pdi[i] - mdi[i]), pdi[i] + mdi[i])
+    return ema_rows(dx, s, a, b, alpha, w, beta)
+
+
+@kernel
+def _macd_run(c: np.ndarray, a: int, b: int) -> np.ndarray:
+    """EMA12 - EMA26 of close at rows ``a..b``."""
+    a12, w12, b12 = _P12
+    a26, w26, b26 = _P26
+    e12 = ema_rows(c, 0, a, b, a12, w12, b12)
+    e26 = ema_rows(c, 0, a, b, a26, w26, b26)
+    return e12 - e26
+
+
+@kernel
+def _k14_at(c: np.ndarray, h: np.ndarray, lo: np.ndarray, t: int) -> float:
+    if t < 0:
+        return NAN
+    ll = win_min(lo, t, 14)
+    return 100.0 * safe_div1(c[t] - ll, win_max(h, t, 14) - ll)
+
+
+@kernel
+def _cci_at(c: np.ndarray, h: np.ndarray, lo: np.ndarray, t: int) -> float:
+    """(TP - mean TP) / (0.015 mean |TP - mean TP|) over the 20 rows ending at ``t``."""
+    if t - 19 < 0:
+        return NAN
+    tp = np.empty(20)
+    for i in range(20):
+        r = t - 19 + i
+        tp[i] = (h[r] + lo[r] + c[r]) / 3.0
+    m = 0.0
+    for i in range(20):
+        m += tp[i]
+    m = m / 20.0
+    mad = 0.0
+    for i in range(20):
+        mad += abs(tp[i] - m)
+    mad = mad / 20.0
+    return safe_div1(tp[19] - m, 0.015 * mad)
+
+
+@kernel
+def _mfi_at(c: np.ndarray, h: np.ndarray, lo: np.ndarray, v: np.ndarray, t: int) -> float:
+    """Money flow index (14) on tick volume at ``t``."""
+    if t - 13 < 1:  # the first window whose every row has a previous typical price
+        return NAN
+    su = 0.0
+    sd = 0.0
+    prev = (h[t - 14] + lo[t - 14] + c[t - 14]) / 3.0
+    for i in range(t - 13, t + 1):
+        tp = (h[i] + lo[i] + c[i]) / 3.0
+        flow = tp * v[i]
+        if prev != prev or flow != flow:
+            su += NAN
+            sd += NAN
+        elif tp > prev:
+            su += flow
+        elif tp < prev:
+            sd += flow
+        else:
+            su += 0.0
+            sd += 0.0
+        prev = tp
+    return 100.0 * safe_div1(su, su + sd)
+
+
+@kernel
+def _bars_since_extreme(x: np.ndarray, t: int, w: int, sign: float) -> float:
+    """Bars since the most recent maximum (``sign`` 1) or minimum (-1) of ``x`` within the
+    ``w`` rows ending at ``t`` (NaN if incomplete or a NaN)."""
+    if t - w + 1 < 0:
+        return NAN
+    best = sign * x[t]
+    k = 0
+    for i in range(w):
+        xv = sign * x[t - i]
+        if xv != xv:
+            return NAN
+        if xv > best:  # strictly: the most recent of equal extremes
+            best = xv
+            k = i
+    return float(k)
+
+
+@kernel
+def _ultosc_at(c: np.ndarray, h: np.ndarray, lo: np.ndarray, t: int) -> float:
+    """Ultimate oscillator (7, 14, 28) at ``t``."""
+    if t - 27 < 0:
+        return NAN
+    bp = np.empty(28)
+    tr = np.empty(28)
+    for i in range(28):
+        r = t - 27 + i
+        pc = c[r - 1] if r >= 1 else NAN
+        lv = lo[r]
+        # np.fmin(low, pc) (the non-NaN one of the two), + 0 pc: NaN with pc
+        m = pc if (lv != lv or pc < lv) else lv
+        bp[i] = c[r] - m + 0.0 * pc
+        tr[i] = _true_range(c, h, lo, r)
+    avg = np.empty(3)
+    for q in range(3):
+        k = 7 << q
+        sb = 0.0
+        st = 0.0
+        for i in range(28 - k, 28):
+            sb += bp[i]
+            st += tr[i]
+        avg[q] = safe_div1(sb, st)
+    return 100.0 * (4.0 * avg[0] + 2.0 * avg[1] + avg[2]) / 7.0
+
+
+@kernel
+def _cmo_at(c: np.ndarray, t: int) -> float:
+    """Chande momentum oscillator (14, simple sums) at ``t``."""
+    if t - 13 < 1:
+        return NAN
+    gu = 0.0
+    gd = 0.0
+    for i in range(t - 13, t + 1):
+        d = c[i] - c[i - 1]
+        if d != d:
+            return NAN
+        gu += d if d > 0.0 else 0.0
+        gd += -d if -d > 0.0 else 0.0
+    return 100.0 * safe_div1(gu - gd, gu + gd)
+
+
+@kernel
+def _vortex_at(c: np.ndarray, h: np.ndarray, lo: np.ndarray, t: int) -> float:
+    """(VI+ - VI-) over 14 bars at ``t``."""
+    if t - 13 < 1:
+        return NAN
+    vp = 0.0
+    vm = 0.0
+    st = 0.0
+    for i in range(t - 13, t + 1):
+        vp += abs(h[i] - lo[i - 1])
+        vm += abs(lo[i] - h[i - 1])
+        st += _true_range(c, h, lo, i)
+    return safe_div1(vp - vm, st)
+
+
+@kernel
+def _trix_col(c: np.ndarray, pos: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """1e4 * the one-bar change of the triple EMA15 of close, at ``pos``."""
+    alpha, w, beta = _PS15
+    a3 = max(lo - 1, 0)  # the triple EMA at t and t - 1
+    a2 = max(a3 - w + 1, 0)
+    a1 = max(a2 - w + 1, 0)
+    e1 = ema_rows(c, 0, a1, hi, alpha, w, beta)
+    e2 = ema_rows(e1, a1, a2, hi, alpha, w, beta)
+    e3 = ema_rows(e2, a2, a3, hi, alpha, w, beta)
+    out = np.empty(len(pos))
+    for i in range(len(pos)):
+        t = pos[i]
+        prev = e3[t - 1 - a3] if t >= 1 else NAN
+        out[i] = 1e4 * (safe_div1(e3[t - a3], prev) - 1.0)
+    return out
+
+
+@kernel
+def _stochrsi_col(c: np.ndarray, pos: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(RSI14 - min14 RSI14) / (max14 - min14) at ``pos``."""
+    a = max(lo - 13, 0)
+    r = _rsi_run(c, a, hi, _P14)
+    out = np.empty(len(pos))
+    for i in range(len(pos)):
+        t = pos[i]
+        if t - 13 < 0:
+            out[i] = NAN
+            continue
+        wv = r[t - 13 - a : t + 1 - a]
+        rmin = win_min(wv, 13, 14)
+        rmax = win_max(wv, 13, 14)
+        out[i] = safe_div1(r[t - a] - rmin, rmax - rmin)
+    return out
+
+
+@kernel
+def _ema_col(
+    c: np.ndarray, pos: np.ndarray, lo: int, hi: int, p: tuple[float, int, float]
+) -> np.ndarray:
+    """The EMA of close (parameters ``p``) at ``pos``."""
+    alpha, w, beta = p
+    e = ema_rows(c, 0, lo, hi, alpha, w, beta)
+    out = np.empty(len(pos))
+    for i in range(len(pos)):
+        out[i] = e[pos[i] - lo]
+    return out
+
+
+_SMA_W = (10, 20, 50, 100, 200)
+_ROC_N = (5, 10, 20, 120)
+
+
+@kernel
+def _technical_pt(
+    c: np.ndarray, h: np.ndarray, lo: np.ndarray, v: np.ndarray, pos: np.ndarray, idx: np.ndarray
+) -> np.ndarray:
+    """The features ``idx`` (places in ``_TABLE``) at the rows ``pos`` (``0 <= pos <
+    len(c)``): (len(pos), len(idx)). One kernel for all of them (a kernel per feature that
+    this one called would be compiled twice: alone and inlined here)."""
+    n = len(pos)
+    res = np.empty((n, len(idx)))
+    if n == 0:
+        return res
+    a = pos[0]
+    b = pos[0]
+    for i in range(n):
+        a = min(a, pos[i])
+        b = max(b, pos[i])
+    for j in range(len(idx)):
+        k = idx[j]
+        out = np.empty(n)
+        if k <= 2:  # rsi_7, rsi_14, rsi_28
+            r = _rsi_run(c, a, b, _P7 if k == 0 else (_P14 if k == 1 else _P28))
+            for i in range(n):
+                out[i] = r[pos[i] - a]
+        elif k <= 5:  # macd, macd_signal, macd_hist: the MACD over the rows the EMA9 reads
+            a9, w9, b9 = _P9
+            s = max(a - w9 + 1, 0)
+            m = _macd_run(c, s, b)
+            sig = ema_rows(m, s, a, b, a9, w9, b9) if k > 3 else m
+            for i in range(n):
+                t = pos[i]
+                if k == 3:
+                    num = m[t - s]
+                elif k == 4:
+                    num = sig[t - a]
+                else:
+                    num = m[t - s] - sig[t - a]
+                out[i] = safe_div1(num, c[t])
+        elif k == 6:  # stoch_k_14
+            for i in range(n):
+                out[i] = _k14_at(c, h, lo, pos[i])
+        elif k == 7:  # stoch_d_14: SMA3 of stoch_k_14
+            for i in range(n):
+                t = pos[i]
+                if t - 2 < 0:
+                    out[i] = NAN
+                else:
+                    s3 = _k14_at(c, h, lo, t - 2) + _k14_at(c, h, lo, t - 1)
+                    out[i] = (s3 + _k14_at(c, h, lo, t)) / 3.0
+        elif k == 8:  # adx_14
+            r = _adx_run(c, h, lo, a, b)
+            for i in range(n):
+                out[i] = r[pos[i] - a]
+        elif k <= 10:  # plus_di_14, minus_di_14
+            pdi, mdi = _di_run(c, h, lo, a, b)
+            r = pdi if k == 9 else mdi
+            for i in range(n):
+                out[i] = r[pos[i] - a]
+        elif k == 11:  # cci_20
+            for i in range(n):
+                out[i] = _cci_at(c, h, lo, pos[i])
+        elif k == 12:  # willr_28
+            for i in range(n):
+                t = pos[i]
+                hh = win_max(h, t, 28)
+                out[i] = -100.0 * safe_div1(hh - c[t], hh - win_min(lo, t, 28))
+        elif k <= 14:  # natr_14, natr_28
+            r = _atr_run(c, h, lo, a, b, _P14 if k == 13 else _P28)
+            for i in range(n):
+                t = pos[i]
+                out[i] = 100.0 * safe_div1(r[t - a], c[t])
+        elif k <= 18:  # ema_ratio_10/20/50/100
+            p = _PS10 if k == 15 else (_PS20 if k == 16 else (_PS50 if k == 17 else _PS100))
+            e = _ema_col(c, pos, a, b, p)
+            for i in range(n):
+                out[i] = safe_div1(c[pos[i]], e[i]) - 1.0
+        elif k <= 23:  # sma_ratio_10/20/50/100/200
+            w = _SMA_W[k - 19]
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t], win_sum(c, t, w) / w) - 1.0
+        elif k <= 27:  # roc_5/10/20/120
+            q = _ROC_N[k - 24]
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t], c[t - q] if t - q >= 0 else NAN) - 1.0
+        elif k == 28:  # sma_cross_50_200
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(win_sum(c, t, 50) / 50, win_sum(c, t, 200) / 200) - 1.0
+        elif k == 29:  # ema_cross_10_50
+            e10 = _ema_col(c, pos, a, b, _PS10)
+            e50 = _ema_col(c, pos, a, b, _PS50)
+            for i in range(n):
+                out[i] = safe_div1(e10[i], e50[i]) - 1.0
+        elif k == 30:  # stochrsi_14
+            out = _stochrsi_col(c, pos, a, b)
+        elif k == 31:  # mfi_14
+            for i in range(n):
+                out[i] = _mfi_at(c, h, lo, v, pos[i])
+        elif k <= 33:  # aroon_up_25, aroon_down_25
+            x = h if k == 32 else lo
+            sign = 1.0 if k == 32 else -1.0
+            for i in range(n):
+                out[i] = 100.0 * (25.0 - _bars_since_extreme(x, pos[i], 26, sign)) / 25.0
+        elif k == 34:  # ultosc
+            for i in range(n):
+                out[i] = _ultosc_at(c, h, lo, pos[i])
+        elif k == 35:  # trix_15
+            out = _trix_col(c, pos, a, b)
+        elif k == 36:  # keltner_pos
+            e = _ema_col(c, pos, a, b, _PS20)
+            r = _atr_run(c, h, lo, a, b, _P10W)
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t] - e[i], 2.0 * r[t - a])
+        elif k == 37:  # donchian_pos_55
+            for i in range(n):
+                t = pos[i]
+                ll = win_min(lo, t, 55)
+                out[i] = safe_div1(c[t] - ll, win_max(h, t, 55) - ll)
+        elif k == 38:  # dpo_20
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(c[t] - win_sum(c, t - 11, 20) / 20, c[t])
+        elif k <= 40:  # tenkan_dev, kijun_dev
+            w = 9 if k == 39 else 26
+            for i in range(n):
+                t = pos[i]
+                mid = (win_max(h, t, w) + win_min(lo, t, w)) / 2.0
+                out[i] = safe_div1(c[t] - mid, c[t])
+        elif k <= 42:  # elder_bull_13, elder_bear_13
+            e = _ema_col(c, pos, a, b, _PS13)
+            x = h if k == 41 else lo
+            for i in range(n):
+                t = pos[i]
+                out[i] = safe_div1(x[t] - e[i], c[t])
+        elif k == 43:  # cmo_14
+            for i in range(n):
+                out[i] = _cmo_at(c, pos[i])
+        else:  # vortex_diff_14
+            for i in range(n):
+                out[i] = _vortex_at(c, h, lo, pos[i])
+        res[:, j] = out
+    return res
+
+
+_MFI = 31  # mfi_14, the only feature that reads the volume
+_IDX: dict[object, tuple[np.ndarray, bool]] = {}
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """The features ``idx`` at the few rows ``pos`` of an online call."""
-    out = np.empty((len(pos), len(idx)))
-    for j, k in enumerate(idx):
-        out[:, j] = _POINT[k](ctx, pos)
-    return out
+    """The features ``idx`` at the few rows ``pos`` of an online call (compiled kernels)."""
+    hit = _IDX.get(idx) if isinstance(idx, (tuple, range)) else None
+    if hit is None:
+        ix = np.array(list(idx), dtype=np.int64)
+        hit = (ix, _MFI in ix.tolist())
+        if isinstance(idx, (tuple, range)):
+            _IDX[idx] = hit
+    ix, mfi = hit
+    c = ctx.c
+    # pos: a writable int64 copy (the plan's rows are read-only: numba would compile
+    # another specialisation for them)
+    return _technical_pt(c, ctx.h, ctx.l, ctx.v if mfi else c, pos.astype(np.int64), ix)
 
 
 FAMILY = Family("technical", True, _specs(), compute, compute_subset, compute_online)
