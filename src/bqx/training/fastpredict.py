@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from bqx.features._jit import kernel
+
 
 class FastPredictor:
     """Predict from the full candidate vector (``columns()`` order) or a batch of them."""
@@ -108,14 +110,43 @@ class _Forest:
         X = np.asarray(X, dtype=np.float32).astype(np.float64)
         out = np.empty(len(X))
         for i in range(len(X)):
-            x = X[i]
-            node = self.roots
-            for _ in range(self.depth):
-                v = x[self.feature[node]]
-                go_left = np.where(np.isnan(v), self.missing_left[node], v <= self.threshold[node])
-                node = np.where(go_left, self.left[node], self.right[node])
-            out[i] = self.value[node].mean()
+            # the walk compiled (the same comparisons); the mean stays numpy's own (its
+            # pairwise summation order), so the value is the former one bit for bit
+            leaves = _forest_leaves(
+                X[i], self.feature, self.threshold, self.left, self.right,
+                self.missing_left, self.value, self.roots, self.depth,
+            )  # fmt: skip
+            out[i] = leaves.mean()
         return out
+
+
+@kernel
+def _forest_leaves(
+    x: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    missing_left: np.ndarray,
+    value: np.ndarray,
+    roots: np.ndarray,
+    depth: int,
+) -> np.ndarray:
+    """The leaf value of every tree for one row ``x`` (float64 holding float32 values):
+    at each split NaN goes the learned way, else left when ``x[f] <= threshold``; a leaf
+    points at itself (``_Forest``'s table), so the walk stops there."""
+    out = np.empty(roots.shape[0])
+    for t in range(roots.shape[0]):
+        node = roots[t]
+        for _ in range(depth):
+            v = x[feature[node]]
+            go_left = missing_left[node] if np.isnan(v) else v <= threshold[node]
+            nxt = left[node] if go_left else right[node]
+            if nxt == node:
+                break
+            node = nxt
+        out[t] = value[node]
+    return out
 
 
 class _LgbBooster:
