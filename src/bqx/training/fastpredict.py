@@ -132,20 +132,23 @@ def _forest_leaves(
     roots: np.ndarray,
     depth: int,
 ) -> np.ndarray:
-    """The leaf value of every tree for one row ``x`` (float64 holding float32 values):
-    at each split NaN goes the learned way, else left when ``x[f] <= threshold``; a leaf
-    points at itself (``_Forest``'s table), so the walk stops there."""
-    out = np.empty(roots.shape[0])
-    for t in range(roots.shape[0]):
-        node = roots[t]
-        for _ in range(depth):
-            v = x[feature[node]]
-            go_left = missing_left[node] if np.isnan(v) else v <= threshold[node]
-            nxt = left[node] if go_left else right[node]
-            if nxt == node:
-                break
-            node = nxt
-        out[t] = value[node]
+    """The leaf value of every tree for one row ``x`` (float64 holding float32 values), as
+    the former numpy walk: all trees advance one level at a time (the loads of different
+    trees are independent, so the CPU overlaps their cache misses: the table, ~10 MB for
+    100 deep trees, is mostly out of cache after a request's features; tree by tree is
+    ~1.5x slower); at each split NaN goes the learned way, else left when
+    ``x[f] <= threshold``; a leaf points at itself."""
+    n = roots.shape[0]
+    node = roots.copy()
+    for _ in range(depth):
+        for t in range(n):
+            k = node[t]
+            v = x[feature[k]]
+            go_left = missing_left[k] if np.isnan(v) else v <= threshold[k]
+            node[t] = left[k] if go_left else right[k]
+    out = np.empty(n)
+    for t in range(n):
+        out[t] = value[node[t]]
     return out
 
 
