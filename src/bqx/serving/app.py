@@ -168,9 +168,13 @@ def error_of(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return status, body
 
 
+#: what ``json.dumps(body, allow_nan=False, default=str)`` builds on every call
+_ENCODER = json.JSONEncoder(allow_nan=False, default=str)
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(body, allow_nan=False, default=str),
+        _ENCODER.encode(body),
         status_code=status,
         media_type="application/json",
         headers=headers,
