@@ -117,3 +117,35 @@ def test_fast_path_answers_like_fastapi(trained_home: Path, tmp_path: Path):
     assert len(fast[-1]) >= 5 and all('route="/v1/predict"' in ln for ln in fast[-1])
     assert slow_handed == len(reqs)
     assert fast_handed == sum(kind == "other" for kind, _, _ in reqs)
+
+
+def test_fast_path_steps_aside_when_fastapi_telemetry_is_on():
+    """With FastAPI's OpenTelemetry active for a request (it records the selected route),
+    the request goes through FastAPI's router."""
+    import asyncio
+
+    from fastapi import FastAPI
+
+    seen: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+
+    reads: list[int] = []
+
+    async def never() -> Any:  # the fast path must not read the body
+        reads.append(1)
+        return {"type": "http.request", "body": b'{"pair": "EURUSD"}', "more_body": False}
+
+    app = FastAPI()
+
+    @app.post("/v1/predict")
+    async def predict() -> None:  # the route the fast path would take over
+        raise AssertionError("not called here")
+
+    fp = PredictFastPath(app, inner)
+    base = {"type": "http", "path": "/v1/predict", "method": "POST", "root_path": "",
+            "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+    asyncio.run(fp({**base, "fastapi.telemetry": object()}, never, None))
+    asyncio.run(fp({**base, "method": "GET"}, never, None))
+    assert seen == ["/v1/predict", "/v1/predict"] and not reads

@@ -832,7 +832,8 @@ class PredictFastPath:
     ``ExceptionMiddleware``, so errors go to the same handlers and the metrics see the same
     route), and takes a request only when FastAPI would do exactly this with it: the path
     and method of the predict route (the first route that matches them), no ``root_path``,
-    no dependency overrides, ``Content-Type: application/json``, a whole body that is a
+    no dependency overrides, FastAPI's own OpenTelemetry off for the request (it records
+    the selected route), ``Content-Type: application/json``, a whole body that is a
     JSON object and a valid :class:`PredictRequest`. Then: the same reader dependency, the
     same :func:`predict_response`. Anything else (before any side effect: a bad body is
     validated by FastAPI after the key check, which this path has not run) goes to the
@@ -869,6 +870,7 @@ class PredictFastPath:
             or scope["method"] != "POST"
             or scope.get("root_path")
             or self.fastapi_app.dependency_overrides
+            or scope.get("fastapi.telemetry") is not None  # FastAPI's OpenTelemetry is on
         ):
             await self.inner(scope, receive, send)
             return
