@@ -30,7 +30,9 @@ Part 2 (``--http-rounds N``, 0 to skip): uncached ``POST /v1/predict`` with one 
 code, ``bench_serving.py --miss-ab``'s protocol (a fresh ``bqx serve --workers 1`` per round
 and code, every bar of the in-memory day once from 8 closed-loop clients on the same
 machine, order swapped each round): requests per second, and the server's CPU time per
-request (its process tree, from ``/proc``).
+request (its process tree, from ``/proc``). ``--cached-seconds S`` adds, per round, code and
+model, S seconds of 8 clients asking for the newest bar (cache hits), measured the same
+way; ``--http-only`` skips part 1.
 """
 
 from __future__ import annotations
@@ -200,7 +202,9 @@ def _main_thread_cpu_s(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def http_side_by_side(home: Path, old_src: str, new_src: str, rounds: int) -> dict[str, Any]:
+def http_side_by_side(
+    home: Path, old_src: str, new_src: str, rounds: int, cached_s: float = 0.0
+) -> dict[str, Any]:
     """``bench_serving.py --miss-ab``'s protocol (fresh ``bqx serve --workers 1`` per round
     and code, every bar of the in-memory day once from 8 closed-loop clients, order swapped
     each round), plus the server's own CPU per request (its process tree's user + system
@@ -238,6 +242,21 @@ def http_side_by_side(home: Path, old_src: str, new_src: str, rounds: int) -> di
                     res["load_avg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 2)
                     row[f"{name}_{model}"] = res
                     print(f"round {r} {name} {model}: {json.dumps(res)}", file=sys.stderr)
+                    if cached_s > 0:  # the newest bar again and again: cache hits
+                        cpu0, load0 = _tree_cpu_s(proc.pid), os.getloadavg()[0]
+                        main0 = _main_thread_cpu_s(proc.pid)
+                        res = bs.run(bs.saturate(url, hit, cached_s, 8)).summary()
+                        time.sleep(0.5)
+                        cpu = _tree_cpu_s(proc.pid) - cpu0
+                        main = _main_thread_cpu_s(proc.pid) - main0
+                        n = res["requests"]
+                        res["server_cpu_ms_per_request"] = round(cpu * 1e3 / n, 3)
+                        res["server_main_thread_cpu_ms_per_request"] = round(main * 1e3 / n, 3)
+                        res["load_avg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 2)
+                        row[f"{name}_{model}_cached"] = res
+                        print(
+                            f"round {r} {name} {model} cached: {json.dumps(res)}", file=sys.stderr
+                        )
             finally:
                 bs._stop(proc)
         out["rounds"].append(row)
@@ -259,6 +278,13 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=20, help="simulated days when creating the home")
     ap.add_argument("--bars", type=int, default=1000, help="bars per pair (in-process part)")
     ap.add_argument("--http-rounds", type=int, default=2, help="0: skip the HTTP part")
+    ap.add_argument(
+        "--cached-seconds",
+        type=float,
+        default=0.0,
+        help="also measure cached requests (the newest bar) for this long per code and model",
+    )
+    ap.add_argument("--http-only", action="store_true", help="skip the in-process parts")
     ap.add_argument("--out")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
@@ -282,13 +308,16 @@ def main() -> None:
         "setup": bs.setup(home, a.days),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
     }
-    out["at_array_bare"] = in_process(home, a.old_src, new_src, a.bars, bare=True)
-    print(json.dumps(out["at_array_bare"], indent=1), file=sys.stderr)
-    out["in_service"] = in_process(home, a.old_src, new_src, a.bars, bare=False)
-    print(json.dumps(out["in_service"], indent=1), file=sys.stderr)
+    if not a.http_only:
+        out["at_array_bare"] = in_process(home, a.old_src, new_src, a.bars, bare=True)
+        print(json.dumps(out["at_array_bare"], indent=1), file=sys.stderr)
+        out["in_service"] = in_process(home, a.old_src, new_src, a.bars, bare=False)
+        print(json.dumps(out["in_service"], indent=1), file=sys.stderr)
     if a.http_rounds:
         out["load_avg_1m_before_http"] = round(os.getloadavg()[0], 2)
-        out["http_miss_one_worker"] = http_side_by_side(home, a.old_src, new_src, a.http_rounds)
+        out["http_miss_one_worker"] = http_side_by_side(
+            home, a.old_src, new_src, a.http_rounds, a.cached_seconds
+        )
         out["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     text = json.dumps(out, indent=1)
     print(text)

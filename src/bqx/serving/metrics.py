@@ -60,6 +60,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -163,6 +164,10 @@ class ServiceMetrics:
     #: Collectors rendered beside the service metrics (e.g. the monitoring gauges, which
     #: read the state DB): registered here so that multiprocess mode renders them too.
     extra_collectors: list[Collector] = field(default_factory=list)
+    #: labelled children already looked up (``labels()`` returns the same child for the
+    #: same values while nobody removes it; these metrics' children are never removed):
+    #: a dict lookup instead of prometheus_client's label checks and lock per request
+    _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def add_collector(self, collector: Collector) -> None:
         """Render ``collector`` with the service metrics (once; also in multiprocess mode)."""
@@ -180,8 +185,16 @@ class ServiceMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request and record its latency (route = route template)."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        ch = self._children
+        key = ("r", route, method, status)
+        c = ch.get(key)
+        if c is None:
+            c = ch[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        c[0].inc()
+        c[1].observe(seconds)
 
     @contextmanager
     def track_in_flight(self) -> Iterator[None]:
@@ -201,7 +214,11 @@ class ServiceMetrics:
             self.feature_seconds.observe(time.perf_counter() - t0)
 
     def observe_prediction(self, pair: str, signal: str) -> None:
-        self.predictions.labels(pair, signal).inc()
+        key = ("p", pair, signal)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = self.predictions.labels(pair, signal)
+        c.inc()
 
     def render(self) -> tuple[bytes, str]:
         return render_latest(self)

@@ -42,7 +42,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -81,10 +81,25 @@ class NoProductionModelError(ModelNotFoundError):
     """The pair has no version with the ``production`` alias."""
 
 
+#: the last (timestamp, parsed) of :func:`parse_timestamp`: one request parses its time in
+#: ``needs_io`` and again in ``predict`` (a tuple, replaced whole: safe across threads)
+_LAST_PARSED: tuple[Any, pd.Timestamp] | None = None
+
+
 def parse_timestamp(value: Any) -> pd.Timestamp | None:
     """``None`` or anything :func:`bqx.calendar.to_utc` accepts -> tz-aware UTC (naive = UTC)."""
+    global _LAST_PARSED
     if value is None:
         return None
+    kind: type | None = type(value)
+    if kind is str:
+        if not value.strip():
+            return None
+    elif kind is not datetime or value.utcoffset() is None:
+        kind = None  # remembered: strings and aware datetimes (equal ones: the same instant)
+    last = _LAST_PARSED
+    if kind is not None and last is not None and type(last[0]) is kind and last[0] == value:
+        return last[1]
     if isinstance(value, str) and not value.strip():
         return None
     try:
@@ -95,7 +110,34 @@ def parse_timestamp(value: Any) -> pd.Timestamp | None:
             f"timestamp {value!r} is not a valid time{why}",
             hint="use ISO 8601 UTC, e.g. 2024-01-15T10:00:00Z, or omit it for the newest bar",
         ) from e
+    if kind is not None:
+        _LAST_PARSED = (value, t)
     return t
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def _iso(t: pd.Timestamp) -> str:
+    """``t.isoformat()``: for a UTC time on a whole microsecond through ``datetime`` (the
+    same text - pandas formats the ``datetime`` part with it and appends only nanoseconds
+    - in ~1 us instead of ~5-10 us); anything else through pandas."""
+    if t.tzinfo is UTC:
+        v = t.value
+        if v % 1000 == 0:
+            return (_EPOCH + (v // 1000) * _US).isoformat()
+    return t.isoformat()
+
+
+def _pydatetime(t: pd.Timestamp) -> datetime:
+    """``t.to_pydatetime()`` (the same ``datetime``) without pandas' per-call overhead for
+    a UTC time on a whole microsecond."""
+    if t.tzinfo is UTC:
+        v = t.value
+        if v % 1000 == 0:
+            return _EPOCH + (v // 1000) * _US
+    return t.to_pydatetime()
 
 
 def feature_hash(values: np.ndarray) -> str:
@@ -194,11 +236,11 @@ class Prediction:
             **extra,
             "decision_id": self.decision_id,
             "pair": self.pair,
-            "timestamp": self.timestamp.isoformat(),
+            "timestamp": _iso(self.timestamp),
             "requested_timestamp": (
-                self.requested_timestamp.isoformat() if self.requested_timestamp else None
+                _iso(self.requested_timestamp) if self.requested_timestamp else None
             ),
-            "available_at": self.available_at.isoformat() if self.available_at else None,
+            "available_at": _iso(self.available_at) if self.available_at else None,
             "horizon_minutes": self.horizon_minutes,
             "prediction": _finite(self.prediction),
             "confidence_interval": [_finite(self.interval[0]), _finite(self.interval[1])],
@@ -732,7 +774,7 @@ class PredictionService(LazyDeps):
             "decision_id": pred.decision_id,
             "request_time": request_time,
             "pair": pred.pair,
-            "asof_ts": pred.timestamp.to_pydatetime(),
+            "asof_ts": _pydatetime(pred.timestamp),
             "horizon": round(pred.horizon_minutes / self.interval_minutes),
             "prediction": _finite(pred.prediction),
             "interval_lo": _finite(pred.interval[0]),
@@ -751,7 +793,7 @@ class PredictionService(LazyDeps):
                 "model": pred.model,
                 **({"missing_features": [*pred.missing_features]} if pred.missing_features else {}),
                 "requested_ts": (
-                    pred.requested_timestamp.isoformat() if pred.requested_timestamp else None
+                    _iso(pred.requested_timestamp) if pred.requested_timestamp else None
                 ),
                 "arm": pred.arm or "production",
                 "rollout_id": pred.rollout_id,
