@@ -21,11 +21,20 @@ import numpy as np
 from bqx.features._jit import kernel
 
 _IDX: dict[int, tuple[Any, np.ndarray]] = {}
+_RANGES: dict[tuple[int, int, int], np.ndarray] = {}
 
 
 def spec_index(idx: Sequence[int]) -> np.ndarray:
-    """``idx`` (a family's spec indices) as an int64 array for a kernel, kept per object:
-    the online plan passes the same tuple (or range) every call."""
+    """``idx`` (a family's spec indices) as an int64 array for a kernel, kept per object
+    (the online plan passes the same tuple every call) or per range (the full call makes a
+    new ``range(m)`` each time). The same array for the same key: callers may key their
+    own per-subset caches on it."""
+    if isinstance(idx, range):
+        key = (idx.start, idx.stop, idx.step)
+        arr = _RANGES.get(key)
+        if arr is None:
+            arr = _RANGES[key] = np.arange(idx.start, idx.stop, idx.step, dtype=np.int64)
+        return arr
     hit = _IDX.get(id(idx))
     if hit is not None and hit[0] is idx:
         return hit[1]

@@ -201,23 +201,14 @@ _I60 = WINDOWS.index(60)
 
 
 @kernel
-def bqx_diffs(lc: np.ndarray, ref: float, t: int, w: int, d: np.ndarray, prev: np.ndarray) -> None:
-    """``d[i-1] = z_t - z_{t-i}`` and ``prev[i-1] = z_{t-i}`` for i = 1..w, z = lc - ref
-    (:func:`_block_at`'s gathered window: NaN for rows before the first)."""
+def bqx_avg_point(lc: np.ndarray, ref: float, t: int, w: int, d: np.ndarray) -> float:
+    """bqx_w at row ``t``: the mean of ``d_i = z_t - z_{t-i}``, i = 1..w (z = lc - ref,
+    NaN for rows before the first, as :func:`_block_at`'s gathered window), with numpy's
+    arithmetic; ``d`` is scratch."""
     zt = lc[t] - ref if t >= 0 else np.nan
     for i in range(1, w + 1):
         q = t - i
-        zq = lc[q] - ref if q >= 0 else np.nan
-        prev[i - 1] = zq
-        d[i - 1] = zt - zq
-
-
-@kernel
-def bqx_avg_point(
-    lc: np.ndarray, ref: float, t: int, w: int, d: np.ndarray, prev: np.ndarray
-) -> float:
-    """bqx_w at row ``t``: ``d[:w].mean()`` with numpy's arithmetic."""
-    bqx_diffs(lc, ref, t, w, d, prev)
+        d[i - 1] = zt - (lc[q] - ref if q >= 0 else np.nan)
     return np_pairwise_sum(d, 0, w) / w
 
 
@@ -249,14 +240,18 @@ def bqx_point_kernel(
         t = pos[row]
         if need_avg:
             for j in range(nw):
-                avg[j] = bqx_avg_point(lc, ref, t, _WIN[j], d, prev)
+                avg[j] = bqx_avg_point(lc, ref, t, _WIN[j], d)
         for c in range(k):
             i = idx[c]
             if i < nb:
                 j = i // ns
                 s = i % ns
                 w = _WIN[j]
-                bqx_diffs(lc, ref, t, w, d, prev)
+                zt = lc[t] - ref  # the gathered window: d_i = z_t - z_{t-i}, prev_i = z_{t-i}
+                for q in range(1, w + 1):
+                    zq = lc[t - q] - ref if t - q >= 0 else np.nan
+                    prev[q - 1] = zq
+                    d[q - 1] = zt - zq
                 if s == 0:
                     v = d[w - 1]
                 elif s == 1:
@@ -269,7 +264,7 @@ def bqx_point_kernel(
                     v = np_std(prev, w, tmp)
                 else:
                     now = np_pairwise_sum(d, 0, w) / w  # before d is refilled
-                    v = now - bqx_avg_point(lc, ref, t - w, w, d, prev)
+                    v = now - bqx_avg_point(lc, ref, t - w, w, d)
                 out[row, c] = v
                 continue
             a = i - nb
@@ -303,7 +298,7 @@ def bqx_point_kernel(
                 if not math.isfinite(v):
                     v = np.nan
             else:  # bqx_accel_60
-                v = avg[_I60] - bqx_avg_point(lc, ref, t - 15, 60, d, prev)
+                v = avg[_I60] - bqx_avg_point(lc, ref, t - 15, 60, d)
             out[row, c] = v
     return out
 
