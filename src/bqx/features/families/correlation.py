@@ -132,10 +132,9 @@ def corr_window(
         ab[i] = b[i] * b[i]
     sbb = np_pairwise_sum(ab, 0, w)
     den = math.sqrt(saa * sbb)
-    out = np.float64(sab) / den  # numpy's division also as plain Python (py_func)
     if not den > 1e-30:
-        out = np.nan
-    return np_clip(out, -1.0, 1.0)
+        return np.nan
+    return np_clip(sab / den, -1.0, 1.0)
 
 
 @kernel
