@@ -101,11 +101,6 @@ def _corr_window_args(rng: np.random.Generator) -> tuple[Any, ...]:
     return x, y, w, np.empty(w), np.empty(w), np.empty(w)
 
 
-def _ccy_at_args(rng: np.random.Generator) -> tuple[Any, ...]:
-    _, r = _ccy_matrix(rng, 50)
-    return r, int(rng.integers(0, 8)), int(rng.integers(0, 10)), int(rng.integers(0, 40))
-
-
 def _corr_args(rng: np.random.Generator) -> tuple[Any, ...]:
     n = 900
     _, rc = _ccy_matrix(rng, n + 20)
@@ -140,7 +135,6 @@ CASES: dict[str, tuple[Any, Callable[[np.random.Generator], tuple[Any, ...]], bo
         (B.bqx_point_kernel, _bqx_args),
         (C.ccy_returns_kernel, _ccy_ret_args),
         (C.corr_window, _corr_window_args),
-        (C.ccy_at, _ccy_at_args),
         (C.corr_point_kernel, _corr_args),
     )
 }

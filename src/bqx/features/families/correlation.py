@@ -119,28 +119,23 @@ def corr_window(
     the clip); ``a``, ``b``, ``ab`` are scratch."""
     mx = np_pairwise_sum(x, 0, w) / w
     my = np_pairwise_sum(y, 0, w) / w
+    u = np.uint64
     for i in range(w):
-        a[i] = x[i] - mx
-        b[i] = y[i] - my
+        a[u(i)] = x[u(i)] - mx
+        b[u(i)] = y[u(i)] - my
     for i in range(w):
-        ab[i] = a[i] * b[i]
+        ab[u(i)] = a[u(i)] * b[u(i)]
     sab = np_pairwise_sum(ab, 0, w)
     for i in range(w):
-        ab[i] = a[i] * a[i]
+        ab[u(i)] = a[u(i)] * a[u(i)]
     saa = np_pairwise_sum(ab, 0, w)
     for i in range(w):
-        ab[i] = b[i] * b[i]
+        ab[u(i)] = b[u(i)] * b[u(i)]
     sbb = np_pairwise_sum(ab, 0, w)
     den = math.sqrt(saa * sbb)
     if not den > 1e-30:
         return np.nan
     return np_clip(sab / den, -1.0, 1.0)
-
-
-@kernel
-def ccy_at(R: np.ndarray, c: int, off: int, t: int) -> float:
-    """Currency ``c``'s return at the context's row ``t`` (NaN at its first row)."""
-    return R[c, off + t] if t > 0 else np.nan
 
 
 @kernel
@@ -174,31 +169,41 @@ def corr_point_kernel(
         for c in range(idx.shape[0]):
             kind = idx[c] // nwin
             w = _WINS[idx[c] % nwin]
-            for i in range(w):
-                q = t - w + 1 + i
-                if q < 0:
-                    x[i] = np.nan
-                    y[i] = np.nan
-                elif kind == 0:
-                    x[i] = r[q]
-                    y[i] = ccy_at(R, cc[0], off, q)
-                elif kind == 1:
-                    x[i] = r[q]
-                    y[i] = ccy_at(R, cc[1], off, q)
-                elif kind == 2:
-                    x[i] = r[q]
-                    au = ccy_at(R, cc[2], off, q)
-                    nz = ccy_at(R, cc[3], off, q)
-                    ca = ccy_at(R, cc[4], off, q)
-                    jp = ccy_at(R, cc[5], off, q)
-                    ch = ccy_at(R, cc[6], off, q)
-                    y[i] = (au + nz + ca) / 3.0 - (jp + ch) / 2.0
-                elif kind == 3:
-                    x[i] = ccy_at(R, cc[0], off, q)
-                    y[i] = ccy_at(R, cc[1], off, q)
-                else:
-                    x[i] = abs(r[q])
-                    y[i] = mkt[q]
+            lo = t - w + 1
+            i0 = -lo if lo < 0 else 0  # before the context's first row: NaN
+            for i in range(i0):
+                x[i] = np.nan
+                y[i] = np.nan
+            # one loop per kind, unsigned indices (no wrap-around test per load)
+            u = np.uint64
+            if kind <= 1:
+                cr = R[cc[kind]]
+                for i in range(i0, w):
+                    q = u(lo + i)
+                    x[u(i)] = r[q]
+                    y[u(i)] = cr[u(off) + q]
+            elif kind == 2:
+                au, nz, ca, jp, ch = R[cc[2]], R[cc[3]], R[cc[4]], R[cc[5]], R[cc[6]]
+                for i in range(i0, w):
+                    q = u(lo + i)
+                    k = u(off) + q
+                    x[u(i)] = r[q]
+                    y[u(i)] = (au[k] + nz[k] + ca[k]) / 3.0 - (jp[k] + ch[k]) / 2.0
+            elif kind == 3:
+                rb, rq = R[cc[0]], R[cc[1]]
+                for i in range(i0, w):
+                    k = u(off + lo + i)
+                    x[u(i)] = rb[k]
+                    y[u(i)] = rq[k]
+            else:
+                for i in range(i0, w):
+                    q = u(lo + i)
+                    x[u(i)] = abs(r[q])
+                    y[u(i)] = mkt[q]
+            if lo <= 0 and kind <= 3:  # a currency return at the context's first row: NaN
+                y[-lo] = np.nan
+                if kind == 3:
+                    x[-lo] = np.nan
             out[row, c] = corr_window(x, y, w, a, b, ab)
     return out
 
