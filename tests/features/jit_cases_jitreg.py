@@ -64,7 +64,7 @@ def _idx(rng: np.random.Generator, k: int) -> np.ndarray:
 
 def _reg_args(rng: np.random.Generator) -> tuple[Any, ...]:
     lc = _series(rng, 900, nans=2)
-    return lc, 0.01, _rows(rng, 900), _idx(rng, len(R.FAMILY.specs))
+    return lc, 0.01, _rows(rng, 900), _idx(rng, len(R.FAMILY.specs)), R._P1, R._P2
 
 
 def _bqx_args(rng: np.random.Generator) -> tuple[Any, ...]:

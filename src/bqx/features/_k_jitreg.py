@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -52,6 +52,11 @@ def point_rows(pos: np.ndarray) -> np.ndarray:
         return pos
     return np.array(pos, dtype=np.int64)
 
+
+#: int64 constants for kernel calls: a literal argument (``0``) is typed ``Literal[int](0)``
+#: and makes numba compile the callee - and its callees - once more for that signature
+I64_0 = cast(int, np.int64(0))
+I64_60 = cast(int, np.int64(60))
 
 #: numpy's PW_BLOCKSIZE: rows up to this length are summed without splitting
 PW_BLOCK = 128
@@ -144,11 +149,11 @@ def np_std(a: np.ndarray, n: int, tmp: np.ndarray) -> float:
     """``a[:n].std()`` (ddof 0) with numpy's steps (``_methods._var``): the mean, the
     deviations squared, their sum, the division, the square root; ``tmp`` is scratch of at
     least ``n`` values."""
-    mean = np_pairwise_sum(a, 0, n) / n
+    mean = np_pairwise_sum(a, I64_0, n) / n
     for i in range(n):
         x = a[i] - mean
         tmp[i] = x * x
-    return math.sqrt(np_pairwise_sum(tmp, 0, n) / n)
+    return math.sqrt(np_pairwise_sum(tmp, I64_0, n) / n)
 
 
 @kernel
@@ -314,11 +319,11 @@ def moments(
     ``p1[:n]``, ``p2[:n]`` (sum z, z*P1, z*P2, z*z), each numpy's pairwise sum of its
     products, for ``n <= 1024`` (longer: NaN)."""
     if n <= 128:
-        return moments_leaf(x, lo, ref, p1, p2, 0, n)
+        return moments_leaf(x, lo, ref, p1, p2, I64_0, n)
     if n > 1024:
         return math.nan, math.nan, math.nan, math.nan
     n2 = n // 2
     n2 -= n2 % 8
-    a = _moments_l2(x, lo, ref, p1, p2, 0, n2)
+    a = _moments_l2(x, lo, ref, p1, p2, I64_0, n2)
     b = _moments_l2(x, lo + n2, ref, p1, p2, n2, n - n2)
     return a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]

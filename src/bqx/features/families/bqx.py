@@ -24,6 +24,8 @@ import numpy as np
 
 from bqx.features._jit import kernel
 from bqx.features._k_jitreg import (
+    I64_0,
+    I64_60,
     np_max,
     np_min,
     np_pairwise_sum,
@@ -209,7 +211,7 @@ def bqx_avg_point(lc: np.ndarray, ref: float, t: int, w: int, d: np.ndarray) -> 
     for i in range(1, w + 1):
         q = t - i
         d[i - 1] = zt - (lc[q] - ref if q >= 0 else np.nan)
-    return np_pairwise_sum(d, 0, w) / w
+    return np_pairwise_sum(d, I64_0, w) / w
 
 
 @kernel
@@ -259,17 +261,17 @@ def bqx_point_kernel(
                 elif s == 2:
                     v = np_min(d, w)
                 elif s == 3:
-                    v = np_pairwise_sum(d, 0, w) / w
+                    v = np_pairwise_sum(d, I64_0, w) / w
                 elif s == 4:
                     v = np_std(prev, w, tmp)
                 else:
-                    now = np_pairwise_sum(d, 0, w) / w  # before d is refilled
+                    now = np_pairwise_sum(d, I64_0, w) / w  # before d is refilled
                     v = now - bqx_avg_point(lc, ref, t - w, w, d)
                 out[row, c] = v
                 continue
             a = i - nb
             if a == 0:  # agg_mean
-                v = np_pairwise_sum(avg, 0, nw) / nw
+                v = np_pairwise_sum(avg, I64_0, nw) / nw
             elif a == 1:  # agg_std
                 v = np_std(avg, nw, tmp)
             elif a == 2:
@@ -279,7 +281,7 @@ def bqx_point_kernel(
             elif a == 4:  # agg_slope: (avg * wc).sum() / (wc * wc).sum()
                 for j in range(nw):
                     tmp[j] = avg[j] * _WC_K[j]
-                v = np_pairwise_sum(tmp, 0, nw) / _WC2_K
+                v = np_pairwise_sum(tmp, I64_0, nw) / _WC2_K
             elif a == 5:  # agg_curv
                 v = avg[_I75_K] - 2 * avg[_I45_K] + avg[_I15_K]
             elif a == 6:  # agg_pos_frac (NaN when one bqx_w is NaN)
@@ -287,18 +289,18 @@ def bqx_point_kernel(
                 for j in range(nw):
                     tmp[j] = 1.0 if avg[j] > 0 else 0.0
                     bad = bad or math.isnan(avg[j])
-                v = np.nan if bad else np_pairwise_sum(tmp, 0, nw) / nw
+                v = np.nan if bad else np_pairwise_sum(tmp, I64_0, nw) / nw
             elif a == 7:  # bqx_ret1
                 v = r[t]
             elif a == 8:  # bqx_vol_adj_60: safe_div(bqx_60, std of 60 returns * sqrt(60))
                 for q in range(60):
                     p = t - 59 + q
                     rw[q] = r[p] if p >= 0 else np.nan
-                v = avg[_I60] / (np_std(rw, 60, tmp) * math.sqrt(60.0))
+                v = avg[_I60] / (np_std(rw, I64_60, tmp) * math.sqrt(60.0))
                 if not math.isfinite(v):
                     v = np.nan
             else:  # bqx_accel_60
-                v = avg[_I60] - bqx_avg_point(lc, ref, t - 15, 60, d)
+                v = avg[_I60] - bqx_avg_point(lc, ref, t - 15, I64_60, d)
             out[row, c] = v
     return out
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bqx.features._jit import kernel
-from bqx.features._k_jitreg import np_clip, np_pairwise_sum, point_rows, spec_index
+from bqx.features._k_jitreg import I64_0, np_clip, np_pairwise_sum, point_rows, spec_index
 from bqx.features._ops import corr_at
 from bqx.features.context import CCY_MEMBERS, Ctx, Family, Spec
 from bqx.universe import CURRENCIES
@@ -117,21 +117,21 @@ def corr_window(
     """:func:`bqx.features._ops.corr_pt` of the windows ``x[:w]``, ``y[:w]`` with its
     arithmetic (means, centred values, pairwise sums of the products, the 1e-30 floor,
     the clip); ``a``, ``b``, ``ab`` are scratch."""
-    mx = np_pairwise_sum(x, 0, w) / w
-    my = np_pairwise_sum(y, 0, w) / w
+    mx = np_pairwise_sum(x, I64_0, w) / w
+    my = np_pairwise_sum(y, I64_0, w) / w
     u = np.uint64
     for i in range(w):
         a[u(i)] = x[u(i)] - mx
         b[u(i)] = y[u(i)] - my
     for i in range(w):
         ab[u(i)] = a[u(i)] * b[u(i)]
-    sab = np_pairwise_sum(ab, 0, w)
+    sab = np_pairwise_sum(ab, I64_0, w)
     for i in range(w):
         ab[u(i)] = a[u(i)] * a[u(i)]
-    saa = np_pairwise_sum(ab, 0, w)
+    saa = np_pairwise_sum(ab, I64_0, w)
     for i in range(w):
         ab[u(i)] = b[u(i)] * b[u(i)]
-    sbb = np_pairwise_sum(ab, 0, w)
+    sbb = np_pairwise_sum(ab, I64_0, w)
     den = math.sqrt(saa * sbb)
     if not den > 1e-30:
         return np.nan
