@@ -40,16 +40,23 @@ def _std_args(rng: np.random.Generator) -> tuple[Any, ...]:
     return a, int(rng.integers(1, 80)), np.empty(80)
 
 
+def _ro(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def _mom_args(rng: np.random.Generator, leaf: bool, plo: bool = False) -> tuple[Any, ...]:
     j = int(rng.integers(0, len(R.WINDOWS)))
     x = _series(rng, 900, nans=1)
     w = int(rng.integers(1, 129)) if leaf else R.WINDOWS[j]
     lo = int(rng.integers(0, 900 - w))
     if leaf:
-        return x, lo, 0.01, R._P1[j], R._P2[j], int(rng.integers(0, R.WMAX - w)), w
+        return x, lo, 0.01, _ro(R._P1[j]), _ro(R._P2[j]), int(rng.integers(0, R.WMAX - w)), w
+    p1, p2 = _ro(R._P1[j]), _ro(R._P2[j])  # as the reg kernel passes them (constants)
     if plo:  # an inner level: the basis offset too
-        return x, lo, 0.01, R._P1[j], R._P2[j], 0, w
-    return x, lo, 0.01, R._P1[j], R._P2[j], w
+        return x, lo, 0.01, p1, p2, 0, w
+    return x, lo, 0.01, p1, p2, w
 
 
 def _rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -64,7 +71,7 @@ def _idx(rng: np.random.Generator, k: int) -> np.ndarray:
 
 def _reg_args(rng: np.random.Generator) -> tuple[Any, ...]:
     lc = _series(rng, 900, nans=2)
-    return lc, 0.01, _rows(rng, 900), _idx(rng, len(R.FAMILY.specs)), R._P1, R._P2
+    return lc, 0.01, _rows(rng, 900), _idx(rng, len(R.FAMILY.specs))
 
 
 def _bqx_args(rng: np.random.Generator) -> tuple[Any, ...]:

@@ -160,17 +160,13 @@ _I60, _I630 = WINDOWS.index(60), WINDOWS.index(630)
 
 
 @kernel
-def reg_point_kernel(
-    lc: np.ndarray, ref: float, pos: np.ndarray, idx: np.ndarray, p1: np.ndarray, p2: np.ndarray
-) -> np.ndarray:
+def reg_point_kernel(lc: np.ndarray, ref: float, pos: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The specs ``idx`` at the rows ``pos`` of ``lc`` (log closes; ``ref`` the context's
     first finite one): ``(len(pos), len(idx))``. Per row and window its four moments (sum
     of z, z*P1, z*P2 and z² over the window of z = lc - ref ending at the row, numpy's
     pairwise sums of the products; NaN when the window reaches before the first row), then
     :func:`_stats_from`'s arithmetic, then :func:`compute`'s summaries. Only the windows
-    the asked specs read are fitted; each value depends on its own window only. ``p1``,
-    ``p2``: :data:`_P1`, :data:`_P2` (arguments, not globals: numba types a global array
-    as a read-only constant, which compiled the moment kernels a second time)."""
+    the asked specs read are fitted; each value depends on its own window only."""
     nw = _W.shape[0]
     ns = 9
     k = nw * ns
@@ -198,7 +194,7 @@ def reg_point_kernel(
             if lo < 0:  # the window reaches before the first row: NaN moments
                 s0 = s1 = s2 = szz = np.nan
             else:
-                s0, s1, s2, szz = moments(lc, lo, ref, p1[j], p2[j], w)
+                s0, s1, s2, szz = moments(lc, lo, ref, _P1[j], _P2[j], w)
             # _stats_from, value by value
             cw, n1, n2, p1t, p2t = _CW[j, 0], _CW[j, 1], _CW[j, 2], _CW[j, 3], _CW[j, 4]
             b0, b1, b2 = s0 / cw, s1 / n1, s2 / n2
@@ -247,7 +243,7 @@ def reg_point_kernel(
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     """The asked columns at the few rows ``pos``: :func:`reg_point_kernel` (the six fits'
     moments as numpy's pairwise sums over each row's window, then compute()'s arithmetic)."""
-    return reg_point_kernel(ctx.lc, _ref(ctx.lc), point_rows(pos), spec_index(idx), _P1, _P2)
+    return reg_point_kernel(ctx.lc, _ref(ctx.lc), point_rows(pos), spec_index(idx))
 
 
 FAMILY = Family("reg", True, _specs(), compute, compute_online=compute_online)
