@@ -17,18 +17,28 @@ positive); plus ``bqx_ret1`` (last bar's log return), ``bqx_vol_adj_60`` (bqx_60
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from bqx.features._jit import kernel
+from bqx.features._k_jitreg import (
+    I64_0,
+    I64_60,
+    np_max,
+    np_min,
+    np_pairwise_sum,
+    np_std,
+    point_rows,
+    spec_index,
+)
 from bqx.features._ops import (
     _ref,
     rolling_max,
     rolling_mean,
     rolling_min,
     rolling_std,
-    row_mean,
-    row_std,
     safe_div,
     shift,
     std_at,
@@ -188,101 +198,143 @@ def compute(ctx: Ctx, pos: np.ndarray, accel: bool = True) -> np.ndarray:
     return out
 
 
-_MAX = np.maximum.reduce
-_MIN = np.minimum.reduce
 _N_BLOCK = len(WINDOWS) * len(STATS)
 _I60 = WINDOWS.index(60)
 
 
-def _online_block(
-    ctx: Ctx, pos: np.ndarray, cells: set[tuple[int, int]]
-) -> dict[tuple[int, int], np.ndarray]:
-    """The (window k, statistic j) ``cells`` of :func:`_block_at`'s online branch at ``pos``,
-    each with the same arithmetic (numpy's mean/std steps as ufunc calls): only the asked
-    statistics, and the gathered windows only at the rows they read."""
-    m = len(pos)
-    z = ctx.lc - _ref(ctx.lc)
-    ends = sorted({k for k, j in cells if j == 5})  # ``end`` reads the windows w rows back
-    lags = np.concatenate([pos] + [pos - WINDOWS[k] for k in ends]) if ends else pos
-    win = windows_at(z, WMAX + 1, lags)
-    prev = win[:, -2::-1]  # column i-1 holds z[t-i], i = 1..75
-    d = win[:, -1:] - prev  # d_i = ln(close_t / close_{t-i})
-    out: dict[tuple[int, int], np.ndarray] = {}
-    for k, j in sorted(cells):
-        w = WINDOWS[k]
-        if j == 0:
-            out[k, j] = d[:m, w - 1]
-        elif j == 1:
-            out[k, j] = _MAX(d[:m, :w], 1)
-        elif j == 2:
-            out[k, j] = _MIN(d[:m, :w], 1)
-        elif j == 3:
-            out[k, j] = row_mean(d[:m, :w])
-        elif j == 4:
-            out[k, j] = row_std(prev[:m, :w])
-        else:
-            i = ends.index(k) + 1
-            out[k, j] = row_mean(d[:m, :w]) - row_mean(d[m * i : m * (i + 1), :w])
+@kernel
+def bqx_avg_point(lc: np.ndarray, ref: float, t: int, w: int, d: np.ndarray) -> float:
+    """bqx_w at row ``t``: the mean of ``d_i = z_t - z_{t-i}``, i = 1..w (z = lc - ref,
+    NaN for rows before the first, as :func:`_block_at`'s gathered window), with numpy's
+    arithmetic; ``d`` is scratch."""
+    zt = lc[t] - ref if t >= 0 else np.nan
+    for i in range(1, w + 1):
+        q = t - i
+        d[i - 1] = zt - (lc[q] - ref if q >= 0 else np.nan)
+    return np_pairwise_sum(d, I64_0, w) / w
+
+
+@kernel
+def bqx_point_kernel(
+    lc: np.ndarray, ref: float, r: np.ndarray, pos: np.ndarray, idx: np.ndarray
+) -> np.ndarray:
+    """The specs ``idx`` at the rows ``pos``: ``(len(pos), len(idx))``, each value with the
+    arithmetic of :func:`_block_at`'s online branch and :func:`compute` (numpy's pairwise
+    sums, its std steps, max/min with NaN), from the window it reads only. ``r``: the
+    context's one-bar returns (read by ``bqx_ret1`` and ``bqx_vol_adj_60`` only)."""
+    nw = _WIN.shape[0]
+    ns = 6
+    nb = nw * ns
+    m = pos.shape[0]
+    k = idx.shape[0]
+    out = np.empty((m, k))
+    wmax = 75
+    d = np.empty(wmax)
+    prev = np.empty(wmax)
+    tmp = np.empty(wmax)
+    rw = np.empty(60)
+    avg = np.empty(nw)
+    need_avg = False
+    for c in range(k):
+        if idx[c] >= nb:
+            need_avg = True
+    for row in range(m):
+        t = pos[row]
+        if need_avg:
+            for j in range(nw):
+                avg[j] = bqx_avg_point(lc, ref, t, _WIN[j], d)
+        for c in range(k):
+            i = idx[c]
+            if i < nb:
+                j = i // ns
+                s = i % ns
+                w = _WIN[j]
+                zt = lc[t] - ref  # the gathered window: d_i = z_t - z_{t-i}, prev_i = z_{t-i}
+                for q in range(1, w + 1):
+                    zq = lc[t - q] - ref if t - q >= 0 else np.nan
+                    prev[q - 1] = zq
+                    d[q - 1] = zt - zq
+                if s == 0:
+                    v = d[w - 1]
+                elif s == 1:
+                    v = np_max(d, w)
+                elif s == 2:
+                    v = np_min(d, w)
+                elif s == 3:
+                    v = np_pairwise_sum(d, I64_0, w) / w
+                elif s == 4:
+                    v = np_std(prev, w, tmp)
+                else:
+                    now = np_pairwise_sum(d, I64_0, w) / w  # before d is refilled
+                    v = now - bqx_avg_point(lc, ref, t - w, w, d)
+                out[row, c] = v
+                continue
+            a = i - nb
+            if a == 0:  # agg_mean
+                v = np_pairwise_sum(avg, I64_0, nw) / nw
+            elif a == 1:  # agg_std
+                v = np_std(avg, nw, tmp)
+            elif a == 2:
+                v = np_min(avg, nw)
+            elif a == 3:
+                v = np_max(avg, nw)
+            elif a == 4:  # agg_slope: (avg * wc).sum() / (wc * wc).sum()
+                for j in range(nw):
+                    tmp[j] = avg[j] * _WC_K[j]
+                v = np_pairwise_sum(tmp, I64_0, nw) / _WC2_K
+            elif a == 5:  # agg_curv
+                v = avg[_I75_K] - 2 * avg[_I45_K] + avg[_I15_K]
+            elif a == 6:  # agg_pos_frac (NaN when one bqx_w is NaN)
+                bad = False
+                for j in range(nw):
+                    tmp[j] = 1.0 if avg[j] > 0 else 0.0
+                    bad = bad or math.isnan(avg[j])
+                v = np.nan if bad else np_pairwise_sum(tmp, I64_0, nw) / nw
+            elif a == 7:  # bqx_ret1
+                v = r[t]
+            elif a == 8:  # bqx_vol_adj_60: safe_div(bqx_60, std of 60 returns * sqrt(60))
+                for q in range(60):
+                    p = t - 59 + q
+                    rw[q] = r[p] if p >= 0 else np.nan
+                v = avg[_I60] / (np_std(rw, I64_60, tmp) * math.sqrt(60.0))
+                if not math.isfinite(v):
+                    v = np.nan
+            else:  # bqx_accel_60
+                v = avg[_I60] - bqx_avg_point(lc, ref, t - 15, I64_60, d)
+            out[row, c] = v
     return out
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """The asked columns at the few rows ``pos``, with the arithmetic of :func:`compute`
-    (its online branch of :func:`_block_at`): only the (window, statistic) cells they read.
-    Every value is a row-wise reduction over its own gathered window, so it does not depend
-    on the other rows or columns asked for."""
-    idx = list(idx)
+    """The asked columns at the few rows ``pos``: :func:`bqx_point_kernel`, the arithmetic
+    of :func:`compute`'s online branch value by value. Every value is a reduction over its
+    own gathered window, so it does not depend on the other rows or columns asked for."""
     m = len(pos)
     if m * 16 >= ctx.n:  # a short context: compute()'s batch branch, as before
+        idx = list(idx)
         return compute(ctx, pos, _N_SPECS - 1 in idx)[:, idx]
-    avg_all = any(i >= _N_BLOCK for i in idx)  # agg_*, vol_adj and accel read bqx_w
-    cells = {divmod(i, len(STATS)) for i in idx if i < _N_BLOCK}
-    if avg_all:
-        cells |= {(k, 3) for k in range(len(WINDOWS))}
-    blk = _online_block(ctx, pos, cells)
-    out = np.empty((m, len(idx)))
-    avg = None
-    if avg_all:
-        avg = np.empty((m, len(WINDOWS)))
-        for k in range(len(WINDOWS)):
-            avg[:, k] = blk[k, 3]
-    for c, i in enumerate(idx):
-        if i < _N_BLOCK:
-            out[:, c] = blk[divmod(i, len(STATS))]
-            continue
-        assert avg is not None
-        a = i - _N_BLOCK
-        if a == 0:
-            out[:, c] = row_mean(avg)
-        elif a == 1:
-            out[:, c] = row_std(avg)
-        elif a == 2:
-            out[:, c] = _MIN(avg, 1)
-        elif a == 3:
-            out[:, c] = _MAX(avg, 1)
-        elif a == 4:
-            out[:, c] = _add_reduce(avg * _WC, 1) / _WC2
-        elif a == 5:
-            out[:, c] = avg[:, _I75] - 2 * avg[:, _I45] + avg[:, _I15]
-        elif a == 6:
-            pos_frac = _add_reduce(avg > 0, 1, np.float64) / len(WINDOWS)  # (avg > 0).mean(1)
-            pos_frac[np.isnan(avg).any(axis=1)] = np.nan
-            out[:, c] = pos_frac
-        elif a == 7:
-            out[:, c] = ctx.r[pos]
-        elif a == 8:
-            out[:, c] = safe_div(avg[:, _I60], std_at(ctx.r, 60, pos) * np.sqrt(60.0))
-        else:
-            prev60 = _block_at(ctx, pos - 15)[:, _I60, STATS.index("avg")]
-            out[:, c] = avg[:, _I60] - prev60
-    return out
+    ix = spec_index(idx)
+    r = ctx.r if _reads_r(ix) else ctx.lc  # a placeholder when no return is read
+    return bqx_point_kernel(ctx.lc, _ref(ctx.lc), r, point_rows(pos), ix)
 
 
-_add_reduce = np.add.reduce
+def _reads_r(ix: np.ndarray) -> bool:
+    hit = _READS_R.get(id(ix))
+    if hit is None or hit[0] is not ix:
+        if len(_READS_R) > 1024:
+            _READS_R.clear()
+        hit = _READS_R[id(ix)] = (ix, bool(np.isin(ix, (_N_BLOCK + 7, _N_BLOCK + 8)).any()))
+    return hit[1]
+
+
+_READS_R: dict[int, tuple[np.ndarray, bool]] = {}
+_WIN = np.array(WINDOWS, dtype=np.int64)
 _WV = np.array(WINDOWS, dtype=float)
 _WC = _WV - _WV.mean()
 _WC2 = (_WC * _WC).sum()
 _I15, _I45, _I75 = (WINDOWS.index(w) for w in (15, 45, 75))
+_WC_K, _WC2_K = _WC, float(_WC2)
+_I15_K, _I45_K, _I75_K = _I15, _I45, _I75
 
 
 _N_SPECS = len(_specs())

@@ -25,12 +25,15 @@ its own window, bit for bit.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from bqx.features._ops import _ref, row_mean, window_dots, windows_at
+from bqx.features._jit import kernel
+from bqx.features._k_jitreg import moments, np_clip, point_rows, spec_index
+from bqx.features._ops import _ref, window_dots
 from bqx.features.context import Ctx, Family, Spec
 
 WINDOWS = (60, 90, 150, 240, 390, 630)
@@ -144,67 +147,103 @@ _CONST = tuple(
 )  # w, n1, n2, p1t, p2t per window
 
 
-def _windows_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    """All 9 statistics of all 6 windows at the few rows ``pos``: (m, 6, 9), from one
-    gathered window of the longest length (the shorter ones are its tail), memoised."""
-
-    def f() -> np.ndarray:
-        # the gathered windows of z = ln close - ref (shifted after the gather: the same
-        # elementwise differences, without shifting the whole context)
-        win = windows_at(ctx.lc, WMAX, pos)
-        np.subtract(win, _ref(ctx.lc), out=win)
-        sq = win * win  # the squares of every window's tail, elementwise as before
-        mom = np.empty((len(pos), len(WINDOWS), 4))
-        for j, w in enumerate(WINDOWS):
-            tail = win[:, WMAX - w :]
-            mom[:, j, :3] = tail @ _BASES[w][0]
-            mom[:, j, 3] = np.add.reduce(sq[:, WMAX - w :], 1)  # (tail * tail).sum(axis=1)
-        cw, n1, n2, p1t, p2t = _CONST
-        return _stats_from(cw, n1, n2, p1t, p2t, win[:, -1:], mom)  # z[pos][:, None]
-
-    return ctx.memo(("reg_pt", pos.tobytes()), f)
+# the point path's constants: per window (in WINDOWS order) its P1 and P2 basis columns,
+# left-aligned in rows of WMAX values, and (w, n1, n2, p1t, p2t)
+_P1 = np.zeros((len(WINDOWS), WMAX))
+_P2 = np.zeros((len(WINDOWS), WMAX))
+for _j, _w in enumerate(WINDOWS):
+    _P1[_j, :_w] = _BASES[_w][0][:, 1]
+    _P2[_j, :_w] = _BASES[_w][0][:, 2]
+_CW = np.stack(_CONST, axis=1)  # (windows, 5)
+_W = np.array(WINDOWS, dtype=np.int64)
+_I60, _I630 = WINDOWS.index(60), WINDOWS.index(630)
 
 
-def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """The asked columns from :func:`_windows_pt` (one gathered window, all six fits)."""
-    k = len(WINDOWS) * len(STATS)
-    key = tuple(idx)
-    cols = _COLS.get(key)
-    if cols is None:
-        per = [c for c, i in enumerate(key) if i < k]
-        if len(_COLS) > 1024:
-            _COLS.clear()
-        cols = _COLS[key] = (len(per) == len(key), per, [key[c] for c in per])
-    flat = _windows_pt(ctx, pos).reshape(len(pos), k)
-    only_per, per, src = cols
-    if only_per:  # the usual case: per-window statistics only, one gather
-        return flat[:, src]
-    # the summaries with compute()'s arithmetic on the same values: contiguous (m, 6)
-    # copies of the per-window columns, as np.stack of them made; numpy's mean and any
-    # as their ufunc reductions (row_mean: the same arithmetic)
-    n_stats = len(STATS)
-    out = np.empty((len(pos), len(key)))
-    if per:  # the per-window statistics in one gather
-        out[:, per] = flat[:, src]
-    for c, i in enumerate(key):
+@kernel
+def reg_point_kernel(lc: np.ndarray, ref: float, pos: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The specs ``idx`` at the rows ``pos`` of ``lc`` (log closes; ``ref`` the context's
+    first finite one): ``(len(pos), len(idx))``. Per row and window its four moments (sum
+    of z, z*P1, z*P2 and z² over the window of z = lc - ref ending at the row, numpy's
+    pairwise sums of the products; NaN when the window reaches before the first row), then
+    :func:`_stats_from`'s arithmetic, then :func:`compute`'s summaries. Only the windows
+    the asked specs read are fitted; each value depends on its own window only."""
+    nw = _W.shape[0]
+    ns = 9
+    k = nw * ns
+    m = pos.shape[0]
+    out = np.empty((m, idx.shape[0]))
+    need = np.zeros(nw, dtype=np.bool_)
+    for c in range(idx.shape[0]):
+        i = idx[c]
         if i < k:
-            continue
-        if i == k:
-            out[:, c] = flat[:, _I60 * n_stats + 4] - flat[:, _I630 * n_stats]
+            need[i // ns] = True
+        elif i == k:
+            need[_I60] = True
+            need[_I630] = True
         else:
-            col = 0 if i == k + 1 else 2
-            vals = np.ascontiguousarray(flat[:, col::n_stats])
-            if i == k + 1:
-                tr = row_mean(np.sign(vals))  # np.sign(vals).mean(axis=1)
-                tr[np.logical_or.reduce(np.isnan(vals), 1)] = np.nan  # .any(axis=1)
-                out[:, c] = tr
+            need[:] = True
+    st = np.full((nw, ns), np.nan)
+    for r in range(m):
+        q = pos[r]
+        zt = lc[q] - ref
+        for j in range(nw):
+            if not need[j]:
+                continue
+            w = _W[j]
+            lo = q - w + 1
+            if lo < 0:  # the window reaches before the first row: NaN moments
+                s0 = s1 = s2 = szz = np.nan
             else:
-                out[:, c] = row_mean(vals)  # vals.mean(axis=1)
+                s0, s1, s2, szz = moments(lc, lo, ref, _P1[j], _P2[j], w)
+            # _stats_from, value by value
+            cw, n1, n2, p1t, p2t = _CW[j, 0], _CW[j, 1], _CW[j, 2], _CW[j, 3], _CW[j, 4]
+            b0, b1, b2 = s0 / cw, s1 / n1, s2 / n2
+            sst = szz - s0 * s0 / cw
+            ss1, ss2 = b1 * b1 * n1, b2 * b2 * n2
+            pos_sst = sst if sst > 0 else np.nan
+            r2 = ss1 / pos_sst
+            r2q = (ss1 + ss2) / pos_sst
+            curv = b2 * cw * cw / math.sqrt(pos_sst / cw)
+            d = sst - ss1 - ss2
+            resid = math.sqrt((d if d >= 0.0 or math.isnan(d) else 0.0) / cw) + 0.0 * sst
+            lin_fit = b0 + b1 * p1t
+            quad_fit = lin_fit + b2 * p2t
+            st[j, 0] = b1
+            st[j, 1] = zt - lin_fit
+            st[j, 2] = np_clip(r2, 0.0, 1.0)
+            st[j, 3] = b2
+            st[j, 4] = b1 + 2.0 * b2 * p1t
+            st[j, 5] = zt - quad_fit
+            st[j, 6] = np_clip(r2q, 0.0, 1.0)
+            st[j, 7] = curv
+            st[j, 8] = resid
+        for c in range(idx.shape[0]):
+            i = idx[c]
+            if i < k:
+                out[r, c] = st[i // ns, i % ns]
+            elif i == k:
+                out[r, c] = st[_I60, 4] - st[_I630, 0]
+            elif i == k + 1:  # mean sign of the slopes (NaN when one is NaN)
+                s = 0.0
+                bad = False
+                for j in range(nw):
+                    v = st[j, 0]
+                    if math.isnan(v):
+                        bad = True
+                    s += 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+                out[r, c] = np.nan if bad else s / nw
+            else:  # mean linear R²
+                s = 0.0
+                for j in range(nw):
+                    s += st[j, 2]
+                out[r, c] = s / nw
     return out
 
 
-_COLS: dict[tuple[int, ...], tuple[bool, list[int], list[int]]] = {}
-_I60, _I630 = WINDOWS.index(60), WINDOWS.index(630)
+def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """The asked columns at the few rows ``pos``: :func:`reg_point_kernel` (the six fits'
+    moments as numpy's pairwise sums over each row's window, then compute()'s arithmetic)."""
+    return reg_point_kernel(ctx.lc, _ref(ctx.lc), point_rows(pos), spec_index(idx))
 
 
 FAMILY = Family("reg", True, _specs(), compute, compute_online=compute_online)
