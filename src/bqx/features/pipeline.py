@@ -392,13 +392,15 @@ def at_array(
         p = panel.row_at_or_before(ts, pair)
     else:
         panel, p = _online_panel(bars, pair, ts, interval, max_ffill)
-    # log prices once on the whole panel (cached there): the family slices below share
-    # views of it instead of each taking the log of its own 28-pair slice
-    panel.log_close  # noqa: B018
     if only is not None:
+        # no log of the whole panel: the pair's log close comes with its block
+        # (Ctx.block), the currency indices take the log of the columns and rows they read
         return _at_subset(panel, pair, p, _subset_plan(tuple(only))), pd.Timestamp(
             int(panel.ts[p]), tz="UTC"
         )
+    # log prices once on the whole panel (cached there): the family slices below share
+    # views of it instead of each taking the log of its own 28-pair slice
+    panel.log_close  # noqa: B018
     out = np.empty(len(_layout().columns))
     j = panel.col(pair)
     for fam, need, lag_rel, cur_ix, lag_ix, causal_k, causal_ix in _online_plan():
