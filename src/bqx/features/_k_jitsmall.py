@@ -255,10 +255,14 @@ def spread_kernel(
     buf = np.empty(256)
     tmp = np.empty(256)
     buf2 = np.empty(256)
+    cs = np.empty(240)
+    ar = np.empty(240)
     k_cs = 3.0 - 2.0 * math.sqrt(2.0)
     for r in range(len(pos)):
         q = a0 + pos[r]
         sp = blk[5, q]
+        cs_done = False
+        ar_done = False
         for j in range(len(idx)):
             k = idx[j]
             v = NAN
@@ -312,19 +316,22 @@ def spread_kernel(
                     if cov == cov:
                         v = 2.0 * math.sqrt(-cov if -cov > 0.0 else 0.0) + 0.0 * cov
             elif k == 16 or k == 17:
+                # the two-bar estimates of the last 240 rows, once per row for both windows
                 w = 60 if k == 16 else 240
-                a = q - w + 1
-                if a - 1 >= a0:
-                    for i in range(w):
-                        buf[i] = _cs(blk, a0, a + i, k_cs)
-                    v = _psum(buf, 0, w) / w
+                if q - w >= a0:
+                    if not cs_done:
+                        for i in range(240):
+                            cs[i] = _cs(blk, a0, q - 239 + i, k_cs)
+                        cs_done = True
+                    v = _psum(cs, 240 - w, w) / w
             else:
                 w = 60 if k == 18 else 240
-                a = q - w + 1
-                if a - 1 >= a0:
-                    for i in range(w):
-                        buf[i] = _ar(blk, a0, a + i)
-                    m = _psum(buf, 0, w) / w
+                if q - w >= a0:
+                    if not ar_done:
+                        for i in range(240):
+                            ar[i] = _ar(blk, a0, q - 239 + i)
+                        ar_done = True
+                    m = _psum(ar, 240 - w, w) / w
                     if m == m:
                         v = math.sqrt(m if m > 0.0 else 0.0) + 0.0 * m
             out[r, j] = v

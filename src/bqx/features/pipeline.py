@@ -543,8 +543,8 @@ _FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]] = {}
 
 def _fast_plan(plan: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
     """``plan`` with what the per-call loop would otherwise recompute: per family (or None
-    without a point path) the rows of a full window (``need - rel``, read-only: the same
-    array every call), the spec indices to pass, the number of columns, whether the values
+    without a point path) the rows of a full window (``need - rel``: the same array every
+    call, never written), the spec indices to pass, the number of columns, whether the values
     are one row already in output order, and the cells' flat indices in the values; and
     the longest history a family of the plan reads."""
     hit = _FAST.get(id(plan))
@@ -556,8 +556,9 @@ def _fast_plan(plan: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]
         extra = None
         if fam.compute_online is not None and need >= int(rel.max()):
             single = len(rel) == 1 and np.array_equal(col_ix, np.arange(m))
+            # (writable: a compiled kernel would otherwise be compiled a second time for a
+            # read-only array; nothing writes it)
             q = need - rel
-            q.flags.writeable = False
             flat_ix = row_ix * m + col_ix
             extra = (q, range(m) if idx is None else idx, m, single, flat_ix)
         fast.append((fam, need, rel, idx, row_ix, col_ix, out_ix, extra))

@@ -78,24 +78,32 @@ def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
         if plan is None:
             plan = _PLANS[key] = _plan(key)
         base._cache["ccy_plan"] = plan
-    out = np.full((len(pos), len(idx)), np.nan)
     if len(pos) == 1:  # the online call of this non-lagged family: t alone
-        q = int(pos[0])
-        if q < W:
-            return out
-        rows = [start + q, start + q - W]
-        ok: slice | np.ndarray = slice(None)
-    else:
-        okm = pos >= W
-        p = pos[okm] + start
-        rows = np.concatenate([p, p - W])  # type: ignore[assignment]
-        ok = okm
+        q = int(pos[0]) + start
+        if q - start < W:
+            return np.full((1, len(idx)), np.nan)
+        lc = base._lc
+        if lc is not None:
+            d = lc[q : q + 1] - lc[q - W : q - W + 1]
+        else:
+            close = base.close
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = np.log(close[q : q + 1]) - np.log(close[q - W : q - W + 1])
+        res = np.empty((1, len(idx)))
+        for j, k in enumerate(idx):
+            item = plan[k]
+            res[0, j] = np.nan if item is None else (d[:, item[1]] @ item[2])[0]
+        return res
+    out = np.full((len(pos), len(idx)), np.nan)
+    ok = pos >= W
+    p = pos[ok] + start
+    rows = np.concatenate([p, p - W])
     if base._lc is not None:
         lcr = base._lc[rows]
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
             lcr = np.log(base.close[rows])
-    m = len(rows) // 2
+    m = len(p)
     diff = lcr[:m] - lcr[m:]  # lc[p] - lc[p - W], (m, pairs)
     for j, k in enumerate(idx):
         item = plan[k]
