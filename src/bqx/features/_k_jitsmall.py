@@ -33,92 +33,94 @@ NAN = math.nan
 
 
 # ---- numpy's pairwise sum (np.add.reduce on a contiguous row), without recursion ----------
+# The sums take a contiguous 1-D view (``x[a:b]``): one compiled version each, whatever the
+# caller's offsets and lengths.
 @kernel
-def _psum8(x: np.ndarray, a: int, n: int) -> float:
-    """``pairwise_sum`` of numpy for ``n <= 128``."""
+def _psum8(x: np.ndarray) -> float:
+    """``pairwise_sum`` of numpy for ``len(x) <= 128``."""
+    n = len(x)
     if n < 8:
         res = 0.0
         for i in range(n):
-            res += x[a + i]
+            res += x[i]
         return res
-    r0, r1, r2, r3 = x[a], x[a + 1], x[a + 2], x[a + 3]
-    r4, r5, r6, r7 = x[a + 4], x[a + 5], x[a + 6], x[a + 7]
+    r0, r1, r2, r3 = x[0], x[1], x[2], x[3]
+    r4, r5, r6, r7 = x[4], x[5], x[6], x[7]
     i = 8
     m = n - n % 8
     while i < m:
-        r0 += x[a + i]
-        r1 += x[a + i + 1]
-        r2 += x[a + i + 2]
-        r3 += x[a + i + 3]
-        r4 += x[a + i + 4]
-        r5 += x[a + i + 5]
-        r6 += x[a + i + 6]
-        r7 += x[a + i + 7]
+        r0 += x[i]
+        r1 += x[i + 1]
+        r2 += x[i + 2]
+        r3 += x[i + 3]
+        r4 += x[i + 4]
+        r5 += x[i + 5]
+        r6 += x[i + 6]
+        r7 += x[i + 7]
         i += 8
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     while i < n:
-        res += x[a + i]
+        res += x[i]
         i += 1
     return res
 
 
 @kernel
-def _psum1(x: np.ndarray, a: int, n: int) -> float:
+def _psum1(x: np.ndarray) -> float:
+    n = len(x)
     if n <= 128:
-        return _psum8(x, a, n)
+        return _psum8(x)
     n2 = n // 2
     n2 -= n2 % 8
-    return _psum8(x, a, n2) + _psum8(x, a + n2, n - n2)
+    return _psum8(x[:n2]) + _psum8(x[n2:])
 
 
 @kernel
-def _psum2(x: np.ndarray, a: int, n: int) -> float:
+def _psum2(x: np.ndarray) -> float:
+    n = len(x)
     if n <= 128:
-        return _psum8(x, a, n)
+        return _psum8(x)
     n2 = n // 2
     n2 -= n2 % 8
-    return _psum1(x, a, n2) + _psum1(x, a + n2, n - n2)
+    return _psum1(x[:n2]) + _psum1(x[n2:])
 
 
 @kernel
-def _psum3(x: np.ndarray, a: int, n: int) -> float:
+def _psum3(x: np.ndarray) -> float:
+    n = len(x)
     if n <= 128:
-        return _psum8(x, a, n)
+        return _psum8(x)
     n2 = n // 2
     n2 -= n2 % 8
-    return _psum2(x, a, n2) + _psum2(x, a + n2, n - n2)
+    return _psum2(x[:n2]) + _psum2(x[n2:])
 
 
 @kernel
-def _psum(x: np.ndarray, a: int, n: int) -> float:
-    """``np.add.reduce(x[a:a+n])`` bit for bit (numpy's pairwise summation), for
-    ``n <= 2048`` (every window here; a plain loop beyond, never used)."""
+def _psum(x: np.ndarray) -> float:
+    """``np.add.reduce(x)`` bit for bit (numpy's pairwise summation) for ``len(x) <=
+    2048`` (every window here; a plain loop beyond, never used)."""
+    n = len(x)
     if n <= 128:
-        return _psum8(x, a, n)
+        return _psum8(x)
     if n > 2048:
         res = 0.0
         for i in range(n):
-            res += x[a + i]
+            res += x[i]
         return res
     n2 = n // 2
     n2 -= n2 % 8
-    return _psum3(x, a, n2) + _psum3(x, a + n2, n - n2)
+    return _psum3(x[:n2]) + _psum3(x[n2:])
 
 
 @kernel
-def _mean_of(buf: np.ndarray, n: int) -> float:
-    """``row_mean`` of ``buf[:n]``."""
-    return _psum(buf, 0, n) / n
-
-
-@kernel
-def _std_of(buf: np.ndarray, n: int, tmp: np.ndarray) -> float:
-    """``row_std`` of ``buf[:n]`` (numpy's two-pass steps; ``tmp`` is scratch)."""
-    m = _psum(buf, 0, n) / n
+def _std_of(x: np.ndarray, tmp: np.ndarray) -> float:
+    """``row_std`` of ``x`` (numpy's two-pass steps; ``tmp`` is scratch)."""
+    n = len(x)
+    m = _psum(x) / n
     for i in range(n):
-        d = buf[i] - m
+        d = x[i] - m
         tmp[i] = d * d
-    return math.sqrt(_psum(tmp, 0, n) / n)
+    return math.sqrt(_psum(tmp[:n]) / n)
 
 
 @kernel
@@ -224,26 +226,21 @@ def _ar(blk: np.ndarray, a0: int, i: int) -> float:
 
 
 @kernel
-def _mean_s(blk: np.ndarray, f: int, q: int, w: int, a0: int, buf: np.ndarray) -> float:
-    """Mean of field ``f`` over the ``w`` rows ending at ``q`` (NaN outside the context)."""
+def _mean_w(x: np.ndarray, q: int, w: int, a0: int) -> float:
+    """``mean_pt(x, w)`` at row ``q`` (NaN when the window starts before ``a0``)."""
     a = q - w + 1
     if a < a0:
         return NAN
-    for i in range(w):
-        buf[i] = blk[f, a + i]
-    return _psum(buf, 0, w) / w
+    return _psum(x[a : q + 1]) / w
 
 
 @kernel
-def _std_s(
-    blk: np.ndarray, f: int, q: int, w: int, a0: int, buf: np.ndarray, tmp: np.ndarray
-) -> float:
+def _std_w(x: np.ndarray, q: int, w: int, a0: int, tmp: np.ndarray) -> float:
+    """``std_pt(x, w)`` at row ``q``."""
     a = q - w + 1
     if a < a0:
         return NAN
-    for i in range(w):
-        buf[i] = blk[f, a + i]
-    return _std_of(buf, w, tmp)
+    return _std_of(x[a : q + 1], tmp)
 
 
 @kernel
@@ -272,17 +269,17 @@ def spread_kernel(
                 v = 1e4 * _sdiv(sp, blk[3, q])
             elif k == 2 or k == 3 or k == 4:
                 w = 15 if k == 2 else (60 if k == 3 else 240)
-                v = _sdiv(sp, _mean_s(blk, 5, q, w, a0, buf))
+                v = _sdiv(sp, _mean_w(blk[5], q, w, a0))
             elif k == 5 or k == 6:
                 w = 60 if k == 5 else 240
-                v = _sdiv(sp - _mean_s(blk, 5, q, w, a0, buf), _std_s(blk, 5, q, w, a0, buf, tmp))
+                v = _sdiv(sp - _mean_w(blk[5], q, w, a0), _std_w(blk[5], q, w, a0, tmp))
             elif k == 7:
                 mx = _wmax(blk[5], q - 59, q) if q - 59 >= a0 else NAN
-                v = _sdiv(mx, _mean_s(blk, 5, q, 60, a0, buf))
+                v = _sdiv(mx, _mean_w(blk[5], q, 60, a0))
             elif k == 8:
-                v = _sdiv(_std_s(blk, 5, q, 60, a0, buf, tmp), _mean_s(blk, 5, q, 60, a0, buf))
+                v = _sdiv(_std_w(blk[5], q, 60, a0, tmp), _mean_w(blk[5], q, 60, a0))
             elif k == 9:
-                v = _sdiv(_mean_s(blk, 5, q, 15, a0, buf), _mean_s(blk, 5, q, 240, a0, buf))
+                v = _sdiv(_mean_w(blk[5], q, 15, a0), _mean_w(blk[5], q, 240, a0))
             elif k == 10:
                 w = len(ew)
                 a = q - w + 1
@@ -312,7 +309,7 @@ def spread_kernel(
                         buf[i] = x * x1
                         tmp[i] = x
                         buf2[i] = x1
-                    cov = _psum(buf, 0, w) / w - (_psum(tmp, 0, w) / w) * (_psum(buf2, 0, w) / w)
+                    cov = _psum(buf[:w]) / w - (_psum(tmp[:w]) / w) * (_psum(buf2[:w]) / w)
                     if cov == cov:
                         v = 2.0 * math.sqrt(-cov if -cov > 0.0 else 0.0) + 0.0 * cov
             elif k == 16 or k == 17:
@@ -323,7 +320,7 @@ def spread_kernel(
                         for i in range(240):
                             cs[i] = _cs(blk, a0, q - 239 + i, k_cs)
                         cs_done = True
-                    v = _psum(cs, 240 - w, w) / w
+                    v = _psum(cs[240 - w :]) / w
             else:
                 w = 60 if k == 18 else 240
                 if q - w >= a0:
@@ -331,7 +328,7 @@ def spread_kernel(
                         for i in range(240):
                             ar[i] = _ar(blk, a0, q - 239 + i)
                         ar_done = True
-                    m = _psum(ar, 240 - w, w) / w
+                    m = _psum(ar[240 - w :]) / w
                     if m == m:
                         v = math.sqrt(m if m > 0.0 else 0.0) + 0.0 * m
             out[r, j] = v
@@ -418,11 +415,11 @@ def volume_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray) ->
                 v = math.log1p(vq)
             elif k == 1 or k == 2 or k == 3:
                 w = 15 if k == 1 else (60 if k == 2 else 240)
-                v = _sdiv(vq, _mean_s(blk, 4, q, w, a0, buf))
+                v = _sdiv(vq, _mean_w(blk[4], q, w, a0))
             elif k == 4:
-                v = _sdiv(vq - _mean_s(blk, 4, q, 60, a0, buf), _std_s(blk, 4, q, 60, a0, buf, tmp))
+                v = _sdiv(vq - _mean_w(blk[4], q, 60, a0), _std_w(blk[4], q, 60, a0, tmp))
             elif k == 5:
-                v = _sdiv(_mean_s(blk, 4, q, 15, a0, buf), _mean_s(blk, 4, q, 240, a0, buf))
+                v = _sdiv(_mean_w(blk[4], q, 15, a0), _mean_w(blk[4], q, 240, a0))
             elif k == 6:
                 a = q - 59
                 if a - 1 >= a0:
@@ -431,7 +428,7 @@ def volume_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray) ->
                         sg = NAN if x != x else (1.0 if x > 0 else (-1.0 if x < 0 else 0.0))
                         buf[i] = sg * blk[4, a + i]
                         tmp[i] = blk[4, a + i]
-                    v = _sdiv(_psum(buf, 0, 60), _psum(tmp, 0, 60))
+                    v = _sdiv(_psum(buf[:60]), _psum(tmp[:60]))
             elif k == 7 or k == 8:
                 w = 60 if k == 7 else 240
                 a = q - w + 1
@@ -440,7 +437,7 @@ def volume_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray) ->
                         tp = (blk[1, a + i] + blk[2, a + i] + blk[3, a + i]) / 3.0
                         buf[i] = tp * blk[4, a + i]
                         tmp[i] = blk[4, a + i]
-                    vwap = _sdiv(_psum(buf, 0, w), _psum(tmp, 0, w))
+                    vwap = _sdiv(_psum(buf[:w]), _psum(tmp[:w]))
                     v = _sdiv(blk[3, q] - vwap, blk[3, q])
             else:
                 v = _corr(blk, a0, q, 60, buf, tmp)
@@ -464,21 +461,21 @@ def _corr(blk: np.ndarray, a0: int, q: int, w: int, bx: np.ndarray, by: np.ndarr
 @kernel
 def _corr_of(bx: np.ndarray, by: np.ndarray, w: int) -> float:
     """``corr_pt``'s arithmetic on two filled buffers (overwritten)."""
-    mx = _psum(bx, 0, w) / w
-    my = _psum(by, 0, w) / w
+    mx = _psum(bx[:w]) / w
+    my = _psum(by[:w]) / w
     for i in range(w):
         bx[i] = bx[i] - mx
         by[i] = by[i] - my
     prod = np.empty(w)
     for i in range(w):
         prod[i] = bx[i] * by[i]
-    sab = _psum(prod, 0, w)
+    sab = _psum(prod[:w])
     for i in range(w):
         prod[i] = bx[i] * bx[i]
-    saa = _psum(prod, 0, w)
+    saa = _psum(prod[:w])
     for i in range(w):
         prod[i] = by[i] * by[i]
-    sbb = _psum(prod, 0, w)
+    sbb = _psum(prod[:w])
     den = math.sqrt(saa * sbb)
     if not den > 1e-30:
         return NAN
@@ -508,16 +505,16 @@ def stats_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray) -> 
                 if a - 1 >= a0:
                     for i in range(240):
                         buf[i] = _ret(lc, a0, a + i)
-                    m1 = _psum(buf, 0, 240) / 240
+                    m1 = _psum(buf[:240]) / 240
                     for i in range(240):
                         tmp[i] = buf[i] * buf[i]
-                    m2r = _psum(tmp, 0, 240) / 240
+                    m2r = _psum(tmp[:240]) / 240
                     for i in range(240):
                         tmp[i] = buf[i] ** 3
-                    m3r = _psum(tmp, 0, 240) / 240
+                    m3r = _psum(tmp[:240]) / 240
                     for i in range(240):
                         tmp[i] = buf[i] ** 4
-                    m4r = _psum(tmp, 0, 240) / 240
+                    m4r = _psum(tmp[:240]) / 240
                     c2 = m2r - m1 * m1
                     if c2 > 0:
                         if k == 0:
@@ -541,28 +538,27 @@ def stats_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray) -> 
                         buf[i] = x5 * x5
                         x = _ret(lc, a0, a + i)
                         tmp[i] = x * x
-                    v = _sdiv(_psum(buf, 0, 240), 5.0 * _psum(tmp, 0, 240))
+                    v = _sdiv(_psum(buf[:240]), 5.0 * _psum(tmp[:240]))
             else:
                 a = q - 59
                 if a - 1 >= a0:
                     for i in range(60):
                         buf[i] = _ret(lc, a0, a + i)
-                    v = _std_of(buf, 60, tmp)
+                    v = _std_of(buf[:60], tmp)
             out[r, j] = v
     return out
 
 
 # ---- bollinger ------------------------------------------------------------------------------
 @kernel
-def _band(blk: np.ndarray, a0: int, q: int, w: int, buf: np.ndarray, tmp: np.ndarray) -> tuple:
+def _band(blk: np.ndarray, a0: int, q: int, w: int, tmp: np.ndarray) -> tuple:
     """(%B, width) of the ``w``-bar band at row ``q``."""
     a = q - w + 1
     if a < a0:
         return NAN, NAN
-    for i in range(w):
-        buf[i] = blk[3, a + i]
-    mid = _psum(buf, 0, w) / w
-    sd = _std_of(buf, w, tmp)
+    win = blk[3, a : q + 1]
+    mid = _psum(win) / w
+    sd = _std_of(win, tmp)
     c = blk[3, q]
     return _sdiv(c - (mid - 2 * sd), 4 * sd), _sdiv(4 * sd, mid)
 
@@ -571,7 +567,6 @@ def _band(blk: np.ndarray, a0: int, q: int, w: int, buf: np.ndarray, tmp: np.nda
 def bollinger_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The 5 Bollinger features (``bollinger.SPECS`` order)."""
     out = np.empty((len(pos), len(idx)))
-    buf = np.empty(64)
     tmp = np.empty(64)
     for r in range(len(pos)):
         q = a0 + pos[r]
@@ -579,15 +574,15 @@ def bollinger_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray)
             k = idx[j]
             v = NAN
             if k < 4:
-                b = _band(blk, a0, q, 20 if k < 2 else 50, buf, tmp)
+                b = _band(blk, a0, q, 20 if k < 2 else 50, tmp)
                 v = b[k % 2]
             else:
                 # width_20 / its minimum over 120 rows (NaN when a window leaves the context)
-                wq = _band(blk, a0, q, 20, buf, tmp)[1]
+                wq = _band(blk, a0, q, 20, tmp)[1]
                 if q - 119 >= a0:
                     mn = wq
                     for i in range(q - 119, q):
-                        x = _band(blk, a0, i, 20, buf, tmp)[1]
+                        x = _band(blk, a0, i, 20, tmp)[1]
                         if x != x or mn != mn:
                             mn = NAN
                         elif x < mn:
@@ -630,15 +625,15 @@ def derived_kernel(blk: np.ndarray, a0: int, pos: np.ndarray, idx: np.ndarray) -
                     for w in range(15, 76, 15):
                         for i in range(w):
                             buf[i] = zq - (lc[q - 1 - i] - ref)
-                        m = _psum(buf, 0, w) / w
+                        m = _psum(buf[:w]) / w
                         s += m
                         sa += abs(m)
                     v = _sdiv(s, sa)
             elif k == 1 and q - 720 >= a0:
                 for i in range(720):
                     buf[i] = _ret(lc, a0, q - 719 + i)
-                s720 = _std_of(buf, 720, tmp)
-                s60 = _std_of(buf[660:], 60, tmp)
+                s720 = _std_of(buf[:720], tmp)
+                s60 = _std_of(buf[660:720], tmp)
                 v = _sdiv(s60, s720)
             out[r, j] = v
     return out
