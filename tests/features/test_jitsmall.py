@@ -127,3 +127,29 @@ def test_kernels_equal_the_numpy_point_expressions_bit_for_bit(gap_ctx):
                 assert (_bits(got) == _bits(w)).all(), (name, k, p, got, w)
                 checked += int(np.isfinite(w).sum())
     assert checked > 80  # numbers (not NaN on both sides) at the rows away from gap and start
+
+
+def test_spread_two_bar_terms_equal_the_batch_series(gap_ctx):
+    """The Corwin-Schultz and Abdi-Ranaldo terms filled over a run of rows (each row's logs
+    taken once and reused by the next row) equal the same terms row by row bit for bit,
+    and the numpy series of spread.compute to an ulp-level tolerance (libm's log and exp
+    against numpy's), NaN exactly where the series is NaN (the gap, the first row)."""
+    from bqx.features.families import spread
+
+    panel, pair = gap_ctx
+    j = panel.col(pair)
+    c0, stop = 2300, 2800
+    ctx = Ctx(panel.slice_rows(c0, stop), pair)
+    with np.errstate(all="ignore"):
+        cs_np, ar_np = spread._cs_ar(ctx)
+    blk, a0 = pair_block(panel, j), c0
+    k = 3.0 - 2.0 * np.sqrt(2.0)
+    cs = K._cs_fill(blk, a0, c0, stop - c0, k)
+    ar = K._ar_fill(blk, a0, c0, stop - c0)
+    one_cs = np.array([K._cs_fill(blk, a0, i, 1, k)[0] for i in range(c0, stop)])
+    one_ar = np.array([K._ar_fill(blk, a0, i, 1)[0] for i in range(c0, stop)])
+    assert (_bits(cs) == _bits(one_cs)).all() and (_bits(ar) == _bits(one_ar)).all()
+    for got, want in ((cs, cs_np), (ar, ar_np)):
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(got).sum() > 10  # the gap and the first row
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-18)

@@ -191,38 +191,61 @@ def _tr(blk: np.ndarray, a0: int, i: int) -> float:
 
 
 @kernel
-def _cs(blk: np.ndarray, a0: int, i: int, k: float) -> float:
-    """The Corwin-Schultz two-bar estimate at row ``i`` (spread.compute's expression)."""
-    if i - 1 < a0:
-        return NAN
-    h, lo, hp, lp = blk[1, i], blk[2, i], blk[1, i - 1], blk[2, i - 1]
-    hl = math.log(h / lo)
-    hlp = math.log(hp / lp)
-    beta = hl * hl + hlp * hlp
-    # np.fmax / np.fmin (a NaN operand yields the other), then + 0 * previous
-    hmax = hp if (h != h or hp > h) else h
-    lmin = lp if (lo != lo or lp < lo) else lo
-    hmax = hmax + 0.0 * hp
-    lmin = lmin + 0.0 * lp
-    g = math.log(hmax / lmin)
-    gamma = g * g
-    alpha = (math.sqrt(2 * beta) - math.sqrt(beta)) / k - math.sqrt(gamma / k)
-    e = math.exp(alpha)
-    cs = 2 * (e - 1) / (1 + e)
-    if cs != cs:
-        return NAN
-    return cs if cs > 0.0 else 0.0
+def _cs_fill(blk: np.ndarray, a0: int, first: int, n: int, k: float) -> np.ndarray:
+    """The Corwin-Schultz two-bar estimates of the ``n`` rows from ``first`` (spread.
+    compute's expression; NaN at the context's first row and before). ``log(h / l)`` of a
+    row is taken once and reused as the next row's previous one, and ``log(hmax / lmin)``
+    is that same log when the two-bar high and low are this bar's (the same operands: the
+    same value)."""
+    out = np.empty(n)
+    hlp = NAN
+    prev = -1  # the row whose log(h / l) is in hlp
+    for t in range(n):
+        i = first + t
+        if i - 1 < a0:
+            out[t] = NAN
+            continue
+        h, lo, hp, lp = blk[1, i], blk[2, i], blk[1, i - 1], blk[2, i - 1]
+        if prev != i - 1:
+            hlp = math.log(hp / lp)
+        hl = math.log(h / lo)
+        beta = hl * hl + hlp * hlp
+        # np.fmax / np.fmin (a NaN operand yields the other), then + 0 * previous
+        hmax = hp if (h != h or hp > h) else h
+        lmin = lp if (lo != lo or lp < lo) else lo
+        hmax = hmax + 0.0 * hp
+        lmin = lmin + 0.0 * lp
+        g = hl if (hmax == h and lmin == lo) else math.log(hmax / lmin)
+        gamma = g * g
+        alpha = (math.sqrt(2 * beta) - math.sqrt(beta)) / k - math.sqrt(gamma / k)
+        e = math.exp(alpha)
+        cs = 2 * (e - 1) / (1 + e)
+        out[t] = NAN if cs != cs else (cs if cs > 0.0 else 0.0)
+        hlp = hl
+        prev = i
+    return out
 
 
 @kernel
-def _ar(blk: np.ndarray, a0: int, i: int) -> float:
-    """The Abdi-Ranaldo term at row ``i``: 4 (lc_{i-1} - eta_{i-1}) (lc_{i-1} - eta_i)."""
-    if i - 1 < a0:
-        return NAN
-    eta = (math.log(blk[1, i]) + math.log(blk[2, i])) / 2.0
-    etap = (math.log(blk[1, i - 1]) + math.log(blk[2, i - 1])) / 2.0
-    lcp = blk[6, i - 1]
-    return 4.0 * (lcp - etap) * (lcp - eta)
+def _ar_fill(blk: np.ndarray, a0: int, first: int, n: int) -> np.ndarray:
+    """The Abdi-Ranaldo terms 4 (lc_{i-1} - eta_{i-1}) (lc_{i-1} - eta_i) of the ``n`` rows
+    from ``first`` (eta = mean of log high and log low, taken once per row)."""
+    out = np.empty(n)
+    etap = NAN
+    prev = -1
+    for t in range(n):
+        i = first + t
+        if i - 1 < a0:
+            out[t] = NAN
+            continue
+        if prev != i - 1:
+            etap = (math.log(blk[1, i - 1]) + math.log(blk[2, i - 1])) / 2.0
+        eta = (math.log(blk[1, i]) + math.log(blk[2, i])) / 2.0
+        lcp = blk[6, i - 1]
+        out[t] = 4.0 * (lcp - etap) * (lcp - eta)
+        etap = eta
+        prev = i
+    return out
 
 
 @kernel
@@ -317,16 +340,14 @@ def spread_kernel(
                 w = 60 if k == 16 else 240
                 if q - w >= a0:
                     if not cs_done:
-                        for i in range(240):
-                            cs[i] = _cs(blk, a0, q - 239 + i, k_cs)
+                        cs = _cs_fill(blk, a0, q - 239, 240, k_cs)
                         cs_done = True
                     v = _psum(cs[240 - w :]) / w
             else:
                 w = 60 if k == 18 else 240
                 if q - w >= a0:
                     if not ar_done:
-                        for i in range(240):
-                            ar[i] = _ar(blk, a0, q - 239 + i)
+                        ar = _ar_fill(blk, a0, q - 239, 240)
                         ar_done = True
                     m = _psum(ar[240 - w :]) / w
                     if m == m:
