@@ -153,3 +153,26 @@ def test_spread_two_bar_terms_equal_the_batch_series(gap_ctx):
         assert np.array_equal(np.isnan(got), np.isnan(want))
         assert np.isnan(got).sum() > 10  # the gap and the first row
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-18)
+
+
+def test_warm_up_compiles_the_family_kernels_in_a_fresh_process():
+    """``warm_up()`` (called by a live service's start, before it reports ready) runs every
+    family's point path once: in a fresh process, each family kernel is compiled (or
+    loaded from the disk cache) afterwards, and the warmed calls are then quick."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time\n"
+        "from bqx.features.pipeline import warm_up\n"
+        "from bqx.features import _k_jitsmall as K\n"
+        "warm_up()\n"
+        "ks = [K.spread_kernel, K.fib_kernel, K.volume_kernel, K.stats_kernel,\n"
+        "      K.bollinger_kernel, K.derived_kernel]\n"
+        "t = time.perf_counter(); warm_up(); again = time.perf_counter() - t\n"
+        "print(all(k.dispatcher is not None for k in ks), again < 0.5)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    ).stdout.split()
+    assert out == ["True", "True"]

@@ -417,6 +417,30 @@ def at_array(
     return out, pd.Timestamp(int(panel.ts[p]), tz="UTC")
 
 
+def warm_up(pair: str = "EURUSD") -> float:
+    """Compile (or load from numba's disk cache) the online path's kernels now: both online
+    calls (all columns and ``only=``) on a tiny synthetic panel of all 28 pairs, so every
+    family's point path runs once with the argument types of a real call. Returns the
+    seconds it took. A server calls it before it reports ready: a kernel compiled on a
+    request holds the GIL for seconds (tens on a cold cache), which stalled the other
+    threads of its worker (state-database writes timed out under a second worker)."""
+    import time
+    from datetime import timedelta
+
+    t0 = time.perf_counter()
+    n, k = 4, len(PAIRS)
+    ts = np.arange(n, dtype=np.int64) * 60_000_000_000 + 1_704_153_600_000_000_000
+    px = np.ones((n, k))
+    panel = Panel(
+        ts=ts, pairs=list(PAIRS), open=px, high=px * 1.001, low=px * 0.999, close=px.copy(),
+        volume=np.ones((n, k)), spread=np.full((n, k), 1e-4),
+        observed=np.ones((n, k), dtype=bool), interval=timedelta(minutes=1), max_ffill=5,
+    )  # fmt: skip
+    at_array(panel, pair)
+    at_array(panel, pair, only=tuple(columns()))
+    return time.perf_counter() - t0
+
+
 def _online_panel(
     bars: pd.DataFrame, pair: str, ts: Any, interval: timedelta | None, max_ffill: int
 ) -> tuple[Panel, int]:
