@@ -15,7 +15,10 @@ over ``--bars`` consecutive bars per version, in a tight loop:
 * ``at_array``: the whole call, p50 / p99 ms (CPU time, ``process_time``);
 * ``cold_first_call``: the first call on a fresh copy of the panel (no per-panel caches)
   at the newest bar, then a second call at the bar before it, median of 20 copies, CPU ms:
-  the serving pattern (a new panel per new bar, whose first call is for the newest bar).
+  the serving pattern (a new panel per new bar, whose first call is for the newest bar);
+  ``cold_first_call_parts_us``: the same first call taken apart, CPU us: ``framework``
+  (the as-of row, and for code without ``Ctx.block`` the whole-panel log that its
+  ``at_array`` takes first), then each family's context and point path.
 
 Medians over the two runs of each code. A tight loop keeps the CPU caches warm: these are
 lower than ``bench_predict_ab.py``'s figures, where calls alternate between two processes.
@@ -66,6 +69,7 @@ def worker(home: str, bars: int) -> dict[str, Any]:
     finally:
         svc.close()
     shared = "shared" in inspect.signature(Ctx.window).parameters
+    eager_log = not hasattr(Ctx, "block")  # at_array(only=) took the whole panel's log
     out: dict[str, Any] = {}
     pt = time.process_time
     for pair, (only, asofs) in cols.items():
@@ -105,6 +109,31 @@ def worker(home: str, bars: int) -> dict[str, Any]:
             c = pt()
             at_array(fresh, pair, asofs[-2], only=only)
             second.append(pt() - c)
+        # the cold first call family by family (the same steps as at_array's, timed apart):
+        # where the per-panel work of a new panel goes
+        cold: dict[str, list[float]] = {"framework": [], **{f[0].name: [] for f in plan}}
+        for _ in range(20):
+            fresh = copy.deepcopy(panel)
+            fresh._cache.clear()
+            fresh._lc = None
+            c = pt()
+            p = fresh.row_at_or_before(asofs[-1], pair)
+            if eager_log:
+                fresh.log_close  # noqa: B018 - at_array's first step before the pair blocks
+            jf = fresh.col(pair)
+            cold["framework"].append(pt() - c)
+            with np.errstate(all="ignore"):
+                for fam, need, rel, idx, *_ in plan:
+                    c0 = max(0, p - need)
+                    q = (p - c0) - rel
+                    ix = range(len(fam.specs)) if idx is None else idx
+                    c = pt()
+                    if shared:
+                        ctx = Ctx.window(fresh, pair, jf, c0, p + 1, shared=max(0, p - longest))
+                    else:
+                        ctx = Ctx.window(fresh, pair, jf, c0, p + 1)
+                    fam.compute_online(ctx, q, ix)
+                    cold[fam.name].append(pt() - c)
         out[pair] = {
             "families_us": {k: round(float(np.median(v)) * 1e6, 1) for k, v in fams.items()},
             "families_sum_us": round(sum(float(np.median(v)) for v in fams.values()) * 1e6, 1),
@@ -114,6 +143,9 @@ def worker(home: str, bars: int) -> dict[str, Any]:
             },
             "cold_first_call_cpu_ms": round(float(np.median(first)) * 1e3, 3),
             "cold_second_call_cpu_ms": round(float(np.median(second)) * 1e3, 3),
+            "cold_first_call_parts_us": {
+                k: round(float(np.median(v)) * 1e6, 1) for k, v in cold.items()
+            },
         }
     return out
 
@@ -146,6 +178,10 @@ def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
             **{
                 k: round(float(np.median([r[k] for r in rs])), 3)
                 for k in ("cold_first_call_cpu_ms", "cold_second_call_cpu_ms")
+            },
+            "cold_first_call_parts_us": {
+                k: round(float(np.median([r["cold_first_call_parts_us"][k] for r in rs])), 1)
+                for k in rs[0]["cold_first_call_parts_us"]
             },
         }
     return out

@@ -107,6 +107,34 @@ def _pip(pair: str) -> float:
     return v
 
 
+#: The rows of :meth:`Ctx.block` (the source fields, then the log close).
+BLOCK_FIELDS = ("open", "high", "low", "close", "volume", "spread", "log_close")
+_ROW = {f: k for k, f in enumerate(BLOCK_FIELDS)}
+
+
+def pair_block(panel: Panel, j: int) -> Arr:
+    """The (7, rows) block of column ``j`` of ``panel`` (:meth:`Ctx.block`), made once and
+    kept in the panel's cache (the panel's arrays are not changed after construction).
+
+    Its log close is ``np.log`` of the pair's close column alone, not of the whole panel:
+    the first call on a new panel no longer takes the log of all 28 pairs (numpy's log is
+    elementwise, the same value for an element whatever the array's layout: the same bits
+    as ``panel.log_close[:, j]``, tested in ``tests/features/test_jitsmall.py``)."""
+    key = ("pair_block", j)
+    b: Arr | None = panel._cache.get(key)
+    if b is None:
+        b = np.empty((len(BLOCK_FIELDS), len(panel)))
+        for k, f in enumerate(BLOCK_FIELDS[:-1]):
+            b[k] = getattr(panel, f)[:, j]
+        if panel._lc is not None:
+            b[-1] = panel._lc[:, j]
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.log(b[3], out=b[-1])
+        panel._cache[key] = b
+    return b
+
+
 class Ctx:
     """One pair's arrays over panel rows, plus memoised intermediates."""
 
@@ -141,7 +169,6 @@ class Ctx:
         self.pair = pair
         self.pip = _pip(pair)
         self.n = stop - start
-        self.ts = panel.ts[start:stop]
         self._memo = {}
         self._src = (panel, start, stop)
         self._shared = shared is not None
@@ -178,15 +205,31 @@ class Ctx:
         base, start, stop = self._src
         return base.slice_rows(start, stop)
 
+    @_lazy
+    def ts(self) -> Arr:  # set in __init__; sliced on first read for a window context
+        assert self._src is not None
+        base, start, stop = self._src
+        return base.ts[start:stop]
+
     def _col(self, name: str) -> Arr:
         if self._src is None:
             return np.ascontiguousarray(getattr(self.panel, name)[:, self._j])
         base, start, stop = self._src
-        key = ("pair_col", name, self._j)
-        col = base._cache.get(key)
-        if col is None:  # the panel's arrays are not changed after construction
-            col = base._cache[key] = np.ascontiguousarray(getattr(base, name)[:, self._j])
-        return col[start:stop]
+        return pair_block(base, self._j)[_ROW[name], start:stop]
+
+    def block(self) -> tuple[Arr, int]:
+        """(the pair's block, the context's first row in it) for a compiled kernel: a
+        C-contiguous (7, rows) float64 array of open, high, low, close, volume, spread and
+        log close (:data:`BLOCK_FIELDS`). A window context's block covers its base panel's
+        rows (made once per panel, shared by every family and call: the context's arrays
+        are views of it), so a kernel must not read rows before the given first row nor
+        after the context's last row."""
+        if self._src is not None:
+            return pair_block(self._src[0], self._j), self._src[1]
+        b = self._memo.get("block")
+        if b is None:
+            b = self._memo["block"] = np.stack([self._col(f) for f in BLOCK_FIELDS])
+        return b, 0  # type: ignore[return-value]
 
     def _panel_series(self, key: str, fn: Callable[[Ctx], Any]) -> tuple[int, Any]:
         """(s0, ``fn`` over the panel's rows from ``s0`` to its end), kept in the panel's
@@ -305,7 +348,12 @@ class Ctx:
             if not all(p in pairs for p, _ in members):
                 hit = (0, None, None)
             else:
-                lc = base.log_close[s0:, [pairs.index(p) for p, _ in members]]
+                cols = [pairs.index(p) for p, _ in members]
+                if base._lc is not None:
+                    lc = base._lc[s0:, cols]
+                else:  # the log of these columns only (elementwise: the same values)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        lc = np.log(base.close[s0:, cols])
                 diff = np.empty(lc.shape, order="F")
                 diff[0] = np.nan
                 np.subtract(lc[1:], lc[:-1], out=diff[1:])

@@ -392,13 +392,15 @@ def at_array(
         p = panel.row_at_or_before(ts, pair)
     else:
         panel, p = _online_panel(bars, pair, ts, interval, max_ffill)
-    # log prices once on the whole panel (cached there): the family slices below share
-    # views of it instead of each taking the log of its own 28-pair slice
-    panel.log_close  # noqa: B018
     if only is not None:
+        # no log of the whole panel: the pair's log close comes with its block
+        # (Ctx.block), the currency indices take the log of the columns and rows they read
         return _at_subset(panel, pair, p, _subset_plan(tuple(only))), pd.Timestamp(
             int(panel.ts[p]), tz="UTC"
         )
+    # log prices once on the whole panel (cached there): the family slices below share
+    # views of it instead of each taking the log of its own 28-pair slice
+    panel.log_close  # noqa: B018
     out = np.empty(len(_layout().columns))
     j = panel.col(pair)
     for fam, need, lag_rel, cur_ix, lag_ix, causal_k, causal_ix in _online_plan():
@@ -413,6 +415,30 @@ def at_array(
         if causal_ix is not None:
             out[causal_ix] = vals[-1, causal_k]
     return out, pd.Timestamp(int(panel.ts[p]), tz="UTC")
+
+
+def warm_up(pair: str = "EURUSD") -> float:
+    """Compile (or load from numba's disk cache) the online path's kernels now: both online
+    calls (all columns and ``only=``) on a tiny synthetic panel of all 28 pairs, so every
+    family's point path runs once with the argument types of a real call. Returns the
+    seconds it took. A server calls it before it reports ready: a kernel compiled on a
+    request holds the GIL for seconds (tens on a cold cache), which stalled the other
+    threads of its worker (state-database writes timed out under a second worker)."""
+    import time
+    from datetime import timedelta
+
+    t0 = time.perf_counter()
+    n, k = 4, len(PAIRS)
+    ts = np.arange(n, dtype=np.int64) * 60_000_000_000 + 1_704_153_600_000_000_000
+    px = np.ones((n, k))
+    panel = Panel(
+        ts=ts, pairs=list(PAIRS), open=px, high=px * 1.001, low=px * 0.999, close=px.copy(),
+        volume=np.ones((n, k)), spread=np.full((n, k), 1e-4),
+        observed=np.ones((n, k), dtype=bool), interval=timedelta(minutes=1), max_ffill=5,
+    )  # fmt: skip
+    at_array(panel, pair)
+    at_array(panel, pair, only=tuple(columns()))
+    return time.perf_counter() - t0
 
 
 def _online_panel(
@@ -541,8 +567,8 @@ _FAST: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]] = {}
 
 def _fast_plan(plan: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
     """``plan`` with what the per-call loop would otherwise recompute: per family (or None
-    without a point path) the rows of a full window (``need - rel``, read-only: the same
-    array every call), the spec indices to pass, the number of columns, whether the values
+    without a point path) the rows of a full window (``need - rel``: the same array every
+    call, never written), the spec indices to pass, the number of columns, whether the values
     are one row already in output order, and the cells' flat indices in the values; and
     the longest history a family of the plan reads."""
     hit = _FAST.get(id(plan))
@@ -554,8 +580,9 @@ def _fast_plan(plan: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]
         extra = None
         if fam.compute_online is not None and need >= int(rel.max()):
             single = len(rel) == 1 and np.array_equal(col_ix, np.arange(m))
+            # (writable: a compiled kernel would otherwise be compiled a second time for a
+            # read-only array; nothing writes it)
             q = need - rel
-            q.flags.writeable = False
             flat_ix = row_ix * m + col_ix
             extra = (q, range(m) if idx is None else idx, m, single, flat_ix)
         fast.append((fam, need, rel, idx, row_ix, col_ix, out_ix, extra))

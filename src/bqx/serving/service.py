@@ -409,6 +409,15 @@ class PredictionService(LazyDeps):
             except BqxError as e:  # registry down at start: models load on first use
                 log.warning("prewarm skipped: %s", e)
                 out["prewarm"] = f"skipped: {e.message}"
+        if prewarm and self.live:
+            # the feature kernels compiled (or loaded from numba's cache) now, not by the
+            # first requests: a compile holds the GIL for seconds
+            from bqx.features.pipeline import warm_up
+
+            try:
+                out["features_warm_seconds"] = round(warm_up(), 3)
+            except Exception as e:  # never stop a server: the kernels compile on first use
+                log.warning("feature warm-up failed: %s", e)
         return out
 
     def close(self) -> None:

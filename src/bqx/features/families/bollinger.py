@@ -6,17 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bqx.features._k_jitsmall import as_idx, bollinger_kernel
 from bqx.features._ops import (
-    min_pt,
-    on_rows,
     rolling_mean,
     rolling_min,
     rolling_std,
-    row_mean,
-    row_std,
-    rows_before,
     safe_div,
-    windows_at,
 )
 from bqx.features.context import Ctx, Family, Spec
 
@@ -46,24 +41,11 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return np.stack([x[pos] for x in cols], axis=1)
 
 
-def _band_pt(ctx: Ctx, pos: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(%B, width) of the ``w``-bar band at the few rows ``pos``."""
-    win = windows_at(ctx.c, w, pos)
-    mid, sd = row_mean(win), row_std(win)  # win.mean(axis=1), win.std(axis=1)
-    c = ctx.c[pos]
-    return safe_div(c - (mid - 2 * sd), 4 * sd), safe_div(4 * sd, mid)
-
-
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    out = np.empty((len(pos), len(idx)))
-    for j, k in enumerate(idx):
-        if k < 4:
-            out[:, j] = _band_pt(ctx, pos, 20 if k < 2 else 50)[k % 2]
-        else:
-            rows = rows_before(pos, 120)
-            width = on_rows(ctx.n, rows, _band_pt(ctx, rows, 20)[1])
-            out[:, j] = safe_div(width[pos], min_pt(width, 120, pos))
-    return out
+    """One compiled call (:func:`bqx.features._k_jitsmall.bollinger_kernel`): each band
+    from the mean and standard deviation of its window (numpy's pairwise sums)."""
+    blk, a0 = ctx.block()
+    return bollinger_kernel(blk, a0, pos, as_idx(idx))
 
 
 FAMILY = Family("bollinger", False, SPECS, compute, compute_online=compute_online)

@@ -64,20 +64,47 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     """Only the asked indices, each with :func:`compute`'s arithmetic (the same difference
-    matrix of all pairs, the same product per currency), on the panel rows of the context
-    without building a sliced panel."""
+    of log closes, the same product per currency), on the panel rows of the context
+    without building a sliced panel; the log is taken of the two rows each value reads
+    (numpy's log is elementwise: the values of the panel's log close, without the log of
+    the whole panel on a new panel's first call)."""
     if ctx._src is None:
         return compute(ctx, pos)[:, list(idx)]
-    base, start, stop = ctx._src
-    key = tuple(base.pairs)
-    plan = _PLANS.get(key)
+    base, start, _ = ctx._src
+    plan = base._cache.get("ccy_plan")
     if plan is None:
-        plan = _PLANS[key] = _plan(key)
-    lc = base.log_close[start:stop]
+        key = tuple(base.pairs)
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = _PLANS[key] = _plan(key)
+        base._cache["ccy_plan"] = plan
+    if len(pos) == 1:  # the online call of this non-lagged family: t alone
+        q = int(pos[0]) + start
+        if q - start < W:
+            return np.full((1, len(idx)), np.nan)
+        lc = base._lc
+        if lc is not None:
+            d = lc[q : q + 1] - lc[q - W : q - W + 1]
+        else:
+            close = base.close
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = np.log(close[q : q + 1]) - np.log(close[q - W : q - W + 1])
+        res = np.empty((1, len(idx)))
+        for j, k in enumerate(idx):
+            item = plan[k]
+            res[0, j] = np.nan if item is None else (d[:, item[1]] @ item[2])[0]
+        return res
     out = np.full((len(pos), len(idx)), np.nan)
     ok = pos >= W
-    p = pos[ok]
-    diff = lc[p] - lc[p - W]
+    p = pos[ok] + start
+    rows = np.concatenate([p, p - W])
+    if base._lc is not None:
+        lcr = base._lc[rows]
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lcr = np.log(base.close[rows])
+    m = len(p)
+    diff = lcr[:m] - lcr[m:]  # lc[p] - lc[p - W], (m, pairs)
     for j, k in enumerate(idx):
         item = plan[k]
         if item is not None:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bqx.features._ops import safe_div, std_at, std_pt
+from bqx.features._k_jitsmall import as_idx, derived_kernel
+from bqx.features._ops import safe_div, std_at
 from bqx.features.context import Ctx, Family, Spec
 from bqx.features.families import bqx as bqx_family
 from bqx.features.families.technical import W14, adx, adx_pt, di_pt
@@ -35,14 +36,14 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    out = np.empty((len(pos), len(idx)))
+    """momentum_alignment and volatility_regime in one compiled call
+    (:func:`bqx.features._k_jitsmall.derived_kernel`); trend_strength from the technical
+    family's point path (its Wilder averages)."""
+    ix = as_idx(idx)
+    blk, a0 = ctx.block()
+    out = derived_kernel(blk, a0, pos, ix)
     for j, k in enumerate(idx):
-        if k == 0:
-            avgs = bqx_family.avg_pt(ctx, pos)
-            out[:, j] = safe_div(avgs.sum(axis=1), np.abs(avgs).sum(axis=1))
-        elif k == 1:
-            out[:, j] = safe_div(std_pt(ctx.r, 60, pos), std_pt(ctx.r, 720, pos))
-        else:
+        if k == 2:
             pdi, mdi = di_pt(ctx, pos)
             out[:, j] = adx_pt(ctx, pos) / 100.0 * np.sign(pdi - mdi)
     return out

@@ -11,21 +11,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bqx.features._k_jitsmall import as_idx, spread_kernel
 from bqx.features._ops import (
-    max_pt,
-    mean_pt,
-    min_pt,
+    ema_kernel,
     rolling_max,
     rolling_mean,
     rolling_min,
     rolling_std,
     safe_div,
     shift,
-    std_pt,
-    wilder_pt,
 )
 from bqx.features.context import Ctx, Family, Spec
-from bqx.features.families.technical import W14, atr, true_range
+from bqx.features.families.technical import W14, atr
 
 _S = ("spread",)
 SPECS = (
@@ -135,53 +132,15 @@ def _ar(ctx: Ctx) -> np.ndarray:
     return ctx.series("ar", f)
 
 
-def _spread_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    s, c = ctx.s, ctx.c
-    sp = s[pos]
-    if k == 0:
-        return sp / ctx.pip
-    if k == 1:
-        return 1e4 * safe_div(sp, c[pos])
-    if k in (2, 3, 4):
-        return safe_div(sp, mean_pt(s, (15, 60, 240)[k - 2], pos))
-    if k in (5, 6):
-        w = 60 if k == 5 else 240
-        return safe_div(sp - mean_pt(s, w, pos), std_pt(s, w, pos))
-    if k == 7:
-        return safe_div(max_pt(s, 60, pos), mean_pt(s, 60, pos))
-    if k == 8:
-        return safe_div(std_pt(s, 60, pos), mean_pt(s, 60, pos))
-    if k == 9:
-        return safe_div(mean_pt(s, 15, pos), mean_pt(s, 240, pos))
-    if k == 10:
-        return safe_div(sp, wilder_pt(true_range(ctx), 14, pos))
-    if k == 11:
-        return safe_div(sp, ctx.h[pos] - ctx.l[pos] + sp)
-    if k == 12:
-        smin = min_pt(s, 240, pos)
-        return safe_div(sp - smin, max_pt(s, 240, pos) - smin)
-    if k == 13:
-        eps = 0.1 * ctx.pip
-        prev = np.where(pos >= 60, s[np.maximum(pos - 60, 0)], np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.log((sp + eps) / (prev + eps))
-    if k in (14, 15):
-        w = 60 if k == 14 else 240
-        r, r1 = ctx.r, ctx.memo("r_prev", lambda: shift(ctx.r, 1))
-        cov = mean_pt(r * r1, w, pos) - mean_pt(r, w, pos) * mean_pt(r1, w, pos)
-        return 2.0 * np.sqrt(np.maximum(-cov, 0.0)) + 0.0 * cov
-    w = 60 if k in (16, 18) else 240
-    if k in (16, 17):
-        return mean_pt(_cs(ctx), w, pos)
-    mean_ar = mean_pt(_ar(ctx), w, pos)
-    return np.sqrt(np.maximum(mean_ar, 0.0)) + 0.0 * mean_ar
-
-
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    out = np.empty((len(pos), len(idx)))
-    for j, k in enumerate(idx):
-        out[:, j] = _spread_pt(k, ctx, pos)
-    return out
+    """One compiled call (:func:`bqx.features._k_jitsmall.spread_kernel`): each value with
+    :func:`_spread_pt`'s arithmetic (numpy's pairwise window sums; the ATR's EMA a
+    sequential dot product, libm's log/exp/sqrt)."""
+    blk, a0 = ctx.block()
+    return spread_kernel(blk, a0, pos, as_idx(idx), ctx.pip, _EW14)
+
+
+_EW14 = ema_kernel(1.0 / 14)
 
 
 FAMILY = Family("spread", False, SPECS, compute, compute_online=compute_online)

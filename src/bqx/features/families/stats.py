@@ -6,17 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bqx.features._k_jitsmall import as_idx, stats_kernel
 from bqx.features._ops import (
     corr_at,
-    corr_pt,
     rolling_mean,
     rolling_sum,
     safe_div,
     shift,
     std_at,
-    std_pt,
-    sum_pt,
-    windows_at,
 )
 from bqx.features.context import Ctx, Family, Spec
 
@@ -58,28 +55,11 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    r = ctx.r
-    out = np.empty((len(pos), len(idx)))
-    for j, k in enumerate(idx):
-        if k in (0, 1):
-            win = windows_at(r, 240, pos)
-            m1 = win.mean(axis=1)
-            m2r, m3r, m4r = (win**2).mean(axis=1), (win**3).mean(axis=1), (win**4).mean(axis=1)
-            c2 = m2r - m1**2
-            if k == 0:
-                c3 = m3r - 3 * m1 * m2r + 2 * m1**3
-                out[:, j] = np.where(c2 > 0, c3 / c2**1.5, np.nan)
-            else:
-                c4 = m4r - 4 * m1 * m3r + 6 * m1**2 * m2r - 3 * m1**4
-                out[:, j] = np.where(c2 > 0, c4 / (c2 * c2) - 3.0, np.nan)
-        elif k == 2:
-            out[:, j] = corr_pt(r, shift(r, 1), 60, pos)
-        elif k == 3:
-            r5 = ctx.lc - shift(ctx.lc, 5)
-            out[:, j] = safe_div(sum_pt(r5 * r5, 240, pos), 5.0 * sum_pt(r * r, 240, pos))
-        else:
-            out[:, j] = std_pt(r, 60, pos)
-    return out
+    """One compiled call (:func:`bqx.features._k_jitsmall.stats_kernel`): the moments,
+    autocorrelation, variance ratio and volatility of the returns in each row's window
+    (numpy's pairwise sums; powers by libm)."""
+    blk, a0 = ctx.block()
+    return stats_kernel(blk, a0, pos, as_idx(idx))
 
 
 FAMILY = Family("stats", False, SPECS, compute, compute_online=compute_online)

@@ -6,6 +6,7 @@ New York 08:00-17:00. ``rollover_phase`` is the signed distance to 17:00 New Yor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -107,7 +108,10 @@ _TWO_PI = 2 * np.pi
 def _one_row(t: int, idx: Sequence[int]) -> np.ndarray:
     """:func:`compute_online` at one row: the integer and float steps of each expression on
     Python ints and floats (exact integers; IEEE double +, -, *, / and % like numpy's
-    float64 ones), sin and cos still numpy's on a one-element array as before."""
+    float64 ones); sin and cos from ``math`` (the C library's, whose float64 values are
+    numpy's: checked bit for bit against compute() by
+    ``tests/features/test_online_point.py::test_time_one_row_path_equals_the_batch_bit_for_bit``)
+    instead of numpy's on a one-element array."""
     out = np.empty((1, len(idx)))
     day_frac = wk = None
     for j, k in enumerate(idx):
@@ -120,7 +124,7 @@ def _one_row(t: int, idx: Sequence[int]) -> np.ndarray:
                 if wk is None:
                     wk = (((t // _NS_DAY) + 3) % 7 + day_frac) / 7.0
                 x = _TWO_PI * wk
-            out[0, j] = (np.sin if k % 2 == 0 else np.cos)(np.array([x]))[0]
+            out[0, j] = math.sin(x) if k % 2 == 0 else math.cos(x)
         elif k < 7:
             tz, a, b = _SESSIONS[k - 4]
             h = _hour_of(t, tz)

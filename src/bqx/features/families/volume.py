@@ -6,19 +6,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bqx.features._k_jitsmall import as_idx, volume_kernel
 from bqx.features._ops import (
-    corr_pt,
-    mean_pt,
     rolling_corr,
     rolling_mean,
     rolling_std,
     rolling_sum,
     safe_div,
-    std_pt,
-    sum_pt,
 )
 from bqx.features.context import Ctx, Family, Spec
-from bqx.features.families.technical import _tp
 
 _V = ("volume",)
 SPECS = (
@@ -56,36 +52,11 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return np.stack([x[pos] for x in cols], axis=1)
 
 
-def _vol_pt(k: int, ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    v, c = ctx.v, ctx.c
-    if k == 0:
-        return np.log1p(v[pos])
-    if k in (1, 2, 3):
-        return safe_div(v[pos], mean_pt(v, (15, 60, 240)[k - 1], pos))
-    if k == 4:
-        return safe_div(v[pos] - mean_pt(v, 60, pos), std_pt(v, 60, pos))
-    if k == 5:
-        return safe_div(mean_pt(v, 15, pos), mean_pt(v, 240, pos))
-    if k == 6:
-        sv = ctx.series("sign_r_v", lambda c: np.sign(c.r) * c.v)
-        return safe_div(sum_pt(sv, 60, pos), sum_pt(v, 60, pos))
-    if k in (7, 8):
-        w = 60 if k == 7 else 240
-        tpv = ctx.series("tp_v", lambda c: _tp(c) * c.v)
-        vwap = safe_div(sum_pt(tpv, w, pos), sum_pt(v, w, pos))
-        return safe_div(c[pos] - vwap, c[pos])
-    return corr_pt(ctx.series("abs_r", _abs_r), v, 60, pos)
-
-
-def _abs_r(ctx: Ctx) -> np.ndarray:
-    return np.abs(ctx.r)
-
-
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    out = np.empty((len(pos), len(idx)))
-    for j, k in enumerate(idx):
-        out[:, j] = _vol_pt(k, ctx, pos)
-    return out
+    """One compiled call (:func:`bqx.features._k_jitsmall.volume_kernel`): each value with
+    :func:`_vol_pt`'s arithmetic (numpy's pairwise window sums, libm's log1p)."""
+    blk, a0 = ctx.block()
+    return volume_kernel(blk, a0, pos, as_idx(idx))
 
 
 FAMILY = Family("volume", False, SPECS, compute, compute_online=compute_online)
