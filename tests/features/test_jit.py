@@ -44,13 +44,23 @@ def test_every_feature_kernel_equals_its_python_function():
     import importlib
     import pkgutil
 
-    import bqx.features  # noqa: F401 - imports every family
+    import bqx.features  # imports every family
     import tests.features as here
 
     cases: dict[str, tuple[object, object, bool]] = {}
     for m in pkgutil.iter_modules(here.__path__):
         if m.name.startswith("jit_cases_"):
-            cases.update(importlib.import_module(f"tests.features.{m.name}").CASES)
+            more = importlib.import_module(f"tests.features.{m.name}").CASES
+            clash = set(more) & set(cases)
+            assert not clash, f"kernel cases named twice ({m.name}): {sorted(clash)}"
+            cases.update(more)
+    import bqx.training.fastpredict  # noqa: F401 - the forest kernel
+
+    names = [
+        k.__qualname__ for k in _jit.kernels() if not k.py_func.__module__.startswith("tests.")
+    ]
+    twice = {n for n in names if names.count(n) > 1}
+    assert not twice, f"kernels share a name (their cases would collide): {sorted(twice)}"
     for k in _jit.kernels():
         if k.py_func.__module__.startswith("tests."):
             continue

@@ -428,9 +428,12 @@ def warm_up(pair: str = "EURUSD") -> float:
     from datetime import timedelta
 
     t0 = time.perf_counter()
-    n, k = 4, len(PAIRS)
+    # longer than every family's window, so the calls take the serving path (full
+    # windows, the fast plan) and not the short-history fallbacks
+    n, k = lookback() + 16, len(PAIRS)
     ts = np.arange(n, dtype=np.int64) * 60_000_000_000 + 1_704_153_600_000_000_000
-    px = np.ones((n, k))
+    rng = np.random.default_rng(0)
+    px = np.exp(np.cumsum(rng.normal(0.0, 1e-4, (n, k)), axis=0))
     panel = Panel(
         ts=ts, pairs=list(PAIRS), open=px, high=px * 1.001, low=px * 0.999, close=px.copy(),
         volume=np.ones((n, k)), spread=np.full((n, k), 1e-4),

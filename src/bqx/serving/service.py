@@ -413,9 +413,11 @@ class PredictionService(LazyDeps):
             # the feature kernels compiled (or loaded from numba's cache) now, not by the
             # first requests: a compile holds the GIL for seconds
             from bqx.features.pipeline import warm_up
+            from bqx.training import fastpredict
 
             try:
                 out["features_warm_seconds"] = round(warm_up(), 3)
+                fastpredict.warm_up()
             except Exception as e:  # never stop a server: the kernels compile on first use
                 log.warning("feature warm-up failed: %s", e)
         return out

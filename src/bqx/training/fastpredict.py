@@ -152,6 +152,18 @@ def _forest_leaves(
     return out
 
 
+def warm_up() -> None:
+    """Compile (or load from the disk cache) the forest kernel with the argument types of
+    a real call (a one-split tree), so the first RF request of a server does not."""
+    f = np.zeros(3, dtype=np.intp)
+    x = np.zeros(1)
+    _forest_leaves(
+        x, f, np.array([0.0, np.inf, np.inf]), np.array([1, 1, 2], dtype=np.intp),
+        np.array([2, 1, 2], dtype=np.intp), np.zeros(3, dtype=bool), np.zeros(3),
+        np.zeros(1, dtype=np.intp), 1,
+    )  # fmt: skip
+
+
 class _LgbBooster:
     """A LightGBM booster's prediction; one row through the C API's single-row fast path.
 
