@@ -39,7 +39,7 @@ BQX_SERVE__PREWARM="[\"$PAIR\"]" nohup "$BQX" serve --host "$HOST" --port "$PORT
 PID=$!
 echo "$PID" >"$BQX_HOME/serve.pid"
 
-for _ in $(seq 1 120); do
+for _ in $(seq 1 240); do  # up to 2 min: a first start compiles the feature kernels (~30 s)
   if curl -fsS "http://$HOST:$PORT/healthz" >/dev/null 2>&1; then break; fi
   if ! kill -0 "$PID" 2>/dev/null; then
     echo "error: bqx serve exited; see $LOG" >&2

@@ -73,6 +73,33 @@ def import_or_fail_in_ci(module: str) -> object:
         raise  # not reached: require_tool skipped or failed
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the online path's numba kernels into their disk cache once, before any test
+    (in the xdist controller, before the workers start; ~30 s on a new source tree, ~1 s
+    when cached): otherwise the first test to touch them pays the compile inside its own
+    time limits - a `bqx serve` subprocess warming them at start-up would answer /readyz
+    tens of seconds late, and two workers would compile the same kernels at once."""
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    import time
+
+    t0 = time.perf_counter()
+    from bqx.features.pipeline import warm_up
+    from bqx.training import fastpredict
+
+    warm_up()
+    fastpredict.warm_up()
+    config.stash[_WARM_KEY] = time.perf_counter() - t0
+
+
+_WARM_KEY = pytest.StashKey[float]()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    t = config.stash.get(_WARM_KEY, None)
+    return None if t is None else f"bqx: feature kernels compiled or loaded in {t:.1f} s"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own project home and ignores the developer's environment."""

@@ -74,8 +74,12 @@ def _run(home: Path, fast: bool, reqs: list[Any]) -> tuple[list[Any], int]:
 
         fp.inner = counting
         svc = app.state.ctx.service
-        for _ in range(200):  # the bar cache loads in the background: wait for it
-            if svc.bars.snapshot is not None:
+        for _ in range(200):
+            # the bar cache loads in the background, and the first maintenance tick then
+            # clears the per-bar caches once: wait for both, or which requests are cache
+            # hits would depend on when that tick lands (on the machine's speed)
+            snap = svc.bars.snapshot
+            if snap is not None and svc._generation_seen == snap.generation:
                 break
             time.sleep(0.05)
         for _, headers, body in reqs:
