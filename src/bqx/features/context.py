@@ -119,7 +119,7 @@ def pair_block(panel: Panel, j: int) -> Arr:
     Its log close is ``np.log`` of the pair's close column alone, not of the whole panel:
     the first call on a new panel no longer takes the log of all 28 pairs (numpy's log is
     elementwise, the same value for an element whatever the array's layout: the same bits
-    as ``panel.log_close[:, j]``, tested in ``tests/features/test_jitsmall.py``)."""
+    as ``panel.log_close[:, j]``, tested in ``tests/features/test_kern_small.py``)."""
     key = ("pair_block", j)
     b: Arr | None = panel._cache.get(key)
     if b is None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bqx.features._k_jitsmall import as_idx, bollinger_kernel
+from bqx.features._kern_small import as_idx, bollinger_kernel
 from bqx.features._ops import (
     rolling_mean,
     rolling_min,
@@ -42,7 +42,7 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """One compiled call (:func:`bqx.features._k_jitsmall.bollinger_kernel`): each band
+    """One compiled call (:func:`bqx.features._kern_small.bollinger_kernel`): each band
     from the mean and standard deviation of its window (numpy's pairwise sums)."""
     blk, a0 = ctx.block()
     return bollinger_kernel(blk, a0, pos, as_idx(idx))

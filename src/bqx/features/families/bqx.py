@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bqx.features._jit import kernel
-from bqx.features._k_jitreg import (
+from bqx.features._kern_sums import (
     I64_0,
     I64_60,
     np_max,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bqx.features._jit import kernel
-from bqx.features._k_jitreg import I64_0, np_clip, np_pairwise_sum, point_rows, spec_index
+from bqx.features._kern_sums import I64_0, np_clip, np_pairwise_sum, point_rows, spec_index
 from bqx.features._ops import corr_at
 from bqx.features.context import CCY_MEMBERS, Ctx, Family, Spec
 from bqx.universe import CURRENCIES

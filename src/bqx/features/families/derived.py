@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bqx.features._k_jitsmall import as_idx, derived_kernel
+from bqx.features._kern_small import as_idx, derived_kernel
 from bqx.features._ops import safe_div, std_at
 from bqx.features.context import Ctx, Family, Spec
 from bqx.features.families import bqx as bqx_family
@@ -37,7 +37,7 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     """momentum_alignment and volatility_regime in one compiled call
-    (:func:`bqx.features._k_jitsmall.derived_kernel`); trend_strength from the technical
+    (:func:`bqx.features._kern_small.derived_kernel`); trend_strength from the technical
     family's point path (its Wilder averages)."""
     ix = as_idx(idx)
     blk, a0 = ctx.block()

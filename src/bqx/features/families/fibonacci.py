@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bqx.features._k_jitsmall import as_idx, fib_kernel
+from bqx.features._kern_small import as_idx, fib_kernel
 from bqx.features._ops import (
     bars_since_max,
     bars_since_min,
@@ -73,7 +73,7 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """One compiled call (:func:`bqx.features._k_jitsmall.fib_kernel`): :func:`compute`'s
+    """One compiled call (:func:`bqx.features._kern_small.fib_kernel`): :func:`compute`'s
     expressions on the window of each row (+, -, *, / and comparisons only: the batch
     values bit for bit)."""
     blk, a0 = ctx.block()

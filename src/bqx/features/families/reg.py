@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from bqx.features._jit import kernel
-from bqx.features._k_jitreg import moments, np_clip, point_rows, spec_index
+from bqx.features._kern_sums import moments, np_clip, point_rows, spec_index
 from bqx.features._ops import _ref, window_dots
 from bqx.features.context import Ctx, Family, Spec
 

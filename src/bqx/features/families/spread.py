@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bqx.features._k_jitsmall import as_idx, spread_kernel
+from bqx.features._kern_small import as_idx, spread_kernel
 from bqx.features._ops import (
     ema_kernel,
     rolling_max,
@@ -133,7 +133,7 @@ def _ar(ctx: Ctx) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """One compiled call (:func:`bqx.features._k_jitsmall.spread_kernel`): each value with
+    """One compiled call (:func:`bqx.features._kern_small.spread_kernel`): each value with
     :func:`_spread_pt`'s arithmetic (numpy's pairwise window sums; the ATR's EMA a
     sequential dot product, libm's log/exp/sqrt)."""
     blk, a0 = ctx.block()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bqx.features._k_jitsmall import as_idx, stats_kernel
+from bqx.features._kern_small import as_idx, stats_kernel
 from bqx.features._ops import (
     corr_at,
     rolling_mean,
@@ -55,7 +55,7 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """One compiled call (:func:`bqx.features._k_jitsmall.stats_kernel`): the moments,
+    """One compiled call (:func:`bqx.features._kern_small.stats_kernel`): the moments,
     autocorrelation, variance ratio and volatility of the returns in each row's window
     (numpy's pairwise sums; powers by libm)."""
     blk, a0 = ctx.block()

@@ -13,8 +13,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from bqx.features._jit import kernel
-from bqx.features._k_jittech import NAN, ema_params, ema_rows, safe_div1, win_max, win_min, win_sum
-from bqx.features._k_jittech import true_range_at as _true_range
+from bqx.features._kern_windows import (
+    NAN,
+    ema_params,
+    ema_rows,
+    safe_div1,
+    win_max,
+    win_min,
+    win_sum,
+)
+from bqx.features._kern_windows import true_range_at as _true_range
 from bqx.features._ops import (
     bars_since_max,
     bars_since_min,
@@ -365,7 +373,7 @@ def adx_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> np.ndarray:
 # ---- the online path: compiled kernels (bqx.features._jit) -------------------------------
 # Each feature at the rows ``pos`` from the rows its window reads, the definitions of
 # ``_SERIES`` above (NaN where the series has NaN); the EMAs by ``ema_rows`` over the run of
-# rows the call reads (see bqx.features._k_jittech). Every feature is computed by its own
+# rows the call reads (see bqx.features._kern_windows). Every feature is computed by its own
 # code path from the context's arrays, so its value does not depend on which other
 # features a call asks for.
 _P7, _P14, _P28 = ema_params(1 / 7), ema_params(1 / 14), ema_params(1 / 28)

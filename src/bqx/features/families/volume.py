@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bqx.features._k_jitsmall import as_idx, volume_kernel
+from bqx.features._kern_small import as_idx, volume_kernel
 from bqx.features._ops import (
     rolling_corr,
     rolling_mean,
@@ -53,7 +53,7 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 
 
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """One compiled call (:func:`bqx.features._k_jitsmall.volume_kernel`): each value with
+    """One compiled call (:func:`bqx.features._kern_small.volume_kernel`): each value with
     :func:`_vol_pt`'s arithmetic (numpy's pairwise window sums, libm's log1p)."""
     blk, a0 = ctx.block()
     return volume_kernel(blk, a0, pos, as_idx(idx))

@@ -6,7 +6,7 @@ The sums here are numpy's own: :func:`np_pairwise_sum` is the pairwise summation
 (``numpy/_core/src/umath/loops_utils.h.src``: below 8 values a plain loop, up to 128
 values eight interleaved accumulators, longer rows split in two halves at a multiple of
 8). So a kernel that sums a window with it reproduces the numpy point path bit for bit
-(tested against ``np.add.reduce`` in ``tests/features/test_jit_jitreg.py``), and each value
+(tested against ``np.add.reduce`` in ``tests/features/test_kern_sums.py``), and each value
 still depends on its own window only.
 """
 

@@ -28,88 +28,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from bqx.features._jit import kernel
+from bqx.features._kern_sums import np_pairwise_sum
 
 NAN = math.nan
 
 
-# ---- numpy's pairwise sum (np.add.reduce on a contiguous row), without recursion ----------
-# The sums take a contiguous 1-D view (``x[a:b]``): one compiled version each, whatever the
-# caller's offsets and lengths.
-@kernel
-def _psum8(x: np.ndarray) -> float:
-    """``pairwise_sum`` of numpy for ``len(x) <= 128``."""
-    n = len(x)
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += x[i]
-        return res
-    r0, r1, r2, r3 = x[0], x[1], x[2], x[3]
-    r4, r5, r6, r7 = x[4], x[5], x[6], x[7]
-    i = 8
-    m = n - n % 8
-    while i < m:
-        r0 += x[i]
-        r1 += x[i + 1]
-        r2 += x[i + 2]
-        r3 += x[i + 3]
-        r4 += x[i + 4]
-        r5 += x[i + 5]
-        r6 += x[i + 6]
-        r7 += x[i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += x[i]
-        i += 1
-    return res
-
-
-@kernel
-def _psum1(x: np.ndarray) -> float:
-    n = len(x)
-    if n <= 128:
-        return _psum8(x)
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _psum8(x[:n2]) + _psum8(x[n2:])
-
-
-@kernel
-def _psum2(x: np.ndarray) -> float:
-    n = len(x)
-    if n <= 128:
-        return _psum8(x)
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _psum1(x[:n2]) + _psum1(x[n2:])
-
-
-@kernel
-def _psum3(x: np.ndarray) -> float:
-    n = len(x)
-    if n <= 128:
-        return _psum8(x)
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _psum2(x[:n2]) + _psum2(x[n2:])
-
-
+# ---- numpy's pairwise sum: the one of bqx.features._kern_sums ------------------------------
 @kernel
 def _psum(x: np.ndarray) -> float:
-    """``np.add.reduce(x)`` bit for bit (numpy's pairwise summation) for ``len(x) <=
-    2048`` (every window here; a plain loop beyond, never used)."""
-    n = len(x)
-    if n <= 128:
-        return _psum8(x)
-    if n > 2048:
-        res = 0.0
-        for i in range(n):
-            res += x[i]
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _psum3(x[:n2]) + _psum3(x[n2:])
+    """``np.add.reduce(x)`` bit for bit (numpy's pairwise summation) for ``len(x) <= 2048``
+    (every window here; longer: NaN) - :func:`bqx.features._kern_sums.np_pairwise_sum` on
+    the whole of a contiguous 1-D view."""
+    return np_pairwise_sum(x, 0, x.shape[0])
 
 
 @kernel

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bqx.features import _k_jitreg as K
+from bqx.features import _kern_sums as K
 from bqx.features.families import bqx as B
 from bqx.features.families import correlation as C
 from bqx.features.families import reg as R

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bqx.features import _k_jitreg as K
+from bqx.features import _kern_sums as K
 from bqx.features.context import Ctx
 from bqx.features.families import bqx as B
 from bqx.features.families import correlation as C

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bqx.features import _k_jittech as K
+from bqx.features import _kern_windows as K
 from bqx.features.families import technical as T
 
 N = 1600

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bqx import features as F
-from bqx.features import _k_jitsmall as K
+from bqx.features import _kern_small as K
 from bqx.features import _ops as O
 from bqx.features.context import BLOCK_FIELDS, Ctx, pair_block
 from bqx.features.panel import Panel
@@ -173,7 +173,7 @@ def test_warm_up_compiles_the_family_kernels_in_a_fresh_process():
     code = (
         "import time\n"
         "from bqx.features.pipeline import warm_up\n"
-        "from bqx.features import _k_jitsmall as K\n"
+        "from bqx.features import _kern_small as K\n"
         "warm_up()\n"
         "ks = [K.spread_kernel, K.fib_kernel, K.volume_kernel, K.stats_kernel,\n"
         "      K.bollinger_kernel, K.derived_kernel]\n"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bqx.features import _k_jitsmall as K
+from bqx.features import _kern_small as K
 from bqx.features._ops import ema_kernel
 
 
@@ -91,10 +91,6 @@ def _corr_args(rng: np.random.Generator) -> tuple[Any, ...]:
 
 
 CASES: dict[str, tuple[Any, Callable[[np.random.Generator], tuple[Any, ...]], bool]] = {
-    "_psum8": (K._psum8, lambda r: (r.normal(0, 1, 200)[3 : 3 + int(r.integers(0, 129))],), True),
-    "_psum1": (K._psum1, lambda r: (r.normal(0, 1, 400)[3 : 3 + int(r.integers(0, 257))],), True),
-    "_psum2": (K._psum2, lambda r: (r.normal(0, 1, 600)[3 : 3 + int(r.integers(0, 513))],), True),
-    "_psum3": (K._psum3, lambda r: (r.normal(0, 1, 1100)[: int(r.integers(0, 1025))],), True),
     "_psum": (K._psum, _vec, True),
     "_std_of": (K._std_of, _stats_buf, True),
     "_sdiv": (
