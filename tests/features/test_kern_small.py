@@ -184,3 +184,28 @@ def test_warm_up_compiles_the_family_kernels_in_a_fresh_process():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     ).stdout.split()
     assert out == ["True", "True"]
+
+
+def test_warm_families_compiles_only_those_families(tmp_path):
+    """A cold cache's warm-up splits the families over two processes
+    (``warm_families``): each compiles only its own families' kernels, into the cache
+    directory it is given; the marker of a finished warm-up lives in that directory."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from bqx.features import _jit, _kern_small as K\n"
+        "from bqx.features.pipeline import warm_families\n"
+        "warm_families(['bollinger'])\n"
+        "print(K.bollinger_kernel.dispatcher is not None, K.spread_kernel.dispatcher is None,"
+        " _jit.warm_marker().parent == __import__('pathlib').Path(__import__('os')"
+        ".environ['NUMBA_CACHE_DIR']))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300,
+        env=env,
+    ).stdout.split()  # fmt: skip
+    assert out == ["True", "True", "True"]
+    assert any(tmp_path.rglob("*.nbi"))  # the compiled kernel went to that cache

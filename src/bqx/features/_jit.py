@@ -133,6 +133,16 @@ def _cache_dir() -> str:
     return _CACHE_DIR
 
 
+def warm_marker() -> Path:
+    """A file whose presence says a warm-up of the online kernels finished for this source
+    tree at this path (numba's cache entries are per source path): in the cache directory
+    (``$NUMBA_CACHE_DIR`` when set)."""
+    here = str(Path(__file__).resolve().parent)
+    tag = hashlib.sha256(here.encode()).hexdigest()[:16]
+    base = os.environ.get("NUMBA_CACHE_DIR") or _cache_dir()
+    return Path(base) / f"warm-{tag}"
+
+
 def kernel(fn: _F) -> _F:
     """Decorate a numba-compatible function: compiled lazily, cached, GIL released."""
     k = Kernel(fn)
