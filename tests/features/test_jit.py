@@ -95,3 +95,27 @@ def test_jit_off_runs_plain_python(tmp_path):
         check=True,
     ).stdout.split()
     assert out == ["3.0", "True", "False"]
+
+
+def test_a_kernel_without_a_writable_cache_still_compiles(monkeypatch):
+    """numba raises when no cache location is writable (a read-only home and package):
+    the kernel then compiles in memory, per process, instead of failing the feature path."""
+    import numba
+
+    real = numba.njit
+    seen: list[bool] = []
+
+    def njit(*a, **k):
+        seen.append(k.get("cache", False))
+        if k.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(*a, **k)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def f(x: np.ndarray) -> float:
+        return x.sum() * 2.0
+
+    k = _jit.Kernel(f)
+    assert k(np.ones(4)) == 8.0 and k.dispatcher is not None
+    assert seen == [True, False]

@@ -34,6 +34,7 @@ for bit, and the parity tests check them against the batch build (to rounding).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import types
@@ -42,6 +43,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
 
 _ENABLED = os.environ.get("BQX_JIT", "1").strip().lower() not in ("0", "false", "no", "off")
 _LOCK = threading.Lock()
@@ -100,10 +103,12 @@ class Kernel:
         # directory for this one decoration only (other numba users keep theirs)
         saved = config.CACHE_DIR
         config.CACHE_DIR = saved or _cache_dir()
+        opts: dict[str, Any] = {"nogil": True, "error_model": "numpy", "fastmath": False}
         try:
-            self._compiled = numba.njit(
-                cache=True, nogil=True, error_model="numpy", fastmath=False
-            )(fn)
+            self._compiled = numba.njit(cache=True, **opts)(fn)
+        except RuntimeError as e:  # no writable cache anywhere: compile in memory only
+            log.warning("numba cannot cache %s (%s): compiled per process", self.__qualname__, e)
+            self._compiled = numba.njit(cache=False, **opts)(fn)
         finally:
             config.CACHE_DIR = saved
         return self._compiled
