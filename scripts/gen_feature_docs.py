@@ -229,6 +229,20 @@ def render() -> str:
     L += ["", "## Numerical policy", "", _indented_code(_doc(_ops)), ""]
     L += truncation_section()
     L += [
+        "## The compiled online path",
+        "",
+        "A prediction evaluates a version's features at a handful of rows (t and its lags). "
+        "Each family's online point path (`compute_online`) is a numba kernel "
+        "(`bqx.features._jit`; kernels in `_kern_sums.py`, `_kern_windows.py`, "
+        "`_kern_small.py` and the family modules): the same definitions without the "
+        "per-call overhead of dozens of small numpy calls (docs/performance.md). Both "
+        "online calls (all columns and `only=`) use the same kernels, so they agree bit "
+        "for bit; the parity tests hold them to the batch build within 1e-9. Kernels "
+        "compile on first use into `~/.cache/bqx/numba-<hash of this package>` (or "
+        "`$NUMBA_CACHE_DIR`): about 20-30 s once per source tree, about 1 s to load "
+        "afterwards; `bqx serve` compiles them before it reports ready. `BQX_JIT=0` runs "
+        "them as plain Python (debugging; slow).",
+        "",
         "## Adding your own features",
         "",
         "Register a `Family` with `bqx.features.register_family` (its columns are appended "
