@@ -157,15 +157,6 @@ def avg_at(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return _block_at(ctx, pos)[:, :, STATS.index("avg")]
 
 
-def avg_pt(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
-    """bqx_w at the few rows ``pos`` for the 5 windows: (m, 5), with the arithmetic of
-    :func:`_block_at`'s online branch but without the other statistics."""
-    z = ctx.lc - _ref(ctx.lc)
-    win = windows_at(z, WMAX + 1, pos)
-    d = win[:, -1:] - win[:, -2::-1]
-    return np.stack([d[:, :w].mean(axis=1) for w in WINDOWS], axis=1)
-
-
 def compute(ctx: Ctx, pos: np.ndarray, accel: bool = True) -> np.ndarray:
     """All 40 at ``pos``; without ``accel`` the last one (bqx_accel_60, which needs a second
     block of windows 15 bars earlier) is left NaN."""

@@ -16,7 +16,8 @@ from bqx.features._kern_small import as_idx, derived_kernel
 from bqx.features._ops import safe_div, std_at
 from bqx.features.context import Ctx, Family, Spec
 from bqx.features.families import bqx as bqx_family
-from bqx.features.families.technical import W14, adx, adx_pt, di_pt
+from bqx.features.families import technical
+from bqx.features.families.technical import W14, adx
 
 SPECS = (
     Spec("momentum_alignment", "derived", "sum bqx_w / sum |bqx_w|, w in 15..75", 75),
@@ -38,15 +39,21 @@ def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
 def compute_online(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     """momentum_alignment and volatility_regime in one compiled call
     (:func:`bqx.features._kern_small.derived_kernel`); trend_strength from the technical
-    family's point path (its Wilder averages)."""
+    family's online path (its compiled ADX and DIs: ``adx_14``, ``plus_di_14``,
+    ``minus_di_14``)."""
     ix = as_idx(idx)
     blk, a0 = ctx.block()
     out = derived_kernel(blk, a0, pos, ix)
     for j, k in enumerate(idx):
         if k == 2:
-            pdi, mdi = di_pt(ctx, pos)
-            out[:, j] = adx_pt(ctx, pos) / 100.0 * np.sign(pdi - mdi)
+            a, pdi, mdi = technical.compute_online(ctx, pos, _ADX_DI).T
+            out[:, j] = a / 100.0 * np.sign(pdi - mdi)
     return out
+
+
+#: technical's adx_14, plus_di_14, minus_di_14
+_ADX_DI = (8, 9, 10)
+assert [technical.FAMILY.specs[k].name for k in _ADX_DI] == ["adx_14", "plus_di_14", "minus_di_14"]
 
 
 FAMILY = Family("derived", False, SPECS, compute, compute_online=compute_online)

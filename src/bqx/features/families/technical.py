@@ -27,20 +27,16 @@ from bqx.features._ops import (
     bars_since_max,
     bars_since_min,
     ema,
-    ema_pt_many,
     ema_window,
-    on_rows,
     rolling,
     rolling_max,
     rolling_mean,
     rolling_min,
     rolling_sum,
-    rows_before,
     safe_div,
     shift,
     span_alpha,
     wilder,
-    wilder_pt,
 )
 from bqx.features.context import Ctx, Family, Spec
 
@@ -321,53 +317,6 @@ def compute_subset(ctx: Ctx, pos: np.ndarray, idx: Sequence[int]) -> np.ndarray:
 
 def compute(ctx: Ctx, pos: np.ndarray) -> np.ndarray:
     return compute_subset(ctx, pos, range(len(_SERIES)))
-
-
-# ---- the numpy point path of ADX/DI (the derived family's adx_signed reads it) -----------
-def _pm(ctx: Ctx, key: object, pos: np.ndarray, fn: Callable[[], np.ndarray]) -> np.ndarray:
-    """Memo of a value at ``pos`` (shared by the features of one online call)."""
-    return ctx.memo((key, pos.tobytes()), fn)
-
-
-def _dm(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-    def f(ctx: Ctx) -> tuple[np.ndarray, np.ndarray]:
-        h, lo = ctx.h, ctx.l
-        # up = h - shift(h, 1), dn = shift(l, 1) - l: the same differences, NaN at row 0
-        up, dn = np.empty(ctx.n), np.empty(ctx.n)
-        up[0] = dn[0] = np.nan
-        np.subtract(h[1:], h[:-1], out=up[1:])
-        np.subtract(lo[:-1], lo[1:], out=dn[1:])
-        nan = np.isnan(up) | np.isnan(dn)
-        pdm = np.where((up > dn) & (up > 0), up, 0.0)
-        mdm = np.where((dn > up) & (dn > 0), dn, 0.0)
-        pdm[nan] = np.nan
-        mdm[nan] = np.nan
-        return pdm, mdm
-
-    return ctx.series("dm", f)
-
-
-def di_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> tuple[np.ndarray, np.ndarray]:
-    def f() -> np.ndarray:
-        pdm, mdm = _dm(ctx)
-        # wilder_pt of the three series (one filter call for a long run of rows)
-        tr, wp, wm = ema_pt_many([true_range(ctx), pdm, mdm], 1.0 / n, pos)
-        return np.stack([100.0 * safe_div(wp, tr), 100.0 * safe_div(wm, tr)])
-
-    a = _pm(ctx, ("di_pt", n), pos, f)
-    return a[0], a[1]
-
-
-def adx_pt(ctx: Ctx, pos: np.ndarray, n: int = 14) -> np.ndarray:
-    """ADX(n) at ``pos``: the Wilder average of DX over the rows it reads."""
-
-    def f() -> np.ndarray:
-        rows = rows_before(pos, ema_window(1.0 / n))
-        pdi, mdi = di_pt(ctx, rows, n)
-        dx = 100.0 * safe_div(np.abs(pdi - mdi), pdi + mdi)
-        return wilder_pt(on_rows(ctx.n, rows, dx), n, pos)
-
-    return _pm(ctx, ("adx_pt", n), pos, f)
 
 
 # ---- the online path: compiled kernels (bqx.features._jit) -------------------------------
