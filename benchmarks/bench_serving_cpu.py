@@ -117,7 +117,9 @@ def worker(home: Path, n: int, key: str) -> None:
     async def run() -> None:
         async with app.router.lifespan_context(app):
             svc = app.state.ctx.service
-            real_predict, real_at = svc.predict, S.at_array
+            # the feature computation: at_row since session 15, at_array before
+            at_name = "at_row" if hasattr(S, "at_row") else "at_array"
+            real_predict, real_at = svc.predict, getattr(S, at_name)
 
             def predict(*a: Any, **k: Any) -> Any:
                 c0 = tt()
@@ -134,7 +136,7 @@ def worker(home: Path, n: int, key: str) -> None:
                     acc["at_array"] += tt() - c0
 
             svc.predict = predict
-            S.at_array = at_array  # type: ignore[assignment]
+            setattr(S, at_name, at_array)
             for p in pairs:
                 await call(json.dumps({"pair": p}).encode())
             print(json.dumps({"ready": True}), flush=True)

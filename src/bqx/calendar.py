@@ -56,12 +56,15 @@ _NS_MAX = pd.Timestamp.max.tz_localize("UTC")
 def to_utc(ts: object) -> pd.Timestamp:
     """Coerce one timestamp to tz-aware UTC (naive is taken as UTC); a time outside
     1677-2262 raises :class:`TimestampRangeError` (a ``ValueError``) saying so."""
-    # a UTC Timestamp (the serving path) is what tz_convert("UTC") would give back: the
-    # same instant, zone and unit
-    t = ts if type(ts) is pd.Timestamp and ts.tzinfo is UTC else pd.Timestamp(ts)  # type: ignore[arg-type]
-    if t is pd.NaT:
-        raise ValueError("timestamp is NaT")
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    if type(ts) is pd.Timestamp and ts.tzinfo is UTC:
+        # a UTC Timestamp (the serving path): tz_convert("UTC") would give back the same
+        # instant, zone and unit (~1 us saved per call on the request path)
+        t = ts
+    else:
+        t = pd.Timestamp(ts)  # type: ignore[arg-type]
+        if t is pd.NaT:
+            raise ValueError("timestamp is NaT")
+        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     if not (_NS_MIN <= t <= _NS_MAX):
         raise TimestampRangeError(
             f"timestamp {t.isoformat()} is outside the supported range "

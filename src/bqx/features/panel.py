@@ -123,7 +123,7 @@ class Panel:
     def row_at_or_before(self, ts: Any, pair: str | None = None) -> int:
         """Index of the last grid row at or before ``ts`` (where ``pair`` has a bar, if given)."""
         t = to_utc(ts).value
-        i = int(np.searchsorted(self.ts, t, side="right")) - 1
+        i = int(self.ts.searchsorted(t, "right")) - 1  # the method: no np.searchsorted wrapper
         if pair is not None and i >= 0 and not np.isfinite(self.close[i, self.col(pair)]):
             c = self.close[: i + 1, self.col(pair)]
             ok = np.flatnonzero(np.isfinite(c))

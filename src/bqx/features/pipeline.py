@@ -395,12 +395,17 @@ def at_array(
         p = panel.row_at_or_before(ts, pair)
     else:
         panel, p = _online_panel(bars, pair, ts, interval, max_ffill)
+    return at_row(panel, pair, p, only), pd.Timestamp(int(panel.ts[p]), tz="UTC")
+
+
+def at_row(panel: Panel, pair: str, p: int, only: Sequence[str] | None = None) -> np.ndarray:
+    """:func:`at_array` at row ``p`` of ``panel`` (a row where ``pair`` has a close, as
+    ``panel.row_at_or_before(ts, pair)`` finds it; ``pair`` normalized): the values alone,
+    for a caller that has found the row already (the service: one lookup per request)."""
     if only is not None:
         # no log of the whole panel: the pair's log close comes with its block
         # (Ctx.block), the currency indices take the log of the columns and rows they read
-        return _at_subset(panel, pair, p, _subset_plan(tuple(only))), pd.Timestamp(
-            int(panel.ts[p]), tz="UTC"
-        )
+        return _at_subset(panel, pair, p, _subset_plan(tuple(only)))
     # log prices once on the whole panel (cached there): the family slices below share
     # views of it instead of each taking the log of its own 28-pair slice
     panel.log_close  # noqa: B018
@@ -417,7 +422,7 @@ def at_array(
             out[lag_ix] = vals[1 : 1 + len(LAGS)].T.ravel()
         if causal_ix is not None:
             out[causal_ix] = vals[-1, causal_k]
-    return out, pd.Timestamp(int(panel.ts[p]), tz="UTC")
+    return out
 
 
 def warm_up(pair: str = "EURUSD") -> float:

@@ -88,7 +88,7 @@ class PanelSnapshot:
         exactly as from the whole store history."""
         if ts is None:
             return True
-        i = int(np.searchsorted(self.panel.ts, ts.value, side="right")) - 1
+        i = int(self.panel.ts.searchsorted(ts.value, "right")) - 1
         return i >= self.first_full_row
 
     def last_observed(self, row: int, col: int) -> pd.Timestamp | None:

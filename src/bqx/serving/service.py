@@ -60,7 +60,8 @@ from bqx.errors import (
     NoDataError,
     StaleDataError,
 )
-from bqx.features import at_array, columns, feature_set_version
+from bqx.features import columns, feature_set_version
+from bqx.features.pipeline import at_row
 from bqx.serving.cache import BarCache, ModelCache, PanelSnapshot, make_snapshot, window_rows
 from bqx.signals import Signal, decide, volatility_ratio
 from bqx.training.validity import REASON as INSUFFICIENT
@@ -343,6 +344,7 @@ class PredictionService(LazyDeps):
         #: bars per pair read from the store for one as-of time (no hot window needed)
         self.store_rows = window_rows(s.max_ffill_bars, vs, hot=0)
         self._interval = pd.Timedelta(s.interval)  # parsed once, not per prediction
+        self._last_closed: tuple[pd.Timestamp, pd.Timestamp] | None = None
         self.interval_minutes = self._interval.total_seconds() / 60.0
         self.models = ModelCache(
             self.registry, s.serve.cache_size, alias_ttl_s=s.serve.alias_ttl_s, metrics=metrics
@@ -546,7 +548,15 @@ class PredictionService(LazyDeps):
     def _closed_by(self, t: pd.Timestamp | None) -> pd.Timestamp | None:
         """The latest bar *open* time whose bar has closed by ``t`` (bars are stamped with
         their open): ``t`` minus one interval. None (live: the newest bar) stays None."""
-        return None if t is None else t - self._interval
+        if t is None:
+            return None
+        # the API asks needs_io() and then predict() with the same parsed object
+        last = self._last_closed
+        if last is not None and last[0] is t:
+            return last[1]
+        out = t - self._interval
+        self._last_closed = (t, out)
+        return out
 
     def needs_io(self, pair: str, timestamp: Any = None) -> bool:
         """True when :meth:`predict` would block on the registry or the store (model not
@@ -590,9 +600,11 @@ class PredictionService(LazyDeps):
                 f"no {pair} bar closed by {asked.isoformat() if asked else t.isoformat()}",
                 hint="ask for a later timestamp (or omit it for the newest bar)",
             ) from None
-        last_obs = snap.last_observed(p, j)
-        if last_obs is None:  # pragma: no cover - a finite close implies an observed bar
+        asof = pd.Timestamp(int(panel.ts[p]), tz="UTC")
+        r = int(snap.last_obs[p, j])  # the pair's last real bar (p itself unless filled)
+        if r < 0:  # pragma: no cover - a finite close implies an observed bar
             raise NoDataError(f"no {pair} bar at or before {t.isoformat()}")
+        last_obs = asof if r == p else pd.Timestamp(int(panel.ts[r]), tz="UTC")
         self._check_stale(pair, asked, t, last_obs)
         key: Any = (snap.generation, pair, p) if from_cache else None
         if key is not None:
@@ -601,8 +613,9 @@ class PredictionService(LazyDeps):
                 return replace(hit, cache_hit=True)
             key = (*key, only) if only else key
         t0 = time.perf_counter()
-        asof_ts = pd.Timestamp(int(panel.ts[p]), tz="UTC")
-        values, asof = at_array(panel, pair, asof_ts, only=only)  # only: what the model reads
+        # at_array(panel, pair, asof, only=only) at the row found above (only: what the
+        # model reads)
+        values = at_row(panel, pair, p, only)
         values.flags.writeable = False
         vr = vol_ratio_at(snap, j, p) if self.settings.signals.vol_scaling else None
         fv = FeatureVector(
@@ -626,7 +639,7 @@ class PredictionService(LazyDeps):
         self, pair: str, req: pd.Timestamp | None, ref: pd.Timestamp, last_obs: pd.Timestamp
     ) -> None:
         s = self.settings.serve
-        age = (ref - last_obs).total_seconds() / 60.0
+        age = (ref.value - last_obs.value) / 60e9  # minutes (ints: no Timedelta per request)
         if age > s.stale_tolerance_min:
             what = (
                 f"the requested time {req.isoformat()}"
