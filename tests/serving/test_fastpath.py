@@ -52,7 +52,10 @@ def _requests(key: str, slow_key: str, last: Any) -> list[tuple[str, dict[str, s
         ("other", ok, b'{"pair": "EURUSD", "timestamp": 1e400}'),
         ("other", ok, b'{"pair": "EURUSD", "timestamp": "not a time"}'),
         ("other", {"Content-Type": "text/plain", "X-API-Key": key}, b'{"pair": "EURUSD"}'),
-        ("other", {"Content-Type": "application/json; charset=utf-8", "X-API-Key": key}, eur),
+        ("valid", {"Content-Type": "application/json; charset=utf-8", "X-API-Key": key}, eur),
+        ("valid", {"Content-Type": "Application/JSON", "X-API-Key": key}, eur),
+        ("other", {"Content-Type": "application/problem+json", "X-API-Key": key}, eur),
+        ("other", {"X-API-Key": key}, eur),  # no content type: FastAPI parses JSON too
     ]
 
 

@@ -825,6 +825,16 @@ def _replay(
     return again
 
 
+def _json_media_type(ctype: bytes | None) -> bool:
+    """``application/json`` with parameters (``; charset=utf-8``) or in other letter case:
+    FastAPI parses such a body with ``json.loads`` of the bytes too (the charset is not
+    used), so the fast path answers the same. Other ``+json`` types, a missing header and
+    anything unusual go through FastAPI."""
+    if ctype is None:
+        return False
+    return ctype.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
 class PredictFastPath:
     """``POST /v1/predict`` without FastAPI's per-request machinery, same responses.
 
@@ -833,7 +843,8 @@ class PredictFastPath:
     route), and takes a request only when FastAPI would do exactly this with it: the path
     and method of the predict route (the first route that matches them), no ``root_path``,
     no dependency overrides, FastAPI's own OpenTelemetry off for the request (it records
-    the selected route), ``Content-Type: application/json``, a whole body that is a
+    the selected route), ``Content-Type: application/json`` (with parameters such as a
+    charset, in any letter case), a whole body that is a
     JSON object and a valid :class:`PredictRequest`. Then: the same reader dependency, the
     same :func:`predict_response`. Anything else (before any side effect: a bad body is
     validated by FastAPI after the key check, which this path has not run) goes to the
@@ -881,7 +892,7 @@ class PredictFastPath:
             if k == b"content-type":
                 ctype = v
                 break
-        if not self._route or ctype != b"application/json":
+        if not self._route or not (ctype == b"application/json" or _json_media_type(ctype)):
             await self.inner(scope, receive, send)
             return
         messages: list[Any] = []
