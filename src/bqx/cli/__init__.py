@@ -52,5 +52,28 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _one_line_summaries(t: typer.Typer) -> None:
+    """Each command's summary in a group's command list as one flowing paragraph.
+
+    Typer's rich help keeps the line breaks of a docstring's first paragraph in that list
+    (not in the command's own ``--help``), so a summary wrapped in the source at 92
+    columns showed as ragged lines at 80. The first paragraph, whitespace collapsed,
+    becomes the command's ``short_help`` (where it has none of its own)."""
+    import inspect
+
+    for info in t.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and doc:
+            first = inspect.cleandoc(doc).split("\n\n", 1)[0]
+            if "\n" in first:
+                info.short_help = " ".join(first.split())
+    for group in t.registered_groups:
+        if group.typer_instance is not None:
+            _one_line_summaries(group.typer_instance)
+
+
+_one_line_summaries(app)
+
+
 def main() -> None:
     app()

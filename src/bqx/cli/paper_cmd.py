@@ -194,10 +194,11 @@ def compare(
     ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """The paper account against a backtest of the decisions it logged (same bars, same cost
-    model): trades matched and the first difference, if any. Exit code 1 on a difference.
-    Then, for reference, a backtest of the same model versions on batch-built features over
-    the same period (not expected to be identical: it says what the live path changes)."""
+    """The paper account against a backtest of its logged decisions (exit 1 on a difference).
+
+    Same bars, same cost model: trades matched and the first difference, if any. Then, for
+    reference, a backtest of the same model versions on batch-built features over the same
+    period (not expected to be identical: it says what the live path changes)."""
     from bqx.paper import compare_session, compare_version_backtest
 
     sess = _session(name)
