@@ -101,7 +101,13 @@ def test_regime_change_closes_the_loop(
     op = _operator(api, lsettings)
     keys = _keys(lsettings, 20)
     start = regime_change + pd.Timedelta(minutes=30)
-    with steady_client(api, keys, start, bars=900) as client:
+    # the quality check reads the newest 2 x 60 matured as-of bars; the client cycles
+    # through 210 bars, so once it has sent ~90 that window lies within the first 210 bars
+    # of regime 2, where v1's live R2 is significantly low at every window end (its upper
+    # bound < test R2 - 0.05). With a 900-bar cycle the window's place depended on how far
+    # the client had got when the operator ticked: a fast machine was past bar ~240, where
+    # v1's R2 is not significantly low, and the alert never came.
+    with steady_client(api, keys, start, bars=210) as client:
         # 1. production v1 degrades on the new regime -> critical quality alert -> trigger
         _tick_until(op, lambda: len(st.triggers(status="done")) > 0, 60)
         alerts = st.read_alerts(pair=PAIR)
