@@ -13,8 +13,10 @@ A prediction for ``(pair, timestamp)``:
    ``serve.stale_tolerance_min`` before the requested time (default: before the newest bar
    of any pair) the request is refused with :class:`StaleDataError` (HTTP 409) rather than
    answered from old data. ``serve.wallclock_stale_min`` > 0 also compares with the clock.
-3. **Features**: :func:`bqx.features.at_array` on the Panel (~6 ms for one pair), cached
-   per (bar-cache generation, pair, as-of row) because many clients ask about the same bar.
+3. **Features**: :func:`bqx.features.pipeline.at_row` (``at_array`` at the as-of row found
+   in step 1) on the Panel, only the columns the production model reads (~0.15 ms for a
+   70-feature version, compiled kernels), cached per (bar-cache generation, pair, as-of
+   row, columns) because many clients ask about the same bar.
 4. **Model**: the ``production`` artifact from the :class:`ModelCache`;
    ``predict_vector`` (the fast one-row path) and the split-conformal interval.
 5. **Signal**: :func:`bqx.signals.decide` at the as-of bar (no-trade zones force HOLD).
