@@ -91,10 +91,6 @@ class PanelSnapshot:
         i = int(self.panel.ts.searchsorted(ts.value, "right")) - 1
         return i >= self.first_full_row
 
-    def last_observed(self, row: int, col: int) -> pd.Timestamp | None:
-        r = int(self.last_obs[row, col])
-        return None if r < 0 else pd.Timestamp(int(self.panel.ts[r]), tz="UTC")
-
 
 def make_snapshot(
     bars: pd.DataFrame,
