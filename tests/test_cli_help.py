@@ -27,7 +27,7 @@ def test_every_command_summary_is_one_paragraph_without_line_breaks():
     bad = []
     cmds = _commands(typer.main.get_command(app))
     assert len(cmds) > 60  # every group's commands were walked
-    for path, cmd in _commands(typer.main.get_command(app))[1:]:
+    for path, cmd in cmds[1:]:
         text = cmd.short_help or cmd.help or ""
         first = inspect.cleandoc(text).split("\n\n", 1)[0]
         if "\n" in first:
